@@ -1,0 +1,107 @@
+"""The worker wire protocol: request and response bodies, and shared headers.
+
+The router forwards these bodies unchanged, so a client speaks the same
+protocol to a worker directly or through the router.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridgepool.errors import ErrorInfo
+
+# Default port of a worker inside its pod, and the container port's name
+# the router looks for.
+WORKER_PORT = 8080
+WORKER_PORT_NAME = "bridge"
+
+# Largest request body a worker or the router accepts, in bytes.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+# Headers.
+HEADER_WORKER = "X-BridgePool-Worker"  # response: the worker that served the call
+HEADER_SESSION_REBOUND = "X-BridgePool-Session-Rebound"  # response: "true" if moved
+HEADER_TIMEOUT = "X-BridgePool-Timeout"  # request: seconds; may only lower the default
+HEADER_IDEMPOTENT = "X-BridgePool-Idempotent"  # request: "true" lets anonymous calls retry
+HEADER_SESSION = "X-BridgePool-Session"  # request/response: the session id, for proxies
+
+
+class WorkerState(StrEnum):
+    """A worker's lifecycle: initializing -> ready <-> busy -> degraded -> terminating
+    -> terminated."""
+
+    INITIALIZING = "initializing"
+    READY = "ready"
+    BUSY = "busy"
+    DEGRADED = "degraded"
+    TERMINATING = "terminating"
+    TERMINATED = "terminated"
+
+
+class ExecuteRequest(BaseModel):
+    """``POST /v1/execute``: run one command, optionally inside a session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | int | None = None
+    command: str = Field(min_length=1, max_length=256)
+    args: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class ExecuteResponse(BaseModel):
+    """The answer to an :class:`ExecuteRequest`: a result or an error, never both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | int | None = None
+    success: bool
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+class SessionInfo(BaseModel):
+    """One session a worker holds."""
+
+    session_id: str
+    created_at: float  # unix seconds
+    last_activity: float  # unix seconds
+    idle_seconds: float
+    expires_in_seconds: float
+
+
+class SessionsResponse(BaseModel):
+    """``GET /v1/sessions``: the sessions this worker holds. Workers are the source of
+    truth for sessions; a router rebuilds its session table from these."""
+
+    worker: str
+    sessions: list[SessionInfo]
+
+
+class RecycleStatus(BaseModel):
+    """Whether a worker has reached a recycling limit and should be replaced."""
+
+    due: bool = False
+    reason: str | None = None
+
+
+class WorkerStats(BaseModel):
+    """``GET /v1/stats``."""
+
+    worker: str
+    state: WorkerState
+    accepting_sessions: bool
+    in_flight: int
+    capacity: int
+    requests_total: int
+    errors_total: int
+    errors_by_category: dict[str, int]
+    uptime_seconds: float
+    memory_rss_bytes: int
+    sessions: int
+    max_sessions: int
+    session_ttl_seconds: float
+    recycle: RecycleStatus

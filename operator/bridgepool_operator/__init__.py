@@ -1,0 +1,1 @@
+"""The BridgePool operator: reconciles BridgePool resources into worker pods."""

@@ -1,0 +1,1 @@
+"""The BridgePool router: session-sticky dispatch to a pool's workers."""

@@ -1,0 +1,1 @@
+"""The bridge worker: one process per pod, executing commands over HTTP."""
