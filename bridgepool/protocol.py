@@ -105,3 +105,22 @@ class WorkerStats(BaseModel):
     max_sessions: int
     session_ttl_seconds: float
     recycle: RecycleStatus
+
+
+class Readiness(BaseModel):
+    """``GET /readyz`` body. 200 when ``ready``, 503 otherwise.
+
+    It carries what a router needs on every health check, so one request per
+    interval suffices: capacity and load, whether new sessions are welcome,
+    and whether a recycling limit has been reached (the operator then
+    replaces the worker gracefully; until then it keeps serving).
+    """
+
+    worker: str
+    ready: bool
+    state: WorkerState
+    reason: str | None = None  # why not ready, when not
+    capacity: int
+    in_flight: int
+    accepting_sessions: bool
+    recycle: RecycleStatus = Field(default_factory=RecycleStatus)
