@@ -1,0 +1,131 @@
+"""What the operator sees of one worker: parsed from its pod and its ``/v1/stats``.
+
+Everything the planner decides from is here, and all of it comes from the
+API server or the worker itself, never from the operator's memory; that is
+what makes a restarted operator decide exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bridgepool import labels
+from bridgepool.protocol import WorkerStats
+
+# Waiting reasons that a new pod would hit again: replacing it cannot help,
+# so they degrade the pool instead (fixed by changing the template).
+CONFIG_PROBLEMS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+CRASH_LOOP = "CrashLoopBackOff"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ObservedWorker:
+    """One worker pod of a pool, as observed now."""
+
+    name: str
+    revision: str
+    created_at: datetime
+    phase: str = "Running"
+    ready: bool = False
+    # Last time the pod's Ready condition changed (either way).
+    ready_changed_at: datetime | None = None
+    deleting: bool = False
+    draining_since: datetime | None = None
+    drain_reason: str | None = None
+    restart_count: int = 0
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    pod_ip: str | None = None
+    stats: WorkerStats | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.draining_since is not None
+
+    def not_ready_for(self, now: datetime) -> float:
+        """Seconds the pod has been not ready (0 when ready)."""
+        if self.ready:
+            return 0.0
+        since = self.ready_changed_at or self.created_at
+        return max(0.0, (now - since).total_seconds())
+
+    @property
+    def config_problem(self) -> bool:
+        return self.waiting_reason in CONFIG_PROBLEMS
+
+    @property
+    def sessions(self) -> int | None:
+        return None if self.stats is None else self.stats.sessions
+
+    @property
+    def in_flight(self) -> int | None:
+        return None if self.stats is None else self.stats.in_flight
+
+
+def observe_pod(pod: Mapping[str, Any], stats: WorkerStats | None = None) -> ObservedWorker:
+    """Parse a pod (as the API returns it) into an :class:`ObservedWorker`."""
+    meta = pod.get("metadata", {})
+    status = pod.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    pod_labels = meta.get("labels") or {}
+    ready = False
+    ready_changed_at = None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            ready = cond.get("status") == "True"
+            ready_changed_at = parse_time(cond.get("lastTransitionTime"))
+    restarts = 0
+    waiting_reason = waiting_message = None
+    for cs in status.get("containerStatuses") or []:
+        restarts = max(restarts, int(cs.get("restartCount") or 0))
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") and waiting_reason is None:
+            waiting_reason = waiting["reason"]
+            waiting_message = waiting.get("message")
+    created = parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    return ObservedWorker(
+        name=meta["name"],
+        revision=pod_labels.get(labels.LABEL_REVISION, ""),
+        created_at=created,
+        phase=status.get("phase") or "Pending",
+        ready=ready,
+        ready_changed_at=ready_changed_at,
+        deleting=meta.get("deletionTimestamp") is not None,
+        # A drain mark with an unreadable time counts from the pod's creation.
+        draining_since=(
+            parse_time(annotations[labels.ANNOTATION_DRAINING]) or created
+            if labels.ANNOTATION_DRAINING in annotations
+            else None
+        ),
+        drain_reason=annotations.get(labels.ANNOTATION_DRAIN_REASON),
+        restart_count=restarts,
+        waiting_reason=waiting_reason,
+        waiting_message=waiting_message,
+        pod_ip=status.get("podIP"),
+        stats=stats,
+    )

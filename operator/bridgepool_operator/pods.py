@@ -1,0 +1,138 @@
+"""Worker pods built from a pool's spec, as plain dicts; and the revision hash.
+
+Pure: no API calls. The revision covers everything that lands in the pod
+(template, worker environment, probes, grace period), so any change that
+would produce a different pod starts a rolling replacement.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bridgepool import labels
+from bridgepool.protocol import WORKER_PORT, WORKER_PORT_NAME
+from bridgepool.spec import BridgePoolSpec
+
+REVISION_LENGTH = 10
+# Share of the termination grace period the worker may spend finishing calls;
+# the rest is margin before the kubelet's SIGKILL.
+WORKER_GRACE_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class PoolRef:
+    """Identity of the BridgePool that owns the pods."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def worker_env(spec: BridgePoolSpec) -> list[dict[str, str]]:
+    """The BRIDGEPOOL_WORKER_* variables carrying the pool's worker settings."""
+    values: dict[str, object | None] = {
+        "BRIDGEPOOL_WORKER_CAPACITY": spec.worker.capacity,
+        "BRIDGEPOOL_WORKER_SESSION_TTL_SECONDS": spec.sessions.idle_ttl_seconds,
+        "BRIDGEPOOL_WORKER_MAX_SESSIONS": spec.sessions.max_per_worker,
+        "BRIDGEPOOL_WORKER_MAX_REQUESTS": spec.worker.max_requests,
+        "BRIDGEPOOL_WORKER_MAX_AGE_SECONDS": spec.worker.max_age_seconds,
+        "BRIDGEPOOL_WORKER_MAX_RSS_BYTES": spec.worker.max_rss_bytes,
+        "BRIDGEPOOL_WORKER_GRACE_SECONDS": round(
+            spec.rollout.termination_grace_period_seconds * WORKER_GRACE_SHARE, 3
+        ),
+    }
+    return [{"name": k, "value": str(v)} for k, v in values.items() if v is not None]
+
+
+def _probes(spec: BridgePoolSpec) -> dict[str, dict[str, Any]]:
+    health = spec.health
+    return {
+        # A failed readiness check takes the worker out of routing (degraded).
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": WORKER_PORT_NAME},
+            "periodSeconds": health.readiness_interval_seconds,
+            "timeoutSeconds": min(5, health.readiness_interval_seconds),
+            "failureThreshold": health.degrade_after_failures,
+            "successThreshold": 1,
+        },
+        # A worker that stops answering /healthz is restarted by the kubelet;
+        # repeated restarts make the operator replace the pod.
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": WORKER_PORT_NAME},
+            "initialDelaySeconds": health.interval_seconds,
+            "periodSeconds": health.interval_seconds,
+            "timeoutSeconds": min(5, health.interval_seconds),
+            "failureThreshold": health.replace_after_failures,
+        },
+    }
+
+
+def _pod_spec(spec: BridgePoolSpec) -> dict[str, Any]:
+    """The pod spec (without metadata) that the revision is computed over."""
+    pod_spec: dict[str, Any] = copy.deepcopy(
+        spec.template.spec.model_dump(by_alias=True, exclude_none=True)
+    )
+    pod_spec["terminationGracePeriodSeconds"] = spec.rollout.termination_grace_period_seconds
+    worker = pod_spec["containers"][0]
+    ours = worker_env(spec)
+    ours_names = {e["name"] for e in ours}
+    worker["env"] = [e for e in worker.get("env", []) if e.get("name") not in ours_names] + ours
+    ports = worker.setdefault("ports", [])
+    if not any(p.get("name") == WORKER_PORT_NAME for p in ports):
+        ports.append({"name": WORKER_PORT_NAME, "containerPort": WORKER_PORT, "protocol": "TCP"})
+    for probe, body in _probes(spec).items():
+        worker.setdefault(probe, body)  # a template's own probe wins
+    return pod_spec
+
+
+def revision_of(spec: BridgePoolSpec) -> str:
+    """Stable hash of everything the pool puts into a worker pod."""
+    material = {
+        "metadata": spec.template.metadata.model_dump(by_alias=True, exclude_none=True),
+        "spec": _pod_spec(spec),
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return digest[:REVISION_LENGTH]
+
+
+def worker_labels(pool: str, revision: str) -> dict[str, str]:
+    return {
+        labels.LABEL_POOL: pool,
+        labels.LABEL_REVISION: revision,
+        labels.LABEL_COMPONENT: labels.COMPONENT_WORKER,
+        labels.LABEL_MANAGED_BY: labels.MANAGED_BY,
+    }
+
+
+def build_worker_pod(pool: PoolRef, spec: BridgePoolSpec, revision: str) -> dict[str, Any]:
+    """A worker pod for ``pool`` at ``revision``; the API server picks its name."""
+    meta = spec.template.metadata.model_dump(by_alias=True, exclude_none=True)
+    extra_meta = {
+        k: v for k, v in meta.items() if k not in ("labels", "annotations", "name", "namespace")
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            **extra_meta,
+            "generateName": f"{pool.name}-",
+            "namespace": pool.namespace,
+            "labels": {**meta.get("labels", {}), **worker_labels(pool.name, revision)},
+            "annotations": dict(meta.get("annotations", {})),
+            "ownerReferences": [
+                {
+                    "apiVersion": labels.API_VERSION,
+                    "kind": labels.KIND,
+                    "name": pool.name,
+                    "uid": pool.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": _pod_spec(spec),
+    }

@@ -1,0 +1,512 @@
+"""The reconcile planner, by tables of observed states and the actions they give."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bridgepool.protocol import RecycleStatus, WorkerState, WorkerStats
+from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
+from bridgepool_operator.observe import ObservedWorker
+from bridgepool_operator.planner import (
+    Action,
+    CreatePod,
+    DeletePod,
+    EmitEvent,
+    MarkDraining,
+    Pool,
+    UpdateStatus,
+    drain_order,
+    invalid_spec_status,
+    plan,
+)
+from bridgepool_operator.pods import revision_of
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+IMAGE = "bridgepool-worker:1"
+
+
+def make_spec(image: str = IMAGE, **fields: Any) -> BridgePoolSpec:
+    template = {"spec": {"containers": [{"name": "worker", "image": image}]}}
+    return BridgePoolSpec.model_validate({"template": template, **fields})
+
+
+SPEC = make_spec(minReplicas=3, maxReplicas=10)
+REV = revision_of(SPEC)
+OLD = revision_of(make_spec(image="bridgepool-worker:0"))
+
+
+def stats(
+    sessions: int = 0, in_flight: int = 0, capacity: int = 1, recycle: bool = False
+) -> WorkerStats:
+    return WorkerStats(
+        worker="w",
+        state=WorkerState.READY,
+        accepting_sessions=True,
+        in_flight=in_flight,
+        capacity=capacity,
+        requests_total=0,
+        errors_total=0,
+        errors_by_category={},
+        uptime_seconds=1.0,
+        memory_rss_bytes=1,
+        sessions=sessions,
+        max_sessions=1000,
+        session_ttl_seconds=300.0,
+        recycle=RecycleStatus(due=recycle, reason="max_requests" if recycle else None),
+    )
+
+
+def worker(
+    name: str,
+    rev: str = REV,
+    *,
+    ready: bool = True,
+    age: float = 600.0,
+    sessions: int | None = 0,
+    in_flight: int = 0,
+    draining_for: float | None = None,
+    phase: str = "Running",
+    restarts: int = 0,
+    waiting: str | None = None,
+    not_ready_for: float | None = None,
+    recycle: bool = False,
+    deleting: bool = False,
+    capacity: int = 1,
+) -> ObservedWorker:
+    created = NOW - timedelta(seconds=age)
+    return ObservedWorker(
+        name=name,
+        revision=rev,
+        created_at=created,
+        phase=phase,
+        ready=ready,
+        ready_changed_at=(
+            NOW - timedelta(seconds=not_ready_for) if not_ready_for is not None else created
+        ),
+        deleting=deleting,
+        draining_since=(None if draining_for is None else NOW - timedelta(seconds=draining_for)),
+        restart_count=restarts,
+        waiting_reason=waiting,
+        waiting_message="boom" if waiting else None,
+        pod_ip="198.18.0.1",
+        stats=(
+            stats(sessions, in_flight, capacity, recycle)
+            if sessions is not None and ready
+            else None
+        ),
+    )
+
+
+def written_status(desired: int) -> BridgePoolStatus:
+    """A status as a previous pass left it."""
+    return BridgePoolStatus(desired_replicas=desired, observed_generation=1)
+
+
+def run(
+    workers: list[ObservedWorker],
+    spec: BridgePoolSpec = SPEC,
+    status: BridgePoolStatus | None = None,
+    now: datetime = NOW,
+) -> list[Action]:
+    pool = Pool("pool", 1, spec, status or written_status(spec.min_replicas))
+    return plan(pool, workers, now)
+
+
+def pod_actions(actions: list[Action]) -> list[tuple[str, ...]]:
+    """The pod-changing actions, as short tuples for tables."""
+    out: list[tuple[str, ...]] = []
+    for a in actions:
+        if isinstance(a, CreatePod):
+            out.append(("create", a.revision))
+        elif isinstance(a, MarkDraining):
+            out.append(("drain", a.pod, a.reason))
+        elif isinstance(a, DeletePod):
+            out.append(("delete", a.pod))
+    return out
+
+
+def status_of(actions: list[Action]) -> BridgePoolStatus:
+    (update,) = [a for a in actions if isinstance(a, UpdateStatus)]
+    return update.status
+
+
+def condition(actions: list[Action], type_: str) -> tuple[str, str]:
+    (c,) = [c for c in status_of(actions).conditions if c.type == type_]
+    return c.status, c.reason
+
+
+ROLLOUT_1_0 = make_spec(minReplicas=3, maxReplicas=10)  # maxSurge 1, maxUnavailable 0
+ROLLOUT_0_1 = make_spec(minReplicas=3, maxReplicas=10, rollout={"maxSurge": 0, "maxUnavailable": 1})
+
+CASES: list[tuple[str, BridgePoolSpec, list[ObservedWorker], list[tuple[str, ...]]]] = [
+    ("empty pool gets min workers", SPEC, [], [("create", REV)] * 3),
+    ("steady pool does nothing", SPEC, [worker("a"), worker("b"), worker("c")], []),
+    (
+        "starting workers are not duplicated",
+        SPEC,
+        [worker("a", ready=False, age=1), worker("b", ready=False, age=1), worker("c")],
+        [],
+    ),
+    (
+        "pods being deleted are ignored and replaced",
+        SPEC,
+        [worker("a"), worker("b"), worker("c", deleting=True)],
+        [("create", REV)],
+    ),
+    (
+        "fixed replicas: scale down drains the emptiest",
+        make_spec(minReplicas=1, replicas=1),
+        [worker("a", sessions=5), worker("b", sessions=0), worker("c", sessions=2)],
+        [("drain", "b", "scale-down"), ("drain", "c", "scale-down")],
+    ),
+    (
+        "fixed replicas: scale up creates all missing at once",
+        make_spec(minReplicas=1, replicas=4),
+        [worker("a")],
+        [("create", REV)] * 3,
+    ),
+    (
+        "rollout surges one new worker first, drains nothing",
+        ROLLOUT_1_0,
+        [worker("a", OLD), worker("b", OLD), worker("c", OLD)],
+        [("create", REV)],
+    ),
+    (
+        "rollout waits while the new worker is not ready",
+        ROLLOUT_1_0,
+        [worker("a", OLD), worker("b", OLD), worker("c", OLD), worker("n", ready=False, age=1)],
+        [],
+    ),
+    (
+        "rollout drains one old worker (fewest sessions) once the new one is ready",
+        ROLLOUT_1_0,
+        [
+            worker("a", OLD, sessions=3),
+            worker("b", OLD, sessions=1),
+            worker("c", OLD, sessions=2),
+            worker("n"),
+        ],
+        [("drain", "b", "rollout")],
+    ),
+    (
+        "rollout surges again once an old worker left",
+        ROLLOUT_1_0,
+        [
+            worker("a", OLD),
+            worker("c", OLD),
+            worker("n"),
+            worker("b", OLD, draining_for=5, sessions=1),
+        ],
+        [("create", REV)],
+    ),
+    (
+        "maxUnavailable 1, maxSurge 0: drain first, then create",
+        ROLLOUT_0_1,
+        [worker("a", OLD, sessions=2), worker("b", OLD, sessions=1), worker("c", OLD, sessions=3)],
+        [("drain", "b", "rollout")],
+    ),
+    (
+        "maxUnavailable 1, maxSurge 0: create into the freed slot",
+        ROLLOUT_0_1,
+        [worker("a", OLD), worker("c", OLD), worker("b", OLD, draining_for=1, sessions=1)],
+        [("create", REV)],
+    ),
+    (
+        "drained worker with no sessions is deleted",
+        SPEC,
+        [worker("a"), worker("b"), worker("c"), worker("d", draining_for=5, sessions=0)],
+        [("delete", "d")],
+    ),
+    (
+        "draining worker with sessions waits",
+        SPEC,
+        [worker("a"), worker("b"), worker("c"), worker("d", draining_for=5, sessions=2)],
+        [],
+    ),
+    (
+        "draining worker with in-flight calls waits",
+        SPEC,
+        [worker("a"), worker("b"), worker("c"), worker("d", draining_for=5, in_flight=1)],
+        [],
+    ),
+    (
+        "drain timeout deletes a worker that still has sessions",
+        SPEC,
+        [worker("a"), worker("b"), worker("c"), worker("d", draining_for=301, sessions=2)],
+        [("delete", "d")],
+    ),
+    (
+        "a draining worker that stopped serving is deleted",
+        SPEC,
+        [worker("a"), worker("b"), worker("c"), worker("d", draining_for=5, ready=False)],
+        [("delete", "d")],
+    ),
+    (
+        "crash loop: drained at once, replacement created in the same pass",
+        SPEC,
+        [
+            worker("a"),
+            worker("b"),
+            worker("c", ready=False, waiting="CrashLoopBackOff", restarts=2),
+        ],
+        [("drain", "c", "unhealthy"), ("create", REV)],
+    ),
+    (
+        "failed pod is replaced",
+        SPEC,
+        [worker("a"), worker("b"), worker("c", ready=False, phase="Failed")],
+        [("drain", "c", "unhealthy"), ("create", REV)],
+    ),
+    (
+        "not ready for 3 health intervals: replaced",
+        SPEC,
+        [worker("a"), worker("b"), worker("c", ready=False, not_ready_for=91)],
+        [("drain", "c", "unhealthy"), ("create", REV)],
+    ),
+    (
+        "not ready for less: only degraded, kept",
+        SPEC,
+        [worker("a"), worker("b"), worker("c", ready=False, not_ready_for=31)],
+        [],
+    ),
+    (
+        "image that never pulls: not replaced (a new pod would not pull either)",
+        SPEC,
+        [
+            worker("a", ready=False, phase="Pending", waiting="ImagePullBackOff", age=900),
+            worker("b", ready=False, phase="Pending", waiting="ImagePullBackOff", age=900),
+            worker("c", ready=False, phase="Pending", waiting="ErrImagePull", age=900),
+        ],
+        [],
+    ),
+    (
+        "recycling due: new worker first",
+        SPEC,
+        [worker("a"), worker("b"), worker("c", recycle=True)],
+        [("create", REV)],
+    ),
+    (
+        "recycling due: drained once the replacement is ready",
+        SPEC,
+        [worker("a"), worker("b"), worker("c", recycle=True), worker("n", age=5)],
+        [("drain", "c", "recycle")],
+    ),
+    (
+        "too many restarts while serving: graceful replacement",
+        SPEC,
+        [worker("a"), worker("b"), worker("c", restarts=3), worker("n", age=5)],
+        [("drain", "c", "unhealthy")],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "workers", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_plan_table(
+    spec: BridgePoolSpec, workers: list[ObservedWorker], expected: list[tuple[str, ...]]
+) -> None:
+    actions = run(workers, spec=spec, status=written_status(spec.fixed_replicas))
+    assert pod_actions(actions) == expected
+
+
+def test_victim_order() -> None:
+    """Not ready first, then fewest sessions, then old revision, then youngest."""
+    workers = [
+        worker("busy-new-old", sessions=9, age=900),
+        worker("idle-new-young", sessions=0, age=10),
+        worker("idle-new-old", sessions=0, age=900),
+        worker("idle-oldrev", OLD, sessions=0, age=900),
+        worker("few", sessions=1, age=10),
+        worker("unready", ready=False, sessions=None, age=900),
+    ]
+    order = [w.name for w in drain_order(workers, REV)]
+    assert order == [
+        "unready",
+        "idle-oldrev",
+        "idle-new-young",
+        "idle-new-old",
+        "few",
+        "busy-new-old",
+    ]
+
+
+def test_same_observed_state_same_actions() -> None:
+    """A restarted operator (fresh planner, same pods and status) decides the same."""
+    state = [worker("a", OLD), worker("b", OLD), worker("c", OLD), worker("n", ready=False, age=1)]
+    first = run(state, ROLLOUT_1_0)
+    second = run(list(reversed(state)), ROLLOUT_1_0)
+    assert pod_actions(first) == pod_actions(second) == []
+    assert status_of(first) == status_of(second)
+
+
+class Cluster:
+    """A tiny stand-in for the API server + kubelet, to drive the planner pass by pass.
+
+    New pods become ready one pass after creation; a drained worker's sessions end
+    after two passes.
+    """
+
+    def __init__(self, workers: list[ObservedWorker]) -> None:
+        self.workers = {w.name: w for w in workers}
+        self.count = 0
+        self.now = NOW
+        self.status = written_status(3)
+        self.max_pods = len(workers)
+        self.max_active = len(workers)
+        self.min_ready_active = len(workers)
+
+    def step(self, spec: BridgePoolSpec) -> list[Action]:
+        self.now += timedelta(seconds=5)
+        for name, w in list(self.workers.items()):
+            if not w.ready and w.phase == "Running" and w.waiting_reason is None:
+                self.workers[name] = replace(w, ready=True, stats=stats())
+            elif w.draining and w.stats is not None and w.stats.sessions > 0:
+                left = w.stats.sessions - 1
+                self.workers[name] = replace(w, stats=stats(sessions=left))
+        actions = plan(Pool("pool", 2, spec, self.status), list(self.workers.values()), self.now)
+        for a in actions:
+            if isinstance(a, CreatePod):
+                self.count += 1
+                name = f"new-{self.count}"
+                self.workers[name] = ObservedWorker(
+                    name=name, revision=a.revision, created_at=self.now, ready=False
+                )
+            elif isinstance(a, MarkDraining):
+                self.workers[a.pod] = replace(self.workers[a.pod], draining_since=self.now)
+            elif isinstance(a, DeletePod):
+                del self.workers[a.pod]
+            elif isinstance(a, UpdateStatus):
+                self.status = a.status
+        active = [w for w in self.workers.values() if not w.draining]
+        self.max_pods = max(self.max_pods, len(self.workers))
+        self.max_active = max(self.max_active, len(active))
+        self.min_ready_active = min(self.min_ready_active, sum(w.ready for w in active))
+        return actions
+
+
+@pytest.mark.parametrize("restart_at", [None, 2, 5])
+def test_rollout_converges_with_surge_and_availability(restart_at: int | None) -> None:
+    cluster = Cluster([worker(n, OLD, sessions=2) for n in "abc"])
+    for i in range(40):
+        if restart_at == i:
+            # An operator restart: nothing survives but pods and status.
+            cluster.status = BridgePoolStatus.model_validate(
+                cluster.status.model_dump(by_alias=True, exclude_none=True)
+            )
+        cluster.step(ROLLOUT_1_0)
+        if status_of_conditions_complete(cluster.status):
+            break
+    else:
+        pytest.fail("rollout did not complete")
+    assert sorted(w.revision for w in cluster.workers.values()) == [REV] * 3
+    assert cluster.count == 3  # exactly one new pod per old one
+    assert cluster.max_active <= 3 + 1  # maxSurge
+    assert cluster.min_ready_active >= 3  # maxUnavailable 0
+    assert cluster.status.updated_replicas == 3
+    assert cluster.status.current_revision == REV
+
+
+def status_of_conditions_complete(status: BridgePoolStatus) -> bool:
+    return any(c.type == "Progressing" and c.reason == "Complete" for c in status.conditions)
+
+
+def test_status_counts_and_conditions() -> None:
+    workers = [
+        worker("a", in_flight=1, capacity=2),
+        worker("b", in_flight=0, capacity=2),
+        worker("c", ready=False, age=2, phase="Pending"),
+        worker("d", draining_for=3, sessions=4),
+    ]
+    actions = run(workers)
+    status = status_of(actions)
+    assert (status.replicas, status.ready_replicas, status.desired_replicas) == (4, 2, 3)
+    assert status.utilization == 25.0
+    assert status.selector == "bridgepool.io/pool=pool"
+    assert status.update_revision == REV
+    assert condition(actions, "Ready") == ("False", "WorkersNotReady")
+    assert condition(actions, "Progressing") == ("True", "Draining")
+    assert condition(actions, "Degraded") == ("False", "Healthy")
+    assert condition(actions, "ScalingLimited") == ("False", "WithinBounds")
+    assert [(w.name, w.state) for w in status.workers] == [
+        ("a", "ready"),
+        ("b", "ready"),
+        ("c", "starting"),
+        ("d", "draining"),
+    ]
+
+
+def test_ready_pool_is_running() -> None:
+    actions = run([worker("a"), worker("b"), worker("c")])
+    assert condition(actions, "Ready") == ("True", "WorkersReady")
+    assert condition(actions, "Progressing") == ("False", "Complete")
+    assert status_of(actions).phase == "Running"
+
+
+def test_image_pull_failure_degrades_with_reason_and_one_event() -> None:
+    workers = [worker(n, ready=False, phase="Pending", waiting="ImagePullBackOff") for n in "abc"]
+    actions = run(workers)
+    assert condition(actions, "Degraded") == ("True", "ImagePullBackOff")
+    events = [a for a in actions if isinstance(a, EmitEvent)]
+    assert [(e.type, e.reason) for e in events] == [("Warning", "ImagePullBackOff")]
+    # Next pass with the status it wrote: still degraded, no repeated event.
+    again = run(workers, status=status_of(actions))
+    assert not [a for a in again if isinstance(a, EmitEvent)]
+    assert status_of(actions).phase == "Degraded"
+
+
+def test_condition_transition_time_kept_while_unchanged() -> None:
+    first = run([worker("a"), worker("b"), worker("c")])
+    later = run(
+        [worker("a"), worker("b"), worker("c")],
+        status=status_of(first),
+        now=NOW + timedelta(minutes=5),
+    )
+    assert [c.last_transition_time for c in status_of(first).conditions] == [
+        c.last_transition_time for c in status_of(later).conditions
+    ]
+
+
+def test_autoscaled_pool_scales_up_emits_event_and_creates() -> None:
+    spec = make_spec(
+        minReplicas=2,
+        maxReplicas=5,
+        autoscaling={"enabled": True, "scaleUpStabilizationSeconds": 0},
+    )
+    busy = [worker("a", in_flight=1), worker("b", in_flight=1)]
+    actions = run(busy, spec=spec, status=written_status(2))
+    # 2 in flight / (1 capacity * 0.7) -> 3 workers
+    assert pod_actions(actions) == [("create", revision_of(spec))]
+    events = [(a.reason, a.message) for a in actions if isinstance(a, EmitEvent)]
+    assert events == [("Scaled", "desired workers 2 -> 3 (utilization 100.0%)")]
+
+
+def test_autoscaled_pool_at_max_is_scaling_limited() -> None:
+    spec = make_spec(
+        minReplicas=1,
+        maxReplicas=2,
+        autoscaling={"enabled": True, "scaleUpStabilizationSeconds": 0},
+    )
+    busy = [worker("a", in_flight=1), worker("b", in_flight=1)]
+    actions = run(busy, spec=spec, status=written_status(2))
+    assert pod_actions(actions) == []
+    assert condition(actions, "ScalingLimited") == ("True", "AtMaxReplicas")
+
+
+def test_invalid_spec_gives_condition_event_and_no_pod_actions() -> None:
+    actions = invalid_spec_status(BridgePoolStatus(), "pool", 4, "spec.minReplicas (5) ...", NOW)
+    assert pod_actions(actions) == []
+    events = [a for a in actions if isinstance(a, EmitEvent)]
+    assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSpec")]
+    status = status_of(actions)
+    assert status.phase == "Invalid"
+    assert [(c.type, c.status, c.reason) for c in status.conditions] == [
+        ("Degraded", "True", "InvalidSpec")
+    ]
+    # Same problem next pass: no second event.
+    again = invalid_spec_status(status, "pool", 4, "spec.minReplicas (5) ...", NOW)
+    assert not [a for a in again if isinstance(a, EmitEvent)]

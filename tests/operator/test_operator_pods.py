@@ -1,0 +1,115 @@
+"""The worker pod builder and the revision hash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridgepool import labels
+from bridgepool.spec import BridgePoolSpec
+from bridgepool_operator.pods import PoolRef, build_worker_pod, revision_of
+
+POOL = PoolRef(name="demo", namespace="ns1", uid="uid-1")
+
+
+def spec(**fields: Any) -> BridgePoolSpec:
+    template = fields.pop(
+        "template",
+        {
+            "metadata": {"labels": {"team": "a"}, "annotations": {"note": "x"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "worker",
+                        "image": "w:1",
+                        "env": [{"name": "USER_VAR", "value": "1"}],
+                        "resources": {"limits": {"memory": "256Mi"}},
+                    }
+                ],
+                "nodeSelector": {"disk": "ssd"},
+            },
+        },
+    )
+    return BridgePoolSpec.model_validate({"template": template, **fields})
+
+
+def test_pod_shape() -> None:
+    s = spec(
+        worker={"capacity": 4, "maxRequests": 100, "maxRssBytes": 1000},
+        sessions={"idleTtlSeconds": 60, "maxPerWorker": 7},
+        rollout={"terminationGracePeriodSeconds": 20},
+    )
+    rev = revision_of(s)
+    pod = build_worker_pod(POOL, s, rev)
+    meta = pod["metadata"]
+    assert meta["generateName"] == "demo-"
+    assert "name" not in meta
+    assert meta["namespace"] == "ns1"
+    assert meta["labels"] == {
+        "team": "a",
+        labels.LABEL_POOL: "demo",
+        labels.LABEL_REVISION: rev,
+        labels.LABEL_COMPONENT: "worker",
+        labels.LABEL_MANAGED_BY: "bridgepool-operator",
+    }
+    assert meta["annotations"] == {"note": "x"}
+    (owner,) = meta["ownerReferences"]
+    assert owner == {
+        "apiVersion": "bridgepool.io/v1alpha1",
+        "kind": "BridgePool",
+        "name": "demo",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    body = pod["spec"]
+    assert body["terminationGracePeriodSeconds"] == 20
+    assert body["nodeSelector"] == {"disk": "ssd"}
+    (c,) = body["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env == {
+        "USER_VAR": "1",
+        "BRIDGEPOOL_WORKER_CAPACITY": "4",
+        "BRIDGEPOOL_WORKER_SESSION_TTL_SECONDS": "60.0",
+        "BRIDGEPOOL_WORKER_MAX_SESSIONS": "7",
+        "BRIDGEPOOL_WORKER_MAX_REQUESTS": "100",
+        "BRIDGEPOOL_WORKER_MAX_RSS_BYTES": "1000",
+        "BRIDGEPOOL_WORKER_GRACE_SECONDS": "16.0",
+    }
+    assert c["ports"] == [{"name": "bridge", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "bridge"}
+    assert c["readinessProbe"]["failureThreshold"] == 1
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "bridge"}
+    assert c["livenessProbe"]["periodSeconds"] == 30
+    assert c["livenessProbe"]["failureThreshold"] == 3
+    assert c["resources"] == {"limits": {"memory": "256Mi"}}
+
+
+def test_pool_labels_win_over_template_labels() -> None:
+    s = spec(
+        template={
+            "metadata": {"labels": {labels.LABEL_POOL: "other"}},
+            "spec": {"containers": [{"name": "w", "image": "i"}]},
+        }
+    )
+    pod = build_worker_pod(POOL, s, "r1")
+    assert pod["metadata"]["labels"][labels.LABEL_POOL] == "demo"
+
+
+def test_building_does_not_mutate_the_spec() -> None:
+    s = spec()
+    before = s.model_dump()
+    build_worker_pod(POOL, s, "r")
+    assert s.model_dump() == before
+
+
+def test_revision_is_stable_and_tracks_what_lands_in_the_pod() -> None:
+    base = revision_of(spec())
+    assert base == revision_of(spec())
+    assert len(base) == 10
+    assert revision_of(spec(worker={"capacity": 2})) != base
+    assert revision_of(spec(rollout={"terminationGracePeriodSeconds": 5})) != base
+    assert revision_of(spec(health={"intervalSeconds": 10})) != base
+    # Sizes and routing do not change the pod: no rollout for them.
+    assert revision_of(spec(minReplicas=4, maxReplicas=8)) == base
+    assert revision_of(spec(routing={"callTimeoutSeconds": 5})) == base
+    assert revision_of(spec(rollout={"drainTimeoutSeconds": 5})) == base
