@@ -1,0 +1,74 @@
+"""``bridgepool-operator``: run the operator (a thin wrapper over kopf's runner)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+
+import kopf
+from prometheus_client import start_http_server
+
+from .handlers import PREFIX, OperatorConfig
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(
+        prog="bridgepool-operator", description="Reconcile BridgePools into worker pods."
+    )
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="Namespace to serve (repeatable; globs allowed).",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="Serve the cluster.")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env.get(PREFIX + "METRICS_PORT", "9090")),
+        help="Prometheus metrics port (0: off).",
+    )
+    p.add_argument(
+        "--liveness-port",
+        type=int,
+        default=int(env.get(PREFIX + "LIVENESS_PORT", "8081")),
+        help="kopf liveness endpoint port, /healthz (0: off).",
+    )
+    p.add_argument("--bind", default=env.get(PREFIX + "BIND", "0.0.0.0"), help="Listen address.")
+    p.add_argument("--verbose", action="store_true", help="Debug logging.")
+    args = p.parse_args(argv)
+    if not args.namespace and not args.all_namespaces:
+        p.error("give --namespace NS (repeatable) or --all-namespaces")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    # JSON log lines, one per line, through the stdlib logging module.
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
+    logging.getLogger("bridgepool").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.bind)
+    from . import main as _registrations  # noqa: F401  (registers the handlers)
+
+    liveness = f"http://{args.bind}:{args.liveness_port}/healthz" if args.liveness_port else None
+    # kopf installs SIGINT/SIGTERM handlers itself and stops cleanly on them.
+    asyncio.run(
+        kopf.operator(
+            clusterwide=args.all_namespaces,
+            namespaces=args.namespace,
+            liveness_endpoint=liveness,
+            standalone=True,
+            memo=kopf.Memo(config=OperatorConfig.from_env()),
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

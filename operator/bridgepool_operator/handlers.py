@@ -1,0 +1,419 @@
+"""The imperative shell: observe a pool's pods and workers, call the planner,
+execute its actions. ``main.py`` wires these to kopf's decorators.
+
+One long-lived task per BridgePool (a kopf daemon) runs the passes, so two
+passes over the same pool never overlap. It wakes every ``interval`` seconds
+and whenever one of the pool's pods changes or the pool's spec does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import kopf
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from bridgepool import labels
+from bridgepool.protocol import WORKER_PORT, WorkerStats
+from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
+
+from . import metrics
+from .observe import ObservedWorker, format_time, observe_pod
+from .planner import (
+    Action,
+    CreatePod,
+    DeletePod,
+    EmitEvent,
+    MarkDraining,
+    Pool,
+    UpdateStatus,
+    invalid_spec_status,
+    plan,
+)
+from .pods import PoolRef, build_worker_pod
+
+log = logging.getLogger("bridgepool.operator")
+
+PoolKey = tuple[str, str]  # (namespace, pool name)
+PREFIX = "BRIDGEPOOL_OPERATOR_"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Operator settings, from BRIDGEPOOL_OPERATOR_* environment variables."""
+
+    interval_seconds: float = 5.0
+    stats_timeout_seconds: float = 1.0
+    # How long to wait for the pod index to show the pass's own changes
+    # before the next pass plans again (so no pod is created twice).
+    settle_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
+        return cls(
+            interval_seconds=float(env.get(PREFIX + "INTERVAL_SECONDS", cls.interval_seconds)),
+            stats_timeout_seconds=float(
+                env.get(PREFIX + "STATS_TIMEOUT_SECONDS", cls.stats_timeout_seconds)
+            ),
+            settle_timeout_seconds=float(
+                env.get(PREFIX + "SETTLE_TIMEOUT_SECONDS", cls.settle_timeout_seconds)
+            ),
+        )
+
+
+@dataclass
+class Runtime:
+    """What the handlers share, kept in kopf's memo (no module globals)."""
+
+    config: OperatorConfig
+    api: k8s.ApiClient
+    http: aiohttp.ClientSession
+    wakeups: dict[PoolKey, asyncio.Event] = field(default_factory=dict)
+
+    def wakeup(self, key: PoolKey) -> asyncio.Event:
+        return self.wakeups.setdefault(key, asyncio.Event())
+
+
+# -- start-up and clean-up -------------------------------------------------------
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    # kopf's own bookkeeping goes to annotations under our prefix, so the
+    # status schema stays strict (no preserved unknown fields there).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=labels.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=labels.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{labels.GROUP}/finalizer"
+    # Only explicit events reach the pool, not every log line.
+    settings.posting.level = logging.ERROR
+    settings.watching.server_timeout = 60
+
+
+async def start(memo: kopf.Memo, config: OperatorConfig) -> None:
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        await k8s_config.load_kube_config()
+    timeout = aiohttp.ClientTimeout(total=config.stats_timeout_seconds)
+    memo.runtime = Runtime(
+        config=config, api=k8s.ApiClient(), http=aiohttp.ClientSession(timeout=timeout)
+    )
+
+
+async def stop(memo: kopf.Memo) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        await runtime.http.close()
+        await runtime.api.close()
+
+
+# -- index and wake-ups ------------------------------------------------------------
+
+
+def owner_pool(meta: Mapping[str, Any]) -> str | None:
+    """The BridgePool that controls a pod, from its owner reference."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == labels.KIND and ref.get("apiVersion", "").startswith(labels.GROUP):
+            return str(ref["name"])
+    return None
+
+
+def index_pod(namespace: str, meta: Mapping[str, Any], body: Mapping[str, Any]) -> dict[Any, Any]:
+    """Index entry: (namespace, pool) -> the parts of the pod the planner reads."""
+    pool = owner_pool(meta)
+    if pool is None:
+        return {}
+    slim = {
+        "metadata": {
+            k: meta.get(k)
+            for k in (
+                "name",
+                "labels",
+                "annotations",
+                "creationTimestamp",
+                "deletionTimestamp",
+            )
+        },
+        "status": dict(body.get("status") or {}),
+    }
+    return {(namespace, pool): slim}
+
+
+def wake_for_pod(runtime: Runtime, namespace: str, meta: Mapping[str, Any]) -> None:
+    pool = owner_pool(meta)
+    if pool is not None:
+        runtime.wakeup((namespace, pool)).set()
+
+
+def wake_for_pool(
+    runtime: Runtime, namespace: str, name: str, meta: Mapping[str, Any], status: Mapping[str, Any]
+) -> None:
+    # Our own status writes also arrive here; only a new spec needs a pass now.
+    if meta.get("generation") != status.get("observedGeneration"):
+        runtime.wakeup((namespace, name)).set()
+
+
+# -- observation -----------------------------------------------------------------
+
+
+async def fetch_stats(runtime: Runtime, pod: Mapping[str, Any]) -> WorkerStats | None:
+    status = pod.get("status") or {}
+    ip = status.get("podIP")
+    if not ip or status.get("phase") != "Running":
+        return None
+    try:
+        async with runtime.http.get(f"http://{ip}:{WORKER_PORT}/v1/stats") as resp:
+            if resp.status != 200:
+                return None
+            return WorkerStats.model_validate(await resp.json())
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+async def observe(runtime: Runtime, pods: Iterable[Mapping[str, Any]]) -> list[ObservedWorker]:
+    pods = list(pods)
+    stats = await asyncio.gather(*(fetch_stats(runtime, p) for p in pods))
+    return [observe_pod(p, s) for p, s in zip(pods, stats, strict=True)]
+
+
+# -- one pass --------------------------------------------------------------------
+
+
+@dataclass
+class PassResult:
+    """What a pass changed, so the next one waits until the index shows it."""
+
+    created: set[str] = field(default_factory=set)
+    drained: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.drained or self.deleted)
+
+
+def index_shows(result: PassResult, pods: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the index reflects the pass's own pod changes yet."""
+    seen: dict[str, Mapping[str, Any]] = {p["metadata"]["name"]: p["metadata"] for p in pods}
+    if any(name not in seen for name in result.created):
+        return False
+    for name in result.drained:
+        annotations = (seen.get(name) or {}).get("annotations") or {}
+        if name in seen and labels.ANNOTATION_DRAINING not in annotations:
+            return False
+    return all(name not in seen or seen[name].get("deletionTimestamp") for name in result.deleted)
+
+
+def invalid_spec_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(x) for x in e["loc"])
+        parts.append(f"{'spec.' + where if where else 'spec'}: {e['msg']}")
+    return "; ".join(parts)
+
+
+async def reconcile(
+    runtime: Runtime,
+    body: kopf.Body,
+    pods: Iterable[Mapping[str, Any]],
+    now: datetime,
+) -> PassResult:
+    """Observe, plan, execute: one pass over one pool."""
+    meta, raw_status = body.get("metadata", {}), body.get("status") or {}
+    name = meta["name"]
+    generation = int(meta.get("generation") or 0)
+    try:
+        previous = BridgePoolStatus.model_validate(raw_status)
+    except ValidationError:
+        previous = BridgePoolStatus()  # unreadable status: start afresh, pods tell the rest
+    try:
+        spec = BridgePoolSpec.model_validate(body.get("spec") or {})
+    except ValidationError as err:
+        metrics.RECONCILE_TOTAL.labels("invalid").inc()
+        actions = invalid_spec_status(previous, name, generation, invalid_spec_message(err), now)
+        await execute(runtime, body, None, actions, raw_status)
+        return PassResult()
+    workers = await observe(runtime, pods)
+    actions = plan(Pool(name, generation, spec, previous), workers, now)
+    return await execute(runtime, body, spec, actions, raw_status)
+
+
+def _transient(err: ApiException) -> bool:
+    return err.status in (409, 429) or err.status >= 500
+
+
+async def execute(
+    runtime: Runtime,
+    body: kopf.Body,
+    spec: BridgePoolSpec | None,
+    actions: list[Action],
+    raw_status: Mapping[str, Any],
+) -> PassResult:
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    # The generated client's annotations are loose (models vs dicts); keep it dynamic.
+    core: Any = k8s.CoreV1Api(runtime.api)
+    result = PassResult()
+    now = format_time(datetime.now(UTC))
+    try:
+        for action in actions:
+            if isinstance(action, CreatePod):
+                assert spec is not None
+                pod = build_worker_pod(PoolRef(name, namespace, meta["uid"]), spec, action.revision)
+                made = await core.create_namespaced_pod(namespace, pod)
+                result.created.add(made.metadata.name)
+                metrics.POD_ACTIONS_TOTAL.labels("create", "scale").inc()
+                kopf.info(
+                    body,
+                    reason="WorkerCreated",
+                    message=f"{made.metadata.name} (revision {action.revision}): {action.reason}",
+                )
+            elif isinstance(action, MarkDraining):
+                patch = {
+                    "metadata": {
+                        "annotations": {
+                            labels.ANNOTATION_DRAINING: now,
+                            labels.ANNOTATION_DRAIN_REASON: action.reason,
+                        }
+                    }
+                }
+                try:
+                    await core.patch_namespaced_pod(action.pod, namespace, patch)
+                except ApiException as err:
+                    if err.status != 404:
+                        raise
+                result.drained.add(action.pod)
+                metrics.POD_ACTIONS_TOTAL.labels("drain", action.reason).inc()
+                event = kopf.warn if action.reason == "unhealthy" else kopf.info
+                event(
+                    body,
+                    reason="WorkerUnhealthy" if action.reason == "unhealthy" else "WorkerDraining",
+                    message=f"{action.pod} draining ({action.reason}): {action.message}",
+                )
+            elif isinstance(action, DeletePod):
+                try:
+                    await core.delete_namespaced_pod(
+                        action.pod, namespace, grace_period_seconds=action.grace_seconds
+                    )
+                except ApiException as err:
+                    if err.status != 404:
+                        raise
+                result.deleted.add(action.pod)
+                metrics.POD_ACTIONS_TOTAL.labels("delete", "drained").inc()
+                kopf.info(body, reason="WorkerDeleted", message=f"{action.pod}: {action.reason}")
+            elif isinstance(action, EmitEvent):
+                kopf.event(body, type=action.type, reason=action.reason, message=action.message)
+            elif isinstance(action, UpdateStatus):
+                await write_status(runtime, namespace, name, action.status, raw_status)
+                record_gauges(namespace, name, action.status)
+    except ApiException as err:
+        if _transient(err):
+            raise kopf.TemporaryError(f"API: {err.status} {err.reason}", delay=2) from err
+        raise
+    except aiohttp.ClientError as err:
+        raise kopf.TemporaryError(f"API unreachable: {err}", delay=2) from err
+    return result
+
+
+async def write_status(
+    runtime: Runtime,
+    namespace: str,
+    name: str,
+    status: BridgePoolStatus,
+    raw_status: Mapping[str, Any],
+) -> None:
+    wire = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if wire == dict(raw_status):
+        return  # unchanged: no write, no watch event
+    # Merge-patch replaces lists whole; fields that went away are nulled.
+    patch: dict[str, Any] = {k: None for k in raw_status if k not in wire}
+    patch.update(wire)
+    custom: Any = k8s.CustomObjectsApi(runtime.api)
+    await custom.patch_namespaced_custom_object_status(
+        labels.GROUP,
+        labels.VERSION,
+        namespace,
+        labels.PLURAL,
+        name,
+        {"status": patch},
+        _content_type="application/merge-patch+json",
+    )
+
+
+def record_gauges(namespace: str, name: str, status: BridgePoolStatus) -> None:
+    metrics.POOL_DESIRED.labels(namespace, name).set(status.desired_replicas)
+    metrics.POOL_READY.labels(namespace, name).set(status.ready_replicas)
+    if status.utilization is not None:
+        metrics.POOL_UTILIZATION.labels(namespace, name).set(status.utilization / 100.0)
+
+
+# -- the per-pool loop -----------------------------------------------------------
+
+
+async def run_pool(
+    runtime: Runtime,
+    body: kopf.Body,
+    pods_by_pool: kopf.Index[Any, Any],
+    stopped: Any,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    """Reconcile one pool until kopf stops the daemon (pool deleted, operator exiting)."""
+    meta = body["metadata"]
+    key: PoolKey = (meta["namespace"], meta["name"])
+    wakeup = runtime.wakeup(key)
+    interval = runtime.config.interval_seconds
+    try:
+        while not stopped:
+            wakeup.clear()
+            started = time.perf_counter()
+            delay = interval
+            result = PassResult()
+            try:
+                result = await reconcile(
+                    runtime, body, pods_by_pool.get(key, []), datetime.now(UTC)
+                )
+                metrics.RECONCILE_TOTAL.labels("success").inc()
+            except kopf.TemporaryError as err:
+                metrics.RECONCILE_TOTAL.labels("requeue").inc()
+                logger.warning(f"pass over {key[0]}/{key[1]} will be retried: {err}")
+                delay = float(err.delay or 1.0)
+            except Exception:
+                metrics.RECONCILE_TOTAL.labels("error").inc()
+                logger.exception(f"pass over {key[0]}/{key[1]} failed")
+            finally:
+                metrics.RECONCILE_TIME.observe(time.perf_counter() - started)
+            if result.changed:
+                await settle(runtime, pods_by_pool, key, result)
+                continue
+            try:
+                await asyncio.wait_for(wakeup.wait(), timeout=delay)
+                await asyncio.sleep(0.2)  # gather a burst of pod events into one pass
+            except TimeoutError:
+                pass
+    finally:
+        runtime.wakeups.pop(key, None)
+        metrics.forget_pool(*key)
+
+
+async def settle(
+    runtime: Runtime, pods_by_pool: kopf.Index[Any, Any], key: PoolKey, result: PassResult
+) -> None:
+    """Wait until the index shows this pass's changes, so the next pass sees them."""
+    deadline = time.monotonic() + runtime.config.settle_timeout_seconds
+    while time.monotonic() < deadline:
+        if index_shows(result, pods_by_pool.get(key, [])):
+            return
+        await asyncio.sleep(0.05)
+    log.warning("pod index did not show the last changes of %s/%s in time", *key)

@@ -1,0 +1,62 @@
+"""kopf registrations, and nothing else: each delegates to ``handlers``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from bridgepool import labels
+
+from . import handlers
+
+POD_FILTER = {labels.LABEL_MANAGED_BY: labels.MANAGED_BY}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    handlers.configure(settings)
+    config = getattr(memo, "config", None) or handlers.OperatorConfig.from_env()
+    await handlers.start(memo, config)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await handlers.stop(memo)
+
+
+@kopf.index("pods", labels=POD_FILTER)
+def pods_by_pool(
+    namespace: str | None, meta: kopf.Meta, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> dict[Any, Any]:
+    return handlers.index_pod(namespace or "", meta, body)
+
+
+@kopf.on.event("pods", labels=POD_FILTER)
+def pod_changed(namespace: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    handlers.wake_for_pod(memo.runtime, namespace or "", meta)
+
+
+@kopf.on.event(labels.GROUP, labels.VERSION, labels.PLURAL)
+def pool_changed(
+    namespace: str | None,
+    name: str,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    handlers.wake_for_pool(memo.runtime, namespace or "", name, meta, status)
+
+
+@kopf.daemon(labels.GROUP, labels.VERSION, labels.PLURAL, cancellation_timeout=5.0)
+async def pool_loop(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **kwargs: Any,
+) -> None:
+    # kopf passes each index by its function's name.
+    await handlers.run_pool(memo.runtime, body, kwargs["pods_by_pool"], stopped, logger)
