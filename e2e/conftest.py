@@ -16,9 +16,8 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
-
 import support
+from kubernetes import client
 from support import Cluster, ClusterUnavailable, HttpClient
 
 
@@ -55,9 +54,7 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 
 
 @pytest.fixture
-def http(
-    cluster: Cluster, core: client.CoreV1Api, namespace: str, worker_image: str
-) -> HttpClient:
+def http(cluster: Cluster, core: client.CoreV1Api, namespace: str, worker_image: str) -> HttpClient:
     if cluster.direct_http:
         return HttpClient(cluster, namespace, client_pod=None)
     # Where this machine cannot reach pod addresses, call from a pod instead;

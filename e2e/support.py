@@ -57,7 +57,7 @@ class Cluster:
     stop: Callable[[], None] = field(default=lambda: None)
 
     def api_client(self) -> client.ApiClient:
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        return _api_client(self.kubeconfig)
 
     def kubectl(self, *args: str, timeout: float = 60) -> str:
         kubectl = shutil.which("kubectl")
@@ -80,6 +80,13 @@ class Cluster:
 # --------------------------------------------------------------------------
 
 
+def _api_client(kubeconfig: Path) -> client.ApiClient:
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    return api
+
+
 def _docker_answers() -> bool:
     docker = shutil.which("docker")
     if docker is None:
@@ -97,8 +104,7 @@ def _docker_answers() -> bool:
 
 def _api_answers(kubeconfig: Path) -> bool:
     try:
-        api = config.new_client_from_config(config_file=str(kubeconfig))
-        with api:
+        with _api_client(kubeconfig) as api:
             client.VersionApi(api).get_code(_request_timeout=5)
         return True
     except Exception:
@@ -354,7 +360,8 @@ def fresh_namespace(core: client.CoreV1Api, name: str) -> Iterator[str]:
     try:
 
         def has_default_sa() -> bool:
-            return any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items)
+            accounts: list[Any] = core.list_namespaced_service_account(name).items
+            return any(sa.metadata.name == "default" for sa in accounts)
 
         wait_for(f"the default ServiceAccount in {name}", has_default_sa, timeout=30)
         yield name
@@ -369,7 +376,7 @@ def fresh_namespace(core: client.CoreV1Api, name: str) -> Iterator[str]:
 def describe_namespace(core: client.CoreV1Api, namespace: str) -> str:
     """Pods, events and container logs of a namespace, as text for a test report."""
     lines: list[str] = [f"== namespace {namespace}", "-- pods"]
-    pods = core.list_namespaced_pod(namespace).items
+    pods: list[Any] = core.list_namespaced_pod(namespace).items
     for pod in pods:
         statuses = ", ".join(
             f"{s.name}: ready={s.ready} restarts={s.restart_count} state={_state(s.state)}"
@@ -380,8 +387,9 @@ def describe_namespace(core: client.CoreV1Api, namespace: str) -> str:
             f"node={pod.spec.node_name} [{statuses}]"
         )
     lines.append("-- events")
+    all_events: list[Any] = core.list_namespaced_event(namespace).items
     events = sorted(
-        core.list_namespaced_event(namespace).items,
+        all_events,
         key=lambda e: str(e.last_timestamp or e.event_time or ""),
     )
     for ev in events:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kubernetes import client
-
 import support
+from kubernetes import client
 
 pytestmark = pytest.mark.e2e
 

@@ -8,15 +8,15 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes import client
-
 import support
-from bridgepool.protocol import HEADER_WORKER, WORKER_PORT
+from kubernetes import client
 from support import HttpAnswer, HttpClient
+
+from bridgepool.protocol import HEADER_WORKER, WORKER_PORT
 
 pytestmark = pytest.mark.e2e
 
-PING = {"id": "1", "command": "ping", "args": {}, "session_id": None}
+PING: dict[str, Any] = {"id": "1", "command": "ping", "args": {}, "session_id": None}
 
 
 def worker_pod(
@@ -49,11 +49,9 @@ def worker_pod(
     )
 
 
-def start_ready_worker(
-    core: client.CoreV1Api, namespace: str, pod: client.V1Pod
-) -> Any:
-    core.create_namespaced_pod(namespace, pod)
-    return support.wait_for_pod(core, namespace, pod.metadata.name)
+def start_ready_worker(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> Any:
+    created: Any = core.create_namespaced_pod(namespace, pod)
+    return support.wait_for_pod(core, namespace, created.metadata.name)
 
 
 def execute_url(address: str, port: int = WORKER_PORT) -> str:
@@ -119,7 +117,7 @@ def test_service_in_front_of_two_workers_answers_on_its_cluster_ip(
     labels = {"app.kubernetes.io/name": "bridgepool-worker-e2e"}
     for name in ("worker-a", "worker-b"):
         core.create_namespaced_pod(namespace, worker_pod(name, worker_image, labels=labels))
-    service = core.create_namespaced_service(
+    service: Any = core.create_namespaced_service(
         namespace,
         client.V1Service(
             metadata=client.V1ObjectMeta(name="workers"),
