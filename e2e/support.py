@@ -32,9 +32,20 @@ EXIT_CANNOT_RUN = 3
 LOCAL_STATE_DIR = Path(os.environ.get("BRIDGEPOOL_CLUSTER_DIR", "/var/lib/bridgepool-cluster"))
 LOCAL_KUBECONFIG = LOCAL_STATE_DIR / "kubeconfig"
 
-# The images the suite uses, by Dockerfile; all built from the repository root.
+
+def _read_images() -> dict[str, Path]:
+    """The images the suite uses and their Dockerfiles, from e2e/images.txt
+    (which e2e/run-local reads too). The build context is the repository root."""
+    images: dict[str, Path] = {}
+    for line in (REPO_ROOT / "e2e" / "images.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            image, dockerfile = line.split()
+            images[image] = REPO_ROOT / dockerfile
+    return images
+
+
+IMAGES = _read_images()
 WORKER_IMAGE = "localhost/bridgepool-worker:dev"
-IMAGES = {WORKER_IMAGE: REPO_ROOT / "worker-image" / "Dockerfile"}
 
 
 class ClusterUnavailable(Exception):
@@ -87,6 +98,13 @@ def _api_client(kubeconfig: Path) -> client.ApiClient:
     return api
 
 
+def _direct_http(*, default: bool) -> bool:
+    """BRIDGEPOOL_E2E_DIRECT_HTTP=1/0 says whether this machine reaches pod and
+    Service addresses itself; the default depends on the kind of cluster."""
+    wanted = os.environ.get("BRIDGEPOOL_E2E_DIRECT_HTTP")
+    return default if wanted is None else wanted == "1"
+
+
 def _docker_answers() -> bool:
     docker = shutil.which("docker")
     if docker is None:
@@ -123,7 +141,7 @@ def _existing_cluster(kubeconfig: Path) -> Cluster:
     return Cluster(
         flavour="local" if local else "kubeconfig",
         kubeconfig=kubeconfig,
-        direct_http=local or os.environ.get("BRIDGEPOOL_E2E_DIRECT_HTTP") == "1",
+        direct_http=_direct_http(default=local),
         load_image=build_local_image if local else images_must_exist,
     )
 
@@ -149,7 +167,7 @@ def _kind_cluster() -> Cluster:
     return Cluster(
         flavour="kind",
         kubeconfig=Path(kind.kubeconfig_path),
-        direct_http=False,
+        direct_http=_direct_http(default=False),
         load_image=load,
         stop=(lambda: None) if keep else kind.delete,
     )
@@ -182,7 +200,7 @@ def _local_cluster() -> Cluster:
     return Cluster(
         flavour="local",
         kubeconfig=LOCAL_KUBECONFIG,
-        direct_http=True,
+        direct_http=_direct_http(default=True),
         load_image=build_local_image,
         stop=stop,
     )
@@ -285,6 +303,10 @@ def wait_for(what: str, check: Callable[[], bool], *, timeout: float = 60) -> No
 # --------------------------------------------------------------------------
 
 
+class Unreachable(Exception):
+    """An HTTP call got no answer: nothing listened, or the connection broke."""
+
+
 @dataclass(frozen=True)
 class HttpAnswer:
     status: int
@@ -301,6 +323,9 @@ try:
     resp = urllib.request.urlopen(req, timeout=timeout)
 except urllib.error.HTTPError as err:
     resp = err
+except OSError as err:
+    print(json.dumps({"unreachable": repr(err)}))
+    sys.exit(0)
 raw = resp.read().decode()
 print(json.dumps({"status": resp.status, "headers": dict(resp.headers), "body": raw}))
 """
@@ -316,10 +341,14 @@ class HttpClient:
         self._client_pod = client_pod
 
     def post_json(self, url: str, body: dict[str, Any], *, timeout: float = 30) -> HttpAnswer:
+        """POST ``body``; raise Unreachable when no HTTP answer comes back."""
         if self._client_pod is None:
             # trust_env=False: never send cluster traffic through a proxy.
-            with httpx.Client(trust_env=False, timeout=timeout) as http:
-                resp = http.post(url, json=body)
+            try:
+                with httpx.Client(trust_env=False, timeout=timeout) as http:
+                    resp = http.post(url, json=body)
+            except httpx.TransportError as exc:
+                raise Unreachable(f"{url}: {exc!r}") from exc
             return HttpAnswer(resp.status_code, dict(resp.headers), _json_or_text(resp.text))
         out = self._cluster.kubectl(
             "-n",
@@ -336,6 +365,8 @@ class HttpClient:
             timeout=timeout + 30,
         )
         answer = json.loads(out)
+        if "unreachable" in answer:
+            raise Unreachable(f"{url}: {answer['unreachable']}")
         headers = {k.lower(): v for k, v in answer["headers"].items()}
         return HttpAnswer(answer["status"], headers, _json_or_text(answer["body"]))
 
@@ -354,14 +385,23 @@ def _json_or_text(text: str) -> Any:
 
 @contextmanager
 def fresh_namespace(core: client.CoreV1Api, name: str) -> Iterator[str]:
-    """Create a namespace, wait for its default ServiceAccount (pods need it),
-    and delete the namespace afterwards."""
+    """Create a namespace, wait until pods can be created in it, and delete the
+    namespace afterwards.
+
+    Pods need the namespace's default ServiceAccount, and before Kubernetes 1.24
+    also its token Secret, which controllers add a moment after the namespace.
+    """
+    version: Any = client.VersionApi(core.api_client).get_code()
+    needs_token_secret = (int(version.major), int(version.minor.rstrip("+"))) < (1, 24)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     try:
 
         def has_default_sa() -> bool:
             accounts: list[Any] = core.list_namespaced_service_account(name).items
-            return any(sa.metadata.name == "default" for sa in accounts)
+            return any(
+                sa.metadata.name == "default" and (sa.secrets or not needs_token_secret)
+                for sa in accounts
+            )
 
         wait_for(f"the default ServiceAccount in {name}", has_default_sa, timeout=30)
         yield name

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import support
 from kubernetes import client
-from support import HttpAnswer, HttpClient
+from support import HttpAnswer, HttpClient, Unreachable
 
 from bridgepool.protocol import HEADER_WORKER, WORKER_PORT
 
@@ -137,20 +137,22 @@ def test_service_in_front_of_two_workers_answers_on_its_cluster_ip(
     support.wait_for("two ready endpoints behind the Service", both_endpoints_ready)
     url = execute_url(service.spec.cluster_ip, port=80)
 
-    # kube-proxy programs the Service a moment after its endpoints appear.
-    def service_answers() -> bool:
-        try:
-            return http.post_json(url, PING, timeout=5).status == 200
-        except Exception:
-            return False
+    # kube-proxy programs the Service a moment after its endpoints change, so
+    # call until both workers have answered (each names itself in a header).
+    served_by: set[str] = set()
+    calls = 0
 
-    support.wait_for("the Service's ClusterIP to answer", service_answers, timeout=30)
-    served_by = set()
-    for i in range(20):
-        answer = http.post_json(url, {**PING, "id": str(i)})
+    def both_workers_served() -> bool:
+        nonlocal calls
+        calls += 1
+        try:
+            answer = http.post_json(url, {**PING, "id": str(calls)}, timeout=5)
+        except Unreachable:
+            return False  # not programmed yet
         assert answer.status == 200, answer
         assert answer.body["success"] is True, answer.body
-        assert answer.body["id"] == str(i)
-        served_by.add(answer.headers.get(HEADER_WORKER.lower()))
-    # Calls spread over both workers (each names itself in a response header).
-    assert len(served_by) == 2, served_by
+        assert answer.body["id"] == str(calls)
+        served_by.add(answer.headers[HEADER_WORKER.lower()])
+        return len(served_by) == 2
+
+    support.wait_for("calls through the ClusterIP to reach both workers", both_workers_served)
