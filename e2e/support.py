@@ -188,7 +188,8 @@ def _local_cluster() -> Cluster:
     if not _api_answers(LOCAL_KUBECONFIG):
         done = _run_cluster_script("local-up")
         if done.returncode == EXIT_CANNOT_RUN:
-            raise ClusterUnavailable(done.stderr.strip().splitlines()[-1])
+            # local-up's last line says why: "[time] cannot run the local cluster here: why".
+            raise ClusterUnavailable(done.stderr.strip().splitlines()[-1].split("] ", 1)[-1])
         if done.returncode != 0:
             raise RuntimeError(f"local-up failed:\n{done.stdout}\n{done.stderr}")
         started_here = True
