@@ -33,6 +33,10 @@ BP_CONTAINERD_DIR="$BP_STATE_DIR/containerd"
 BP_CONTAINERD_SOCK="$BP_CONTAINERD_DIR/containerd.sock"
 BP_CNI_CONF_DIR="$BP_STATE_DIR/cni/net.d"
 BP_SAVED_SYSCTLS="$BP_STATE_DIR/saved-sysctls"
+# Paths the kubelet and the CNI library use whatever their flags say. Each is a
+# bind mount of a directory under $BP_STATE_DIR/host while the cluster runs.
+BP_FIXED_HOST_DIRS=(/var/lib/kubelet /var/log/pods /var/log/containers /var/lib/cni /etc/cni)
+BP_HOST_DIRS_CREATED="$BP_STATE_DIR/host-dirs-created"
 
 # Images are built with buildah into a store of our own, kept in the cache.
 BP_BUILDAH_ROOT="$BP_CACHE_DIR/buildah/storage"
