@@ -435,7 +435,7 @@ def describe_namespace(core: client.CoreV1Api, namespace: str) -> str:
     )
     for ev in events:
         lines.append(
-            f"{ev.last_timestamp} {ev.type} {ev.involved_object.kind}/"
+            f"{ev.last_timestamp or ev.event_time} {ev.type} {ev.involved_object.kind}/"
             f"{ev.involved_object.name} {ev.reason}: {ev.message}"
         )
     for pod in pods:
