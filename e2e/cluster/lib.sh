@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared settings and helpers for the local cluster scripts (local-up, local-down,
 # build-image). Sourced, never run.
+# shellcheck disable=SC2034  # the variables are used by the scripts that source this
 
 # Everything a running cluster owns lives under this one directory.
 BP_STATE_DIR="${BRIDGEPOOL_CLUSTER_DIR:-/var/lib/bridgepool-cluster}"
