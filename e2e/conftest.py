@@ -1,0 +1,101 @@
+"""Fixtures for tests against a real Kubernetes cluster (see e2e/README.md).
+
+- ``cluster`` (session): the cluster to use, picked by ``support.pick_cluster``;
+  the session is skipped with the reason when none can be had.
+- ``worker_image`` (session): the worker image, built and loaded into the cluster.
+- ``core`` (session): a ``CoreV1Api`` for that cluster.
+- ``namespace``: a fresh namespace per test, deleted afterwards; when the test
+  fails, its pods, events and container logs go into the test report.
+- ``http``: POSTs JSON to pod and Service addresses inside the cluster.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+import support
+from kubernetes import client
+from support import Cluster, ClusterUnavailable, HttpClient
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    try:
+        picked = support.pick_cluster()
+    except ClusterUnavailable as exc:
+        pytest.skip(f"no Kubernetes cluster for the e2e suite: {exc}")
+    try:
+        yield picked
+    finally:
+        picked.stop()
+
+
+@pytest.fixture(scope="session")
+def core(cluster: Cluster) -> Iterator[client.CoreV1Api]:
+    with cluster.api_client() as api:
+        yield client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def worker_image(cluster: Cluster) -> str:
+    image = support.WORKER_IMAGE
+    cluster.load_image(image, support.IMAGES[image])
+    return image
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
+    name = f"bp-e2e-{uuid.uuid4().hex[:8]}"
+    with support.fresh_namespace(core, name):
+        yield name
+
+
+@pytest.fixture
+def http(cluster: Cluster, core: client.CoreV1Api, namespace: str, worker_image: str) -> HttpClient:
+    if cluster.direct_http:
+        return HttpClient(cluster, namespace, client_pod=None)
+    # Where this machine cannot reach pod addresses, call from a pod instead;
+    # the worker image has the Python it needs.
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="http-client"),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="client",
+                    image=worker_image,
+                    image_pull_policy="Never",
+                    command=["python3", "-c", "import time; time.sleep(86400)"],
+                )
+            ],
+            termination_grace_period_seconds=0,
+        ),
+    )
+    core.create_namespaced_pod(namespace, pod)
+    support.wait_for_pod(
+        core, namespace, "http-client", until=lambda p: p.status.phase == "Running"
+    )
+    return HttpClient(cluster, namespace, client_pod="http-client")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    # Describe the test's namespace while it still exists (before teardown).
+    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    namespace = funcargs.get("namespace")
+    core = funcargs.get("core")
+    if not isinstance(namespace, str) or core is None:
+        return
+    try:
+        text = support.describe_namespace(core, namespace)
+    except Exception as exc:  # the report must not hide the test's own failure
+        text = f"could not describe namespace {namespace}: {exc!r}"
+    report.sections.append((f"cluster state of namespace {namespace}", text))

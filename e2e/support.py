@@ -1,0 +1,464 @@
+"""Helpers for the e2e suite: finding a cluster, loading images into it, waiting
+for pods, calling HTTP endpoints inside it, and describing a namespace when a
+test fails.
+
+The suite runs against one of three clusters (see e2e/README.md):
+
+- an existing cluster named by ``BRIDGEPOOL_E2E_KUBECONFIG``;
+- a kind cluster, when a Docker engine answers;
+- the local cluster of ``e2e/cluster/local-up`` on a machine that can run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client, config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_SCRIPTS = REPO_ROOT / "e2e" / "cluster"
+# Exit code of the cluster scripts meaning "this machine cannot run the local cluster".
+EXIT_CANNOT_RUN = 3
+LOCAL_STATE_DIR = Path(os.environ.get("BRIDGEPOOL_CLUSTER_DIR", "/var/lib/bridgepool-cluster"))
+LOCAL_KUBECONFIG = LOCAL_STATE_DIR / "kubeconfig"
+
+
+def _read_images() -> dict[str, Path]:
+    """The images the suite uses and their Dockerfiles, from e2e/images.txt
+    (which e2e/run-local reads too). The build context is the repository root."""
+    images: dict[str, Path] = {}
+    for line in (REPO_ROOT / "e2e" / "images.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            image, dockerfile = line.split()
+            images[image] = REPO_ROOT / dockerfile
+    return images
+
+
+IMAGES = _read_images()
+WORKER_IMAGE = "localhost/bridgepool-worker:dev"
+
+
+class ClusterUnavailable(Exception):
+    """No cluster can be had on this machine; the message says why."""
+
+
+@dataclass
+class Cluster:
+    """A cluster the suite runs against.
+
+    ``flavour`` is "kubeconfig", "kind" or "local". ``direct_http`` says whether
+    this machine reaches pod and Service addresses itself (true for the local
+    cluster); otherwise HTTP calls are made from a client pod inside the cluster.
+    """
+
+    flavour: str
+    kubeconfig: Path
+    direct_http: bool
+    load_image: Callable[[str, Path], None]
+    stop: Callable[[], None] = field(default=lambda: None)
+
+    def api_client(self) -> client.ApiClient:
+        return _api_client(self.kubeconfig)
+
+    def kubectl(self, *args: str, timeout: float = 60) -> str:
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            raise ClusterUnavailable("kubectl is not on PATH")
+        done = subprocess.run(
+            [kubectl, "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
+
+
+# --------------------------------------------------------------------------
+# Picking a cluster
+# --------------------------------------------------------------------------
+
+
+def _api_client(kubeconfig: Path) -> client.ApiClient:
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)
+    )
+    return api
+
+
+def _direct_http(*, default: bool) -> bool:
+    """BRIDGEPOOL_E2E_DIRECT_HTTP=1/0 says whether this machine reaches pod and
+    Service addresses itself; the default depends on the kind of cluster."""
+    wanted = os.environ.get("BRIDGEPOOL_E2E_DIRECT_HTTP")
+    return default if wanted is None else wanted == "1"
+
+
+def _docker_answers() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        return (
+            subprocess.run(
+                [docker, "info"], capture_output=True, timeout=20, check=False
+            ).returncode
+            == 0
+        )
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _api_answers(kubeconfig: Path) -> bool:
+    try:
+        with _api_client(kubeconfig) as api:
+            client.VersionApi(api).get_code(_request_timeout=5)
+        return True
+    except Exception:
+        return False
+
+
+def _existing_cluster(kubeconfig: Path) -> Cluster:
+    if not kubeconfig.is_file():
+        raise ClusterUnavailable(f"BRIDGEPOOL_E2E_KUBECONFIG={kubeconfig} is not a file")
+    local = kubeconfig.resolve() == LOCAL_KUBECONFIG.resolve()
+
+    def images_must_exist(image: str, dockerfile: Path) -> None:
+        # An existing cluster gets its images from its own registry or loader.
+        del image, dockerfile
+
+    return Cluster(
+        flavour="local" if local else "kubeconfig",
+        kubeconfig=kubeconfig,
+        direct_http=_direct_http(default=local),
+        load_image=build_local_image if local else images_must_exist,
+    )
+
+
+def _kind_cluster() -> Cluster:
+    try:
+        from pytest_kind import KindCluster  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ClusterUnavailable(
+            "Docker answers but pytest-kind-ng is not installed (pip install pytest-kind-ng)"
+        ) from exc
+    kind = KindCluster(os.environ.get("BRIDGEPOOL_E2E_KIND_CLUSTER", "bridgepool-e2e"))
+    kind.create()
+
+    def load(image: str, dockerfile: Path) -> None:
+        subprocess.run(
+            ["docker", "build", "-f", str(dockerfile), "-t", image, str(REPO_ROOT)],
+            check=True,
+        )
+        kind.load_docker_image(image)
+
+    keep = os.environ.get("BRIDGEPOOL_E2E_KEEP_CLUSTER") == "1"
+    return Cluster(
+        flavour="kind",
+        kubeconfig=Path(kind.kubeconfig_path),
+        direct_http=_direct_http(default=False),
+        load_image=load,
+        stop=(lambda: None) if keep else kind.delete,
+    )
+
+
+def _run_cluster_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLUSTER_SCRIPTS / name), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _local_cluster() -> Cluster:
+    started_here = False
+    if not _api_answers(LOCAL_KUBECONFIG):
+        done = _run_cluster_script("local-up")
+        if done.returncode == EXIT_CANNOT_RUN:
+            # local-up's last line says why: "[time] cannot run the local cluster here: why".
+            raise ClusterUnavailable(done.stderr.strip().splitlines()[-1].split("] ", 1)[-1])
+        if done.returncode != 0:
+            raise RuntimeError(f"local-up failed:\n{done.stdout}\n{done.stderr}")
+        started_here = True
+
+    def stop() -> None:
+        if started_here and os.environ.get("BRIDGEPOOL_E2E_KEEP_CLUSTER") != "1":
+            _run_cluster_script("local-down")
+
+    return Cluster(
+        flavour="local",
+        kubeconfig=LOCAL_KUBECONFIG,
+        direct_http=_direct_http(default=True),
+        load_image=build_local_image,
+        stop=stop,
+    )
+
+
+def pick_cluster() -> Cluster:
+    """The cluster to test against; raises ClusterUnavailable with the reason."""
+    wanted = os.environ.get("BRIDGEPOOL_E2E_CLUSTER", "auto")
+    kubeconfig = os.environ.get("BRIDGEPOOL_E2E_KUBECONFIG")
+    if kubeconfig and wanted in ("auto", "kubeconfig"):
+        return _existing_cluster(Path(kubeconfig))
+    if wanted == "kind" or (wanted == "auto" and _docker_answers()):
+        return _kind_cluster()
+    if wanted in ("auto", "local"):
+        return _local_cluster()
+    raise ClusterUnavailable(f"BRIDGEPOOL_E2E_CLUSTER={wanted!r}: no such cluster choice")
+
+
+def build_local_image(image: str, dockerfile: Path) -> None:
+    """Build with buildah and import into the local cluster's containerd."""
+    if os.environ.get("BRIDGEPOOL_E2E_IMAGES_BUILT") == "1":
+        return  # e2e/run-local built and imported them already
+    done = _run_cluster_script("build-image", str(dockerfile), image)
+    if done.returncode != 0:
+        raise RuntimeError(f"build-image {image} failed:\n{done.stderr}")
+
+
+# --------------------------------------------------------------------------
+# Waiting
+# --------------------------------------------------------------------------
+
+# Container states that will not get better by waiting.
+_HOPELESS_REASONS = {
+    "ErrImageNeverPull",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
+
+
+def _pod_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def wait_for_pod(
+    core: client.CoreV1Api,
+    namespace: str,
+    name: str,
+    *,
+    timeout: float = 120,
+    until: Callable[[Any], bool] = _pod_ready,
+) -> Any:
+    """Poll a pod until ``until(pod)`` holds; fail early on a hopeless container state."""
+    deadline = time.monotonic() + timeout
+    pod: Any = None
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, namespace)
+        if until(pod):
+            return pod
+        for status in pod.status.container_statuses or []:
+            waiting = status.state.waiting
+            if waiting is not None and waiting.reason in _HOPELESS_REASONS:
+                raise AssertionError(
+                    f"pod {name}: container {status.name} is {waiting.reason}: {waiting.message}"
+                )
+        time.sleep(0.5)
+    phase = pod.status.phase if pod is not None else "unknown"
+    raise AssertionError(f"pod {name} not there after {timeout}s (phase {phase})")
+
+
+def wait_for_pod_gone(
+    core: client.CoreV1Api, namespace: str, name: str, *, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespaced_pod(name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise AssertionError(f"pod {name} still there after {timeout}s")
+
+
+def wait_for(what: str, check: Callable[[], bool], *, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------
+# HTTP inside the cluster
+# --------------------------------------------------------------------------
+
+
+class Unreachable(Exception):
+    """An HTTP call got no answer: nothing listened, or the connection broke."""
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+# Runs in a client pod: POST a JSON body, print status, headers and body as JSON.
+_IN_POD_POST = """
+import json, sys, urllib.error, urllib.request
+url, body, timeout = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3])
+req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+try:
+    resp = urllib.request.urlopen(req, timeout=timeout)
+except urllib.error.HTTPError as err:
+    resp = err
+except OSError as err:
+    print(json.dumps({"unreachable": repr(err)}))
+    sys.exit(0)
+raw = resp.read().decode()
+print(json.dumps({"status": resp.status, "headers": dict(resp.headers), "body": raw}))
+"""
+
+
+class HttpClient:
+    """POSTs JSON to addresses inside the cluster: straight from this machine
+    where it reaches them, else from a client pod via ``kubectl exec``."""
+
+    def __init__(self, cluster: Cluster, namespace: str, client_pod: str | None) -> None:
+        self._cluster = cluster
+        self._namespace = namespace
+        self._client_pod = client_pod
+
+    def post_json(self, url: str, body: dict[str, Any], *, timeout: float = 30) -> HttpAnswer:
+        """POST ``body``; raise Unreachable when no HTTP answer comes back."""
+        if self._client_pod is None:
+            # trust_env=False: never send cluster traffic through a proxy.
+            try:
+                with httpx.Client(trust_env=False, timeout=timeout) as http:
+                    resp = http.post(url, json=body)
+            except httpx.TransportError as exc:
+                raise Unreachable(f"{url}: {exc!r}") from exc
+            return HttpAnswer(resp.status_code, dict(resp.headers), _json_or_text(resp.text))
+        out = self._cluster.kubectl(
+            "-n",
+            self._namespace,
+            "exec",
+            self._client_pod,
+            "--",
+            "python3",
+            "-c",
+            _IN_POD_POST,
+            url,
+            json.dumps(body),
+            str(timeout),
+            timeout=timeout + 30,
+        )
+        answer = json.loads(out)
+        if "unreachable" in answer:
+            raise Unreachable(f"{url}: {answer['unreachable']}")
+        headers = {k.lower(): v for k, v in answer["headers"].items()}
+        return HttpAnswer(answer["status"], headers, _json_or_text(answer["body"]))
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+# --------------------------------------------------------------------------
+# Namespaces and diagnostics
+# --------------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_namespace(core: client.CoreV1Api, name: str) -> Iterator[str]:
+    """Create a namespace, wait until pods can be created in it, and delete the
+    namespace afterwards.
+
+    Pods need the namespace's default ServiceAccount, and before Kubernetes 1.24
+    also its token Secret, which controllers add a moment after the namespace.
+    """
+    version: Any = client.VersionApi(core.api_client).get_code()
+    needs_token_secret = (int(version.major), int(version.minor.rstrip("+"))) < (1, 24)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+
+        def has_default_sa() -> bool:
+            accounts: list[Any] = core.list_namespaced_service_account(name).items
+            return any(
+                sa.metadata.name == "default" and (sa.secrets or not needs_token_secret)
+                for sa in accounts
+            )
+
+        wait_for(f"the default ServiceAccount in {name}", has_default_sa, timeout=30)
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name, propagation_policy="Background")
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def describe_namespace(core: client.CoreV1Api, namespace: str) -> str:
+    """Pods, events and container logs of a namespace, as text for a test report."""
+    lines: list[str] = [f"== namespace {namespace}", "-- pods"]
+    pods: list[Any] = core.list_namespaced_pod(namespace).items
+    for pod in pods:
+        statuses = ", ".join(
+            f"{s.name}: ready={s.ready} restarts={s.restart_count} state={_state(s.state)}"
+            for s in pod.status.container_statuses or []
+        )
+        lines.append(
+            f"{pod.metadata.name} phase={pod.status.phase} ip={pod.status.pod_ip} "
+            f"node={pod.spec.node_name} [{statuses}]"
+        )
+    lines.append("-- events")
+    all_events: list[Any] = core.list_namespaced_event(namespace).items
+    events = sorted(
+        all_events,
+        key=lambda e: str(e.last_timestamp or e.event_time or ""),
+    )
+    for ev in events:
+        lines.append(
+            f"{ev.last_timestamp or ev.event_time} {ev.type} {ev.involved_object.kind}/"
+            f"{ev.involved_object.name} {ev.reason}: {ev.message}"
+        )
+    for pod in pods:
+        for container in pod.spec.containers:
+            lines.append(f"-- logs {pod.metadata.name}/{container.name}")
+            try:
+                lines.append(
+                    core.read_namespaced_pod_log(
+                        pod.metadata.name, namespace, container=container.name, tail_lines=200
+                    )
+                )
+            except client.ApiException as exc:
+                lines.append(f"(no logs: {exc.reason})")
+    return "\n".join(lines)
+
+
+def _state(state: Any) -> str:
+    if state is None:
+        return "unknown"
+    if state.running is not None:
+        return "running"
+    if state.waiting is not None:
+        return f"waiting({state.waiting.reason})"
+    if state.terminated is not None:
+        return f"terminated({state.terminated.reason}, exit {state.terminated.exit_code})"
+    return "unknown"

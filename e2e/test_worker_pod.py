@@ -1,0 +1,158 @@
+"""The worker image on a real cluster: readiness, the ping command, graceful
+deletion with a call in flight, and a Service in front of two workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import support
+from kubernetes import client
+from support import HttpAnswer, HttpClient, Unreachable
+
+from bridgepool.protocol import HEADER_WORKER, WORKER_PORT
+
+pytestmark = pytest.mark.e2e
+
+PING: dict[str, Any] = {"id": "1", "command": "ping", "args": {}, "session_id": None}
+
+
+def worker_pod(
+    name: str,
+    image: str,
+    *,
+    labels: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    grace_seconds: int = 30,
+) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=labels or {}),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="worker",
+                    image=image,
+                    image_pull_policy="Never",
+                    ports=[client.V1ContainerPort(container_port=WORKER_PORT, name="bridge")],
+                    env=[client.V1EnvVar(name=k, value=v) for k, v in (env or {}).items()],
+                    readiness_probe=client.V1Probe(
+                        http_get=client.V1HTTPGetAction(path="/readyz", port=WORKER_PORT),
+                        period_seconds=1,
+                        failure_threshold=1,
+                    ),
+                )
+            ],
+            termination_grace_period_seconds=grace_seconds,
+        ),
+    )
+
+
+def start_ready_worker(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> Any:
+    created: Any = core.create_namespaced_pod(namespace, pod)
+    return support.wait_for_pod(core, namespace, created.metadata.name)
+
+
+def execute_url(address: str, port: int = WORKER_PORT) -> str:
+    return f"http://{address}:{port}/v1/execute"
+
+
+def test_worker_becomes_ready_and_answers_ping(
+    core: client.CoreV1Api, namespace: str, worker_image: str, http: HttpClient
+) -> None:
+    pod = start_ready_worker(core, namespace, worker_pod("worker", worker_image))
+
+    answer = http.post_json(execute_url(pod.status.pod_ip), PING)
+
+    assert answer.status == 200, answer
+    assert answer.body["id"] == "1"
+    assert answer.body["success"] is True, answer.body
+    assert isinstance(answer.body["result"], dict)
+
+
+def test_deleting_a_worker_lets_its_call_in_flight_finish(
+    core: client.CoreV1Api, namespace: str, worker_image: str, http: HttpClient
+) -> None:
+    grace = 30
+    slow_seconds = 4.0
+    pod = start_ready_worker(
+        core,
+        namespace,
+        worker_pod(
+            "worker", worker_image, env={"BRIDGEPOOL_FAULTS_ENABLED": "1"}, grace_seconds=grace
+        ),
+    )
+    slow_ping = {**PING, "args": {"sleep": slow_seconds}}
+    answers: list[HttpAnswer] = []
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            answers.append(http.post_json(execute_url(pod.status.pod_ip), slow_ping))
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    started = time.monotonic()
+    caller.start()
+    time.sleep(1.0)  # let the call reach the worker before the pod is deleted
+    core.delete_namespaced_pod("worker", namespace)
+    caller.join(timeout=grace + 30)
+
+    assert not errors, errors
+    assert answers, "the call did not return"
+    answer = answers[0]
+    assert answer.status == 200, answer
+    assert answer.body["success"] is True, answer.body
+    assert time.monotonic() - started >= slow_seconds
+    # The worker exits by itself once its call is done, well before the
+    # kubelet's grace period would end in a SIGKILL.
+    support.wait_for_pod_gone(core, namespace, "worker", timeout=grace - 5)
+
+
+def test_service_in_front_of_two_workers_answers_on_its_cluster_ip(
+    core: client.CoreV1Api, namespace: str, worker_image: str, http: HttpClient
+) -> None:
+    labels = {"app.kubernetes.io/name": "bridgepool-worker-e2e"}
+    for name in ("worker-a", "worker-b"):
+        core.create_namespaced_pod(namespace, worker_pod(name, worker_image, labels=labels))
+    service: Any = core.create_namespaced_service(
+        namespace,
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="workers"),
+            spec=client.V1ServiceSpec(
+                selector=labels,
+                ports=[client.V1ServicePort(port=80, target_port="bridge", protocol="TCP")],
+            ),
+        ),
+    )
+    for name in ("worker-a", "worker-b"):
+        support.wait_for_pod(core, namespace, name)
+
+    def both_endpoints_ready() -> bool:
+        endpoints = core.read_namespaced_endpoints("workers", namespace)
+        return sum(len(s.addresses or []) for s in endpoints.subsets or []) == 2
+
+    support.wait_for("two ready endpoints behind the Service", both_endpoints_ready)
+    url = execute_url(service.spec.cluster_ip, port=80)
+
+    # kube-proxy programs the Service a moment after its endpoints change, so
+    # call until both workers have answered (each names itself in a header).
+    served_by: set[str] = set()
+    calls = 0
+
+    def both_workers_served() -> bool:
+        nonlocal calls
+        calls += 1
+        try:
+            answer = http.post_json(url, {**PING, "id": str(calls)}, timeout=5)
+        except Unreachable:
+            return False  # not programmed yet
+        assert answer.status == 200, answer
+        assert answer.body["success"] is True, answer.body
+        assert answer.body["id"] == str(calls)
+        served_by.add(answer.headers[HEADER_WORKER.lower()])
+        return len(served_by) == 2
+
+    support.wait_for("calls through the ClusterIP to reach both workers", both_workers_served)
