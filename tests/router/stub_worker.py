@@ -3,7 +3,8 @@ beside) the real worker: run as ``python stub_worker.py --port P``.
 
 Commands: ``ping``; ``echo`` (returns args); ``sleep`` (args.seconds);
 ``incr`` (a per-session counter: shows where a session's state lives);
-``fail`` (a handler error, 422); ``crash500`` (a worker error, 500).
+``headers`` (the call budget received); ``fail`` (a handler error, 422);
+``crash500`` (a worker error, 500).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from bridgepool.protocol import (
 
 NAME = web.AppKey("name", str)
 CAPACITY = web.AppKey("capacity", int)
-STATE = web.AppKey("state", dict)
+STATE = web.AppKey("state", dict[str, Any])
 
 
-def _error(status: int, category: str, type_: str, message: str, retryable: bool = False) -> Any:
+def _error(
+    status: int, category: str, type_: str, message: str, retryable: bool = False
+) -> web.Response:
     body = {
         "id": None,
         "success": False,
@@ -69,6 +72,8 @@ async def execute(request: web.Request) -> web.StreamResponse:
             session = state["sessions"][sid]
             session["count"] += 1
             result = {"count": session["count"]}
+        elif command == "headers":
+            result = {"timeout": request.headers.get("X-BridgePool-Timeout")}
         elif command == "fail":
             return _error(422, "python", "ValueError", "handler failed")
         elif command == "crash500":
@@ -134,6 +139,4 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--capacity", type=int, default=int(os.environ.get("STUB_CAPACITY", "8")))
     a = p.parse_args()
-    web.run_app(
-        create_app(f"stub-{a.port}", a.capacity), host=a.host, port=a.port, print=None
-    )
+    web.run_app(create_app(f"stub-{a.port}", a.capacity), host=a.host, port=a.port, print=None)
