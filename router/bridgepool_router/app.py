@@ -297,7 +297,9 @@ async def _router_context(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     config = state.config
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=config.connections_per_worker)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+    async with aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    ) as http:
         kwargs = {"jitter": config.jitter} if config.jitter else {}
         state.dispatcher = Dispatcher(http, state.metrics, config.clock, **kwargs)
         state.registry = PoolRegistry(state.dispatcher, state.metrics, config.clock)
