@@ -303,12 +303,16 @@ async def _router_context(app: web.Application) -> AsyncIterator[None]:
         kwargs = {"jitter": config.jitter} if config.jitter else {}
         state.dispatcher = Dispatcher(http, state.metrics, config.clock, **kwargs)
         state.registry = PoolRegistry(state.dispatcher, state.metrics, config.clock)
-        discovery = asyncio.create_task(config.discovery.run(state.registry), name="discovery")
+        tasks = [
+            asyncio.create_task(config.discovery.run(state.registry), name="discovery"),
+            asyncio.create_task(state.registry.expire_sessions(), name="session expiry"),
+        ]
         try:
             yield
         finally:
-            discovery.cancel()
-            await asyncio.gather(discovery, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await state.registry.close()
 
 

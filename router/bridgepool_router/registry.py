@@ -57,6 +57,15 @@ class PoolRegistry:
             self.metrics.forget_worker(name, runtime.name)
         log.info("pool removed", extra={"pool": name})
 
+    async def expire_sessions(self, every_seconds: float = 10.0) -> None:
+        """Drop idle session bindings now and then; lookups expire them too, but a
+        session never called again would otherwise stay in the table."""
+        while True:
+            await asyncio.sleep(every_seconds)
+            now = self.clock()
+            for pool in list(self.pools.values()):
+                pool.sessions.expire(now)
+
     def mark_synced(self) -> None:
         self.synced.set()
 
