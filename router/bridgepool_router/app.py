@@ -1,0 +1,336 @@
+"""The router's HTTP face: ``create_app(config)`` builds the aiohttp application.
+
+Handlers parse and validate, hand the call to the dispatcher, and turn its
+result into a response. Background work (discovery, health checks) and the
+client session to the workers are owned by a cleanup context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from bridgepool.errors import BridgePoolError
+from bridgepool.protocol import (
+    DEFAULT_MAX_BODY_BYTES,
+    HEADER_IDEMPOTENT,
+    HEADER_SESSION,
+    HEADER_SESSION_REBOUND,
+    HEADER_TIMEOUT,
+    HEADER_WORKER,
+    ExecuteRequest,
+)
+from bridgepool_router import router_errors
+from bridgepool_router.core import Clock
+from bridgepool_router.discovery import Discovery
+from bridgepool_router.dispatcher import CallResult, Dispatcher, error_result
+from bridgepool_router.metrics import RouterMetrics
+from bridgepool_router.pool import PoolRuntime
+from bridgepool_router.registry import PoolRegistry
+
+log = logging.getLogger(__name__)
+
+# Response headers the router adds beside the contract's.
+HEADER_REBOUND_REASON = "X-BridgePool-Session-Rebound-Reason"
+HEADER_PREVIOUS_WORKER = "X-BridgePool-Previous-Worker"
+RETRY_AFTER_SECONDS = 1
+
+
+@dataclass
+class RouterConfig:
+    discovery: Discovery
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    clock: Clock = time.monotonic
+    jitter: Callable[[], float] | None = None
+    # Most simultaneous connections to one worker; calls beyond capacity queue
+    # in the router anyway, so this only bounds sockets.
+    connections_per_worker: int = 256
+
+
+@dataclass
+class RouterState:
+    config: RouterConfig
+    metrics: RouterMetrics = field(default_factory=RouterMetrics)
+    registry: PoolRegistry | None = None
+    dispatcher: Dispatcher | None = None
+    shutting_down: bool = False
+
+
+STATE = web.AppKey("state", RouterState)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(err: BridgePoolError, request_id: object = None) -> web.Response:
+    return _respond(error_result(err, request_id))
+
+
+def _respond(result: CallResult, session_id: str | None = None) -> web.Response:
+    headers: dict[str, str] = {}
+    if result.worker:
+        headers[HEADER_WORKER] = result.worker
+    if session_id is not None:
+        headers[HEADER_SESSION] = session_id
+    if result.rebound_reason:
+        headers[HEADER_SESSION_REBOUND] = "true"
+        headers[HEADER_REBOUND_REASON] = result.rebound_reason
+        if result.previous_worker:
+            headers[HEADER_PREVIOUS_WORKER] = result.previous_worker
+    if result.status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return web.Response(
+        body=result.body, status=result.status, headers=headers, content_type="application/json"
+    )
+
+
+def _http_error(exc: web.HTTPException) -> BridgePoolError:
+    """aiohttp's own refusals (no route, wrong method, body too large) as error data."""
+    C = router_errors.C
+    if exc.status == 413:
+        return BridgePoolError.make(
+            C.RESOURCE, "body_too_large", "request body exceeds the limit", status=413
+        )
+    if exc.status == 405:
+        return BridgePoolError.make(
+            C.COMMUNICATION,
+            "method_not_allowed",
+            f"{exc.reason}; allowed: {exc.headers.get('Allow', '')}",
+            status=405,
+        )
+    if exc.status == 404:
+        return BridgePoolError.make(C.COMMUNICATION, "not_found", "no such endpoint", status=404)
+    return BridgePoolError.make(C.COMMUNICATION, "http_error", exc.reason, status=exc.status)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every failure leaves the router as the structured error body."""
+    try:
+        return await handler(request)
+    except BridgePoolError as err:
+        return error_response(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(_http_error(exc))
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+
+
+def _pool(request: web.Request) -> PoolRuntime:
+    registry = request.app[STATE].registry
+    assert registry is not None
+    name = request.match_info["pool"]
+    pool = registry.pools.get(name)
+    if pool is None:
+        raise router_errors.unknown_pool(name)
+    return pool
+
+
+def _timeout(request: web.Request, pool: PoolRuntime) -> float:
+    default = pool.routing.call_timeout_seconds
+    raw = request.headers.get(HEADER_TIMEOUT)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value:
+        raise router_errors.bad_request(
+            "invalid_timeout", f"{HEADER_TIMEOUT} must be a positive number of seconds", value=raw
+        )
+    return min(value, default)
+
+
+async def _read_call(request: web.Request, session_id: str | None) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise router_errors.bad_request("invalid_json", f"request body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise router_errors.bad_request("invalid_request", "request body must be a JSON object")
+    body_session = body.get("session_id")
+    if session_id is None and body_session is not None:
+        raise router_errors.bad_request(
+            "session_in_anonymous_call",
+            "an anonymous call carries no session_id; use /v1/pools/{pool}/sessions/{id}/execute",
+        )
+    if session_id is not None:
+        if body_session is not None and body_session != session_id:
+            raise router_errors.session_mismatch(session_id, body_session)
+        body["session_id"] = session_id
+    try:
+        ExecuteRequest.model_validate(body)
+    except ValidationError as exc:
+        raise router_errors.bad_request(
+            "invalid_request",
+            "request body is not a valid execute request",
+            errors=json.loads(exc.json(include_url=False, include_input=False)),
+        ) from exc
+    return body
+
+
+def _outcome(status: int) -> str:
+    if status < 300:
+        return "success"
+    if status == 422:
+        return "handler_error"
+    if status < 500:
+        return "rejected"
+    return {502: "bad_gateway", 503: "unavailable", 504: "timeout"}.get(status, "worker_error")
+
+
+async def _execute(request: web.Request, session_id: str | None) -> web.Response:
+    state = request.app[STATE]
+    assert state.dispatcher is not None
+    start = time.perf_counter()
+    pool = _pool(request)
+    timeout = _timeout(request, pool)
+    body = await _read_call(request, session_id)
+    idempotent = request.headers.get(HEADER_IDEMPOTENT, "").lower() == "true"
+    result = await state.dispatcher.execute(
+        pool, body, session_id=session_id, idempotent=idempotent, timeout=timeout
+    )
+    response = _respond(result, session_id)
+    total = time.perf_counter() - start
+    m = state.metrics
+    m.requests.labels(pool.name, _outcome(result.status)).inc()
+    m.duration.labels(pool.name).observe(total)
+    m.overhead.labels(pool.name).observe(
+        max(total - result.upstream_seconds - result.waiting_seconds, 0.0)
+    )
+    return response
+
+
+async def execute_anonymous(request: web.Request) -> web.Response:
+    return await _execute(request, None)
+
+
+async def execute_in_session(request: web.Request) -> web.Response:
+    return await _execute(request, request.match_info["session_id"])
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    assert state.dispatcher is not None
+    pool = _pool(request)
+    result = await state.dispatcher.delete_session(
+        pool, request.match_info["session_id"], _timeout(request, pool)
+    )
+    return _respond(result)
+
+
+def _describe_pool(pool: PoolRuntime, now: float) -> dict[str, Any]:
+    counts = pool.sessions.count_by_worker()
+    workers = []
+    for name, w in pool.workers.items():
+        workers.append(
+            {
+                "worker": name,
+                "url": w.endpoint.url,
+                "state": w.readiness.state.value if w.readiness else "unknown",
+                "ready": w.health.up,
+                "draining": w.endpoint.draining,
+                "breaker": w.breaker.state(now).value,
+                "in_flight": w.in_flight,
+                "capacity": w.capacity,
+                "accepting_sessions": w.accepting_sessions,
+                "sessions": counts.get(name, 0),
+                "last_error": w.last_error,
+            }
+        )
+    return {
+        "pool": pool.name,
+        "workers": workers,
+        "queue_length": len(pool.queue),
+        "sessions": len(pool.sessions),
+        "routing": pool.routing.model_dump(by_alias=True),
+    }
+
+
+async def list_pools(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    assert state.registry is not None
+    now = state.config.clock()
+    return _json({"pools": [_describe_pool(p, now) for p in state.registry.pools.values()]})
+
+
+async def get_pool(request: web.Request) -> web.Response:
+    return _json(_describe_pool(_pool(request), request.app[STATE].config.clock()))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[STATE].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    synced = state.registry is not None and state.registry.synced.is_set()
+    ready = synced and not state.shutting_down
+    reason = None if ready else ("shutting down" if state.shutting_down else "discovery not synced")
+    return _json({"ready": ready, "reason": reason}, status=200 if ready else 503)
+
+
+async def _router_context(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    config = state.config
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=config.connections_per_worker)
+    async with aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    ) as http:
+        kwargs = {"jitter": config.jitter} if config.jitter else {}
+        state.dispatcher = Dispatcher(http, state.metrics, config.clock, **kwargs)
+        state.registry = PoolRegistry(state.dispatcher, state.metrics, config.clock)
+        tasks = [
+            asyncio.create_task(config.discovery.run(state.registry), name="discovery"),
+            asyncio.create_task(state.registry.expire_sessions(), name="session expiry"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await state.registry.close()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[STATE].shutting_down = True
+
+
+def create_app(config: RouterConfig) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
+    app[STATE] = RouterState(config)
+    app.cleanup_ctx.append(_router_context)
+    app.on_shutdown.append(_on_shutdown)
+    app.router.add_post("/v1/pools/{pool}/execute", execute_anonymous)
+    app.router.add_post("/v1/pools/{pool}/sessions/{session_id}/execute", execute_in_session)
+    app.router.add_delete("/v1/pools/{pool}/sessions/{session_id}", delete_session)
+    app.router.add_get("/v1/pools", list_pools)
+    app.router.add_get("/v1/pools/{pool}", get_pool)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

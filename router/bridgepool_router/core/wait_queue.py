@@ -1,0 +1,60 @@
+"""The per-pool FIFO wait queue for calls that find every candidate worker busy.
+
+Each waiter may name a target worker (a sticky call waits for *its* worker) or
+none (any worker will do). When a slot frees, the oldest waiter that can use it
+is served first; a waiter for a busy worker does not block the ones behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Waiter:
+    ticket: int
+    target: str | None  # None: any worker
+    enqueued_at: float
+    new_session: bool = False
+    exclude: frozenset[str] = field(default_factory=frozenset)
+
+
+class WaitQueue:
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+        self._waiters: dict[int, Waiter] = {}  # insertion-ordered: FIFO
+        self._next_ticket = 0
+
+    def __len__(self) -> int:
+        return len(self._waiters)
+
+    def admit(
+        self,
+        now: float,
+        *,
+        target: str | None = None,
+        new_session: bool = False,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Waiter | None:
+        """Queue a call, or None when the queue is full (the call is rejected)."""
+        if len(self._waiters) >= self.max_length:
+            return None
+        self._next_ticket += 1
+        waiter = Waiter(self._next_ticket, target, now, new_session, exclude)
+        self._waiters[waiter.ticket] = waiter
+        return waiter
+
+    def take_first(self, can_serve: Callable[[Waiter], bool]) -> Waiter | None:
+        """Remove and return the oldest waiter ``can_serve`` accepts."""
+        for waiter in self._waiters.values():
+            if can_serve(waiter):
+                del self._waiters[waiter.ticket]
+                return waiter
+        return None
+
+    def remove(self, ticket: int) -> bool:
+        return self._waiters.pop(ticket, None) is not None
+
+    def waiting_for(self, target: str) -> list[Waiter]:
+        return [w for w in self._waiters.values() if w.target == target]

@@ -1,0 +1,151 @@
+"""Static discovery: pools and worker URLs from the command line or a file.
+
+The file (YAML or JSON) is re-read when it changes, which is how a test or an
+operator outside Kubernetes marks a worker draining::
+
+    pools:
+      demo:
+        urls: [http://127.0.0.1:9001, http://127.0.0.1:9002]
+        draining: [http://127.0.0.1:9002]      # optional
+        routing: {queue: {maxLength: 10}}       # optional, RoutingSettings (camelCase)
+        sessions: {idleTtlSeconds: 60}          # optional, SessionSettings
+
+A pool may also be given as a plain list of URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import ValidationError
+
+from bridgepool.spec import RoutingSettings, SessionSettings
+from bridgepool_router.discovery import DiscoverySink, PoolSnapshot, WorkerEndpoint
+
+log = logging.getLogger(__name__)
+
+
+class StaticConfigError(ValueError):
+    """The static pool list is malformed; the message names the problem."""
+
+
+def worker_name(url: str) -> str:
+    """A static worker's name: its host:port."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StaticConfigError(f"worker URL {url!r} is not an http(s) URL")
+    return parts.netloc
+
+
+def parse_static_flag(value: str) -> tuple[str, list[str]]:
+    """``POOL=URL[,URL...]`` -> (pool, urls)."""
+    pool, sep, urls = value.partition("=")
+    if not sep or not pool or not urls:
+        raise StaticConfigError(f"--static {value!r}: expected POOL=URL[,URL...]")
+    url_list = [u.strip().rstrip("/") for u in urls.split(",") if u.strip()]
+    for url in url_list:
+        worker_name(url)
+    return pool, url_list
+
+
+def snapshots_from_mapping(data: Any, source: str) -> list[PoolSnapshot]:
+    """Translate the static file's content into pool snapshots."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("pools"), Mapping):
+        raise StaticConfigError(f"{source}: expected a mapping with a 'pools' mapping")
+    out = []
+    for name, entry in data["pools"].items():
+        where = f"{source}: pool {name!r}"
+        if isinstance(entry, Sequence) and not isinstance(entry, str):
+            entry = {"urls": list(entry)}
+        if not isinstance(entry, Mapping):
+            raise StaticConfigError(f"{where}: expected a list of URLs or a mapping")
+        unknown = set(entry) - {"urls", "draining", "routing", "sessions"}
+        if unknown:
+            raise StaticConfigError(f"{where}: unknown keys {sorted(unknown)}")
+        urls = [str(u).rstrip("/") for u in entry.get("urls") or []]
+        draining = {str(u).rstrip("/") for u in entry.get("draining") or []}
+        if draining - set(urls):
+            raise StaticConfigError(f"{where}: draining URLs not in urls: {sorted(draining)}")
+        try:
+            routing = RoutingSettings.model_validate(entry.get("routing") or {})
+            sessions = SessionSettings.model_validate(entry.get("sessions") or {})
+        except ValidationError as exc:
+            raise StaticConfigError(f"{where}: {exc}") from exc
+        try:
+            workers = tuple(WorkerEndpoint(worker_name(u), u, draining=u in draining) for u in urls)
+        except StaticConfigError as exc:
+            raise StaticConfigError(f"{where}: {exc}") from exc
+        out.append(PoolSnapshot(str(name), workers, routing, sessions))
+    return out
+
+
+def load_static_file(path: Path) -> list[PoolSnapshot]:
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise StaticConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
+    return snapshots_from_mapping(data, str(path))
+
+
+class StaticDiscovery:
+    """Pools from ``--static`` flags and/or a file that is re-read on change."""
+
+    def __init__(
+        self,
+        flags: Sequence[str] = (),
+        file: Path | None = None,
+        *,
+        routing: RoutingSettings | None = None,
+        reload_seconds: float = 1.0,
+    ) -> None:
+        self._flag_pools = [parse_static_flag(f) for f in flags]
+        self._routing = routing or RoutingSettings()
+        self._file = file
+        self._reload_seconds = reload_seconds
+        if file is not None:
+            load_static_file(file)  # fail at start-up, not in the background
+
+    def _flag_snapshots(self) -> list[PoolSnapshot]:
+        return [
+            PoolSnapshot(
+                pool, tuple(WorkerEndpoint(worker_name(u), u) for u in urls), self._routing
+            )
+            for pool, urls in self._flag_pools
+        ]
+
+    async def run(self, sink: DiscoverySink) -> None:
+        flag_snaps = self._flag_snapshots()
+        for snap in flag_snaps:
+            sink.apply(snap)
+        if self._file is None:
+            sink.mark_synced()
+            return
+        known: set[str] = set()
+        last_text: str | None = None
+        while True:
+            try:
+                text = await asyncio.to_thread(self._file.read_text)
+                if text != last_text:
+                    last_text = text
+                    snaps = await asyncio.to_thread(load_static_file, self._file)
+                    names = {s.name for s in snaps}
+                    for snap in snaps:
+                        sink.apply(snap)
+                    flag_names = {s.name for s in flag_snaps}
+                    for gone in known - names - flag_names:
+                        sink.remove_pool(gone)
+                    known = names
+                    log.info("static pools loaded", extra={"pools": sorted(names)})
+                    sink.mark_synced()
+            except (OSError, StaticConfigError) as exc:
+                # Keep the last good view; a half-written file must not empty a pool.
+                log.warning("static pool file not applied", extra={"error": str(exc)})
+            await asyncio.sleep(self._reload_seconds)

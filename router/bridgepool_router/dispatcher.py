@@ -1,0 +1,407 @@
+"""Sending calls to workers: session resolution, the attempt loop with retries,
+health checks and session look-ups. It executes what the core decides."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from pydantic import ValidationError
+
+from bridgepool.errors import BridgePoolError, ErrorInfo, counts_against_worker
+from bridgepool.protocol import HEADER_TIMEOUT, Readiness, SessionsResponse
+from bridgepool_router import router_errors
+from bridgepool_router.core import Clock
+from bridgepool_router.core.breaker import BreakerState
+from bridgepool_router.core.retry import FailureKind, backoff_seconds, may_retry
+from bridgepool_router.metrics import RouterMetrics
+from bridgepool_router.pool import PoolRuntime, WorkerGone, WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+# Why a session moved to another worker (the X-BridgePool-Session-Rebound-Reason
+# header). Either way the session starts afresh on its new worker.
+REBOUND_WORKER_GONE = "worker_gone"
+REBOUND_WORKER_UNREACHABLE = "worker_unreachable"
+
+
+@dataclass
+class CallResult:
+    """What the router answers: a worker's answer passed through, or its own error."""
+
+    status: int
+    body: bytes
+    worker: str | None = None
+    rebound_reason: str | None = None
+    previous_worker: str | None = None
+    error: BridgePoolError | None = None
+    upstream_seconds: float = 0.0
+    waiting_seconds: float = 0.0  # queue waits and retry backoff
+
+
+@dataclass
+class _Attempt:
+    status: int | None = None  # None: no answer
+    body: bytes = b""
+    failure: FailureKind | None = None
+    error: BridgePoolError | None = None
+    elapsed: float = 0.0
+
+
+@dataclass
+class _Call:
+    pool: PoolRuntime
+    body: dict[str, Any]
+    session_id: str | None
+    idempotent: bool
+    deadline: float
+    timeout: float
+    tried: set[str] = field(default_factory=set)
+
+
+def _error_body(err: BridgePoolError, request_id: object = None) -> bytes:
+    return json.dumps(
+        {"id": request_id, "success": False, "result": None, "error": err.info.model_dump()}
+    ).encode()
+
+
+def error_result(err: BridgePoolError, request_id: object = None) -> CallResult:
+    return CallResult(err.status, _error_body(err, request_id), error=err)
+
+
+def _answer_retryable(body: bytes) -> bool:
+    """A worker's 503 is retryable unless its error body says otherwise."""
+    try:
+        error = json.loads(body).get("error")
+        return ErrorInfo.model_validate(error).retryable if error else True
+    except (ValueError, AttributeError, ValidationError):
+        return True
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        metrics: RouterMetrics,
+        clock: Clock,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.http = http
+        self.metrics = metrics
+        self.clock = clock
+        self.jitter = jitter
+
+    # -- one attempt --------------------------------------------------------
+
+    async def _send(
+        self, call: _Call, runtime: WorkerRuntime, payload: bytes, remaining: float
+    ) -> _Attempt:
+        pool, name = call.pool, runtime.name
+        connect_timeout = min(remaining, pool.routing.health.timeout_seconds)
+        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=connect_timeout)
+        headers = {**JSON_HEADERS, HEADER_TIMEOUT: f"{remaining:.3f}"}
+        start = self.clock()
+        attempt = _Attempt()
+        try:
+            async with self.http.post(
+                runtime.endpoint.url + "/v1/execute", data=payload, headers=headers, timeout=timeout
+            ) as resp:
+                attempt.status = resp.status
+                attempt.body = await resp.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            attempt.failure = FailureKind.CONNECT
+            attempt.error = router_errors.worker_unreachable(pool.name, name, str(exc))
+            if runtime.health.mark_down():
+                log.warning("worker marked down", extra={"pool": pool.name, "worker": name})
+                pool.worker_up_changed(runtime)
+        except TimeoutError:
+            attempt.failure = FailureKind.TIMEOUT
+            attempt.error = router_errors.call_timeout(pool.name, call.timeout, name)
+        except aiohttp.ClientError as exc:
+            attempt.failure = FailureKind.WORKER_ERROR
+            attempt.error = router_errors.worker_disconnected(pool.name, name, repr(exc))
+        attempt.elapsed = self.clock() - start
+        now = self.clock()
+        if attempt.status is not None:
+            if attempt.status == 503 and _answer_retryable(attempt.body):
+                attempt.failure = FailureKind.REFUSED_BY_WORKER
+            elif attempt.status == 504:
+                attempt.failure = FailureKind.TIMEOUT
+            elif counts_against_worker(attempt.status):
+                attempt.failure = FailureKind.WORKER_ERROR
+        if attempt.failure is None:
+            runtime.breaker.record_success(now)
+        else:
+            runtime.breaker.record_failure(now)
+        return attempt
+
+    # -- the call -----------------------------------------------------------
+
+    async def execute(
+        self,
+        pool: PoolRuntime,
+        body: dict[str, Any],
+        *,
+        session_id: str | None,
+        idempotent: bool,
+        timeout: float,  # noqa: ASYNC109 - a budget the call spends across attempts
+    ) -> CallResult:
+        now = self.clock()
+        call = _Call(pool, body, session_id, idempotent, now + timeout, timeout)
+        pool.budget.record_request(now)
+        result = CallResult(0, b"")
+        bound: str | None = None
+        placed_now = False
+        resolved = False
+        attempt_no = 0
+        last: _Attempt | None = None
+        last_worker: str | None = None
+        while True:
+            attempt_no += 1
+            remaining = call.deadline - self.clock()
+            if remaining <= 0:
+                return self._finish(
+                    result, router_errors.call_timeout(pool.name, timeout, last_worker), body
+                )
+            try:
+                if session_id is None:
+                    runtime, waited = await pool.acquire(
+                        exclude=frozenset(call.tried), wait_seconds=remaining
+                    )
+                else:
+                    if not resolved:
+                        bound = await self.resolve_session(pool, session_id, remaining)
+                        resolved = True
+                    bound = self._check_binding(pool, session_id, bound, result)
+                    if bound is None:
+                        runtime, waited = await pool.acquire(
+                            new_session=True, exclude=frozenset(call.tried), wait_seconds=remaining
+                        )
+                        pool.sessions.bind(session_id, runtime.name, self.clock())
+                        bound, placed_now = runtime.name, True
+                        if runtime.name == result.previous_worker:
+                            # Panic mode put it back where it was: not a move after all.
+                            result.rebound_reason = result.previous_worker = None
+                    else:
+                        runtime, waited = await pool.acquire(target=bound, wait_seconds=remaining)
+            except WorkerGone:
+                attempt_no -= 1  # nothing was sent; the binding check moves the session
+                continue
+            except BridgePoolError as err:
+                if err.info.type == "queue_timeout" and self.clock() >= call.deadline - 0.001:
+                    err = router_errors.call_timeout(pool.name, timeout, last_worker)
+                if last is not None and err.info.type == "no_workers":
+                    break  # nowhere left to retry: report the last failure
+                return self._finish(result, err, body)
+            result.waiting_seconds += waited
+            remaining = call.deadline - self.clock()
+            payload = json.dumps(body).encode()
+            try:
+                last = await self._send(call, runtime, payload, max(remaining, 0.001))
+            finally:
+                pool.release(runtime)
+            last_worker = runtime.name
+            result.upstream_seconds += last.elapsed
+            if last.failure is None:
+                break
+            if not may_retry(
+                last.failure,
+                attempt=attempt_no,
+                max_attempts=pool.routing.retries.max_attempts,
+                sticky=session_id is not None and not placed_now,
+                idempotent=idempotent,
+            ):
+                break
+            if not pool.budget.try_spend(self.clock()):
+                self.metrics.budget_denied.labels(pool.name).inc()
+                break
+            self.metrics.retries.labels(pool.name, last.failure.value).inc()
+            if session_id is None or placed_now:
+                # Anonymous calls and fresh sessions never retry on the worker that failed.
+                call.tried.add(runtime.name)
+                if placed_now and session_id is not None:
+                    pool.sessions.forget(session_id)
+                    bound, placed_now = None, False
+            pause = backoff_seconds(attempt_no, pool.routing.retries, self.jitter())
+            pause = min(pause, max(call.deadline - self.clock(), 0.0))
+            result.waiting_seconds += pause
+            await asyncio.sleep(pause)
+        assert last is not None
+        result.worker = last_worker
+        if last.status is not None and last.failure is not None and last.body:
+            # The worker's own error answer is more precise than anything we could add.
+            result.status, result.body = last.status, last.body
+            return result
+        if last.failure is not None and last.error is not None:
+            return self._finish(result, last.error, body)
+        assert last.status is not None
+        result.status, result.body = last.status, last.body
+        return result
+
+    def _finish(self, result: CallResult, err: BridgePoolError, body: dict[str, Any]) -> CallResult:
+        result.status, result.body, result.error = err.status, _error_body(err, body.get("id")), err
+        return result
+
+    def _check_binding(
+        self, pool: PoolRuntime, session_id: str, bound: str | None, result: CallResult
+    ) -> str | None:
+        """Keep the session on its worker unless that worker is gone or unreachable
+        (breaker open); then forget it, so it is placed afresh and flagged rebound."""
+        if bound is None:
+            return None
+        runtime = pool.workers.get(bound)
+        if runtime is None:
+            reason = REBOUND_WORKER_GONE
+        elif runtime.breaker.state(self.clock()) is BreakerState.OPEN:
+            reason = REBOUND_WORKER_UNREACHABLE
+        else:
+            return bound
+        pool.sessions.forget(session_id)
+        if result.previous_worker is None:
+            result.previous_worker = bound
+        result.rebound_reason = reason
+        self.metrics.sessions.labels(pool.name, "rebound").inc()
+        log.info(
+            "session rebound",
+            extra={"pool": pool.name, "previous_worker": bound, "reason": reason},
+        )
+        return None
+
+    # -- sessions -------------------------------------------------------------
+
+    async def resolve_session(
+        self, pool: PoolRuntime, session_id: str, remaining: float
+    ) -> str | None:
+        """The worker holding the session: from the table, else by asking the workers.
+        Concurrent look-ups of one session share one round of questions."""
+        bound = pool.sessions.lookup(session_id, self.clock())
+        if bound is not None:
+            self.metrics.sessions.labels(pool.name, "hit").inc()
+            return bound
+        pending = pool.lookups.get(session_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        pool.lookups[session_id] = fut
+        try:
+            holder = await self.find_session(pool, session_id, remaining)
+            if holder is not None:
+                pool.sessions.bind(session_id, holder, self.clock())
+            fut.set_result(holder)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved; the waiters re-raise it
+            raise
+        finally:
+            del pool.lookups[session_id]
+        self.metrics.sessions.labels(pool.name, "found" if holder else "new").inc()
+        return holder
+
+    async def find_session(
+        self, pool: PoolRuntime, session_id: str, remaining: float
+    ) -> str | None:
+        """Ask every worker (concurrently, briefly) whether it holds the session.
+        If several do (a session moved while its old worker was unreachable), the
+        most recently used copy wins."""
+        timeout = aiohttp.ClientTimeout(total=min(remaining, pool.routing.health.timeout_seconds))
+
+        async def ask(runtime: WorkerRuntime) -> tuple[float, str] | None:
+            try:
+                async with self.http.get(
+                    runtime.endpoint.url + "/v1/sessions", timeout=timeout
+                ) as resp:
+                    if resp.status != 200:
+                        return None
+                    listing = SessionsResponse.model_validate_json(await resp.read())
+            except (aiohttp.ClientError, TimeoutError, ValidationError):
+                return None
+            for info in listing.sessions:
+                if info.session_id == session_id:
+                    return (info.last_activity, runtime.name)
+            return None
+
+        answers = await asyncio.gather(*(ask(w) for w in list(pool.workers.values())))
+        found = [a for a in answers if a is not None and a[1] in pool.workers]
+        return max(found)[1] if found else None
+
+    async def delete_session(
+        self,
+        pool: PoolRuntime,
+        session_id: str,
+        timeout: float,  # noqa: ASYNC109 - passed on to the worker request
+    ) -> CallResult:
+        holder = await self.resolve_session(pool, session_id, timeout)
+        pool.sessions.forget(session_id)
+        runtime = pool.workers.get(holder) if holder else None
+        if runtime is None:
+            return error_result(router_errors.session_not_found(pool.name, session_id))
+        try:
+            async with self.http.delete(
+                f"{runtime.endpoint.url}/v1/sessions/{session_id}",
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                return CallResult(resp.status, await resp.read(), worker=runtime.name)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            err = router_errors.worker_unreachable(pool.name, runtime.name, repr(exc))
+            result = error_result(err)
+            result.worker = runtime.name
+            return result
+
+    # -- health ---------------------------------------------------------------
+
+    async def check_health(self, pool: PoolRuntime, runtime: WorkerRuntime) -> None:
+        """One active check of the worker's /readyz, which also reports its capacity."""
+        settings = pool.routing.health
+        ready = False
+        refused = False
+        try:
+            async with self.http.get(
+                runtime.endpoint.url + "/readyz",
+                timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
+            ) as resp:
+                readiness = Readiness.model_validate_json(await resp.read())
+            runtime.readiness = readiness
+            runtime.capacity = max(readiness.capacity, 1)
+            runtime.accepting_sessions = readiness.accepting_sessions
+            ready = resp.status == 200 and readiness.ready
+            runtime.last_error = None if ready else (readiness.reason or readiness.state.value)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            refused = True
+            runtime.last_error = str(exc)
+        except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
+            runtime.last_error = repr(exc)
+        was_up = runtime.health.up
+        if ready:
+            runtime.health.check_passed()
+        elif refused:
+            runtime.health.mark_down()
+        else:
+            runtime.health.check_failed()
+        if runtime.health.up != was_up:
+            log.warning(
+                "worker health changed",
+                extra={
+                    "pool": pool.name,
+                    "worker": runtime.name,
+                    "up": runtime.health.up,
+                    "reason": runtime.last_error,
+                },
+            )
+        # Capacity may have grown, or the worker came up: queued calls may proceed.
+        pool.worker_up_changed(runtime)
+
+    async def health_loop(self, pool: PoolRuntime, runtime: WorkerRuntime) -> None:
+        while True:
+            try:
+                await self.check_health(pool, runtime)
+            except Exception:  # a bug here must not end the worker's checks
+                log.exception("health check failed", extra={"worker": runtime.name})
+            await asyncio.sleep(pool.routing.health.interval_seconds)

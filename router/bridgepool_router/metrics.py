@@ -1,0 +1,111 @@
+"""The router's Prometheus metrics, in a registry owned by one app.
+
+Labels are bounded: pool, worker (a pod name at most), outcome/reason enums.
+Never a session id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+)  # fmt: skip
+_OVERHEAD_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+)  # fmt: skip
+
+
+class RouterMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "bridgepool_router_requests_total",
+            "Calls handled, by pool and outcome.",
+            ["pool", "outcome"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "bridgepool_router_request_duration_seconds",
+            "Time from receiving a call to answering it.",
+            ["pool"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "bridgepool_router_added_latency_seconds",
+            "Time the router itself adds to a call (total minus worker time, queue "
+            "wait and retry backoff).",
+            ["pool"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "bridgepool_router_retries_total",
+            "Retried attempts, by the failure that caused them.",
+            ["pool", "reason"],
+            registry=r,
+        )
+        self.budget_denied = Counter(
+            "bridgepool_router_retry_budget_denied_total",
+            "Retries not made because the pool's retry budget was used up.",
+            ["pool"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "bridgepool_router_breaker_state",
+            "Circuit breaker state per worker: 0 closed, 1 half-open, 2 open.",
+            ["pool", "worker"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "bridgepool_router_breaker_transitions_total",
+            "Circuit breaker state changes, by the state entered.",
+            ["pool", "to"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "bridgepool_router_queue_depth",
+            "Calls waiting for a free worker.",
+            ["pool"],
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "bridgepool_router_queue_wait_seconds",
+            "Time calls spent in the wait queue.",
+            ["pool"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_rejected = Counter(
+            "bridgepool_router_queue_rejected_total",
+            "Calls turned away because the queue was full or the wait timed out.",
+            ["pool", "reason"],
+            registry=r,
+        )
+        self.sessions = Counter(
+            "bridgepool_router_session_lookups_total",
+            "Session lookups: hit (table), found (asked the workers), new, rebound.",
+            ["pool", "result"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "bridgepool_router_worker_in_flight",
+            "Calls in flight per worker, as the router counts them.",
+            ["pool", "worker"],
+            registry=r,
+        )
+        self.worker_up = Gauge(
+            "bridgepool_router_worker_up",
+            "Whether active health checks see the worker up (1) or down (0).",
+            ["pool", "worker"],
+            registry=r,
+        )
+
+    def forget_worker(self, pool: str, worker: str) -> None:
+        for gauge in (self.breaker_state, self.in_flight, self.worker_up):
+            with contextlib.suppress(KeyError):
+                gauge.remove(pool, worker)

@@ -1,0 +1,247 @@
+"""A pool at run time: its workers' observed state, its session table, its wait
+queue and retry budget. The imperative shell around the core: it keeps state,
+reserves and releases worker slots, and wakes queued calls; every decision is
+delegated to :mod:`bridgepool_router.core`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from bridgepool.protocol import Readiness
+from bridgepool.spec import RoutingSettings, SessionSettings
+from bridgepool_router import router_errors
+from bridgepool_router.core import Clock
+from bridgepool_router.core.balancer import WorkerView, candidates, least_loaded
+from bridgepool_router.core.breaker import BREAKER_STATE_VALUE, BreakerState, CircuitBreaker
+from bridgepool_router.core.health import HealthTracker
+from bridgepool_router.core.retry import RetryBudget
+from bridgepool_router.core.sessions import SessionTable
+from bridgepool_router.core.wait_queue import Waiter, WaitQueue
+from bridgepool_router.discovery import PoolSnapshot, WorkerEndpoint
+from bridgepool_router.metrics import RouterMetrics
+
+log = logging.getLogger(__name__)
+
+# Until a worker's /readyz has told us its capacity, allow one call at a time.
+ASSUMED_CAPACITY = 1
+
+
+class WorkerGone(Exception):
+    """The worker a queued sticky call waited for left the pool."""
+
+
+@dataclass
+class WorkerRuntime:
+    endpoint: WorkerEndpoint
+    breaker: CircuitBreaker
+    health: HealthTracker
+    capacity: int = ASSUMED_CAPACITY
+    in_flight: int = 0
+    accepting_sessions: bool = True
+    readiness: Readiness | None = None
+    last_error: str | None = None
+    health_task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.worker
+
+    def view(self, now: float, sessions: int) -> WorkerView:
+        state = self.breaker.state(now)
+        return WorkerView(
+            worker=self.name,
+            up=self.health.up,
+            draining=self.endpoint.draining,
+            breaker_admits=self.breaker.admits(now),
+            breaker_opened_at=None if state is BreakerState.CLOSED else self.breaker.opened_at,
+            accepting_sessions=self.accepting_sessions,
+            in_flight=self.in_flight,
+            capacity=self.capacity,
+            sessions=sessions,
+        )
+
+
+class PoolRuntime:
+    def __init__(self, snapshot: PoolSnapshot, metrics: RouterMetrics, clock: Clock) -> None:
+        self.name = snapshot.name
+        self.metrics = metrics
+        self.clock = clock
+        self.routing: RoutingSettings = snapshot.routing
+        self.session_settings: SessionSettings = snapshot.sessions
+        self.workers: dict[str, WorkerRuntime] = {}
+        self.sessions = SessionTable(snapshot.sessions.idle_ttl_seconds)
+        self.queue = WaitQueue(snapshot.routing.queue.max_length)
+        self.budget = RetryBudget(snapshot.routing.retries)
+        self._futures: dict[int, asyncio.Future[WorkerRuntime]] = {}
+        self._rotation = 0
+        # Session ids being looked up on the workers right now: concurrent first
+        # calls of one session share one lookup, so they agree on one worker.
+        self.lookups: dict[str, asyncio.Future[str | None]] = {}
+
+    # -- discovery ---------------------------------------------------------
+
+    def update(self, snapshot: PoolSnapshot) -> tuple[list[WorkerRuntime], list[WorkerRuntime]]:
+        """Apply a new snapshot; returns (added, removed) workers."""
+        self.routing = snapshot.routing
+        self.session_settings = snapshot.sessions
+        self.sessions.idle_ttl_seconds = snapshot.sessions.idle_ttl_seconds
+        self.queue.max_length = snapshot.routing.queue.max_length
+        self.budget.settings = snapshot.routing.retries
+        wanted = {e.worker: e for e in snapshot.workers}
+        added, removed = [], []
+        for name in list(self.workers):
+            if name not in wanted or wanted[name].url != self.workers[name].endpoint.url:
+                removed.append(self.workers.pop(name))
+        for name, endpoint in wanted.items():
+            runtime = self.workers.get(name)
+            if runtime is None:
+                runtime = self._new_worker(endpoint)
+                self.workers[name] = runtime
+                added.append(runtime)
+            else:
+                runtime.endpoint = endpoint
+                runtime.breaker.settings = snapshot.routing.circuit_breaker
+                runtime.health.settings = snapshot.routing.health
+        for runtime in removed:
+            self.metrics.forget_worker(self.name, runtime.name)
+            for waiter in self.queue.waiting_for(runtime.name):
+                self.queue.remove(waiter.ticket)
+                fut = self._futures.pop(waiter.ticket, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(WorkerGone(runtime.name))
+        self.wake()
+        return added, removed
+
+    def _new_worker(self, endpoint: WorkerEndpoint) -> WorkerRuntime:
+        pool, name = self.name, endpoint.worker
+        gauge = self.metrics.breaker_state.labels(pool, name)
+        gauge.set(0)
+
+        def on_transition(before: BreakerState, to: BreakerState) -> None:
+            gauge.set(BREAKER_STATE_VALUE[to])
+            self.metrics.breaker_transitions.labels(pool, to.value).inc()
+            log.warning(
+                "breaker state changed",
+                extra={"pool": pool, "worker": name, "from": before.value, "to": to.value},
+            )
+            self.wake()
+
+        runtime = WorkerRuntime(
+            endpoint=endpoint,
+            breaker=CircuitBreaker(self.routing.circuit_breaker, on_transition),
+            health=HealthTracker(self.routing.health, up=endpoint.ready),
+        )
+        self.metrics.worker_up.labels(pool, name).set(1 if endpoint.ready else 0)
+        self.metrics.in_flight.labels(pool, name).set(0)
+        return runtime
+
+    def worker_up_changed(self, runtime: WorkerRuntime) -> None:
+        self.metrics.worker_up.labels(self.name, runtime.name).set(1 if runtime.health.up else 0)
+        self.wake()
+
+    # -- choosing and reserving workers ------------------------------------
+
+    def views(self) -> list[WorkerView]:
+        now = self.clock()
+        counts = self.sessions.count_by_worker()
+        return [w.view(now, counts.get(n, 0)) for n, w in self.workers.items()]
+
+    def _pick(
+        self, target: str | None, exclude: frozenset[str], new_session: bool
+    ) -> tuple[WorkerRuntime | None, bool]:
+        """(worker with room or None, whether any candidate exists at all)."""
+        if target is not None:
+            runtime = self.workers.get(target)
+            if runtime is None:
+                return None, False
+            return (runtime if runtime.in_flight < runtime.capacity else None), True
+        cands = candidates(
+            self.views(),
+            new_session=new_session,
+            max_ejection_percent=self.routing.circuit_breaker.max_ejection_percent,
+            exclude=exclude,
+        )
+        if not cands.workers:
+            return None, False
+        self._rotation += 1
+        best = least_loaded(cands.workers, self._rotation)
+        return (self.workers[best.worker] if best else None), True
+
+    def _reserve(self, runtime: WorkerRuntime) -> WorkerRuntime:
+        runtime.in_flight += 1
+        runtime.breaker.on_dispatch(self.clock())
+        self.metrics.in_flight.labels(self.name, runtime.name).set(runtime.in_flight)
+        return runtime
+
+    async def acquire(
+        self,
+        *,
+        target: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+        new_session: bool = False,
+        wait_seconds: float,
+    ) -> tuple[WorkerRuntime, float]:
+        """Reserve a slot on a worker (``target``, or the best candidate), waiting in
+        the pool's queue if all are busy. Returns the worker and the time waited."""
+        runtime, any_candidate = self._pick(target, exclude, new_session)
+        if runtime is not None:
+            return self._reserve(runtime), 0.0
+        if not any_candidate:
+            if target is not None:
+                raise WorkerGone(target)
+            raise router_errors.no_workers(self.name)
+        start = self.clock()
+        waiter = self.queue.admit(start, target=target, new_session=new_session, exclude=exclude)
+        if waiter is None:
+            self.metrics.queue_rejected.labels(self.name, "full").inc()
+            raise router_errors.queue_full(self.name, self.queue.max_length)
+        fut: asyncio.Future[WorkerRuntime] = asyncio.get_running_loop().create_future()
+        self._futures[waiter.ticket] = fut
+        self.metrics.queue_depth.labels(self.name).set(len(self.queue))
+        timeout = min(wait_seconds, self.routing.queue.timeout_seconds)
+        try:
+            async with asyncio.timeout(timeout):
+                runtime = await fut
+        except TimeoutError:
+            self.metrics.queue_rejected.labels(self.name, "timeout").inc()
+            raise router_errors.queue_timeout(self.name, self.clock() - start) from None
+        finally:
+            self.queue.remove(waiter.ticket)
+            self._futures.pop(waiter.ticket, None)
+            self.metrics.queue_depth.labels(self.name).set(len(self.queue))
+            served = fut.done() and not fut.cancelled() and fut.exception() is None
+            if served and runtime is not fut.result():
+                # Served at the moment the wait was abandoned: hand the slot back.
+                self.release(fut.result())
+        waited = self.clock() - start
+        self.metrics.queue_wait.labels(self.name).observe(waited)
+        return runtime, waited
+
+    def release(self, runtime: WorkerRuntime) -> None:
+        runtime.in_flight -= 1
+        self.metrics.in_flight.labels(self.name, runtime.name).set(runtime.in_flight)
+        self.wake()
+
+    def wake(self) -> None:
+        """Serve queued calls, oldest first, while workers have room."""
+        if not self._futures:
+            return
+        chosen: dict[int, WorkerRuntime] = {}
+
+        def can_serve(waiter: Waiter) -> bool:
+            fut = self._futures.get(waiter.ticket)
+            if fut is None or fut.done():
+                return False
+            runtime, _ = self._pick(waiter.target, waiter.exclude, waiter.new_session)
+            if runtime is None:
+                return False
+            chosen[waiter.ticket] = runtime
+            return True
+
+        while (waiter := self.queue.take_first(can_serve)) is not None:
+            fut = self._futures.pop(waiter.ticket)
+            fut.set_result(self._reserve(chosen[waiter.ticket]))
+        self.metrics.queue_depth.labels(self.name).set(len(self.queue))

@@ -1,0 +1,85 @@
+"""The router's pools, kept in step with discovery: the sink discovery backends
+feed, starting and stopping each worker's health checks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bridgepool_router.core import Clock
+from bridgepool_router.discovery import PoolSnapshot
+from bridgepool_router.dispatcher import Dispatcher
+from bridgepool_router.metrics import RouterMetrics
+from bridgepool_router.pool import PoolRuntime, WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+
+class PoolRegistry:
+    def __init__(self, dispatcher: Dispatcher, metrics: RouterMetrics, clock: Clock) -> None:
+        self.dispatcher = dispatcher
+        self.metrics = metrics
+        self.clock = clock
+        self.pools: dict[str, PoolRuntime] = {}
+        self.synced = asyncio.Event()
+
+    def apply(self, snapshot: PoolSnapshot) -> None:
+        pool = self.pools.get(snapshot.name)
+        if pool is None:
+            pool = PoolRuntime(snapshot, self.metrics, self.clock)
+            self.pools[snapshot.name] = pool
+            added, removed = pool.update(snapshot)
+        else:
+            added, removed = pool.update(snapshot)
+        for runtime in removed:
+            self._stop(runtime)
+        for runtime in added:
+            runtime.health_task = asyncio.create_task(
+                self.dispatcher.health_loop(pool, runtime), name=f"health {runtime.name}"
+            )
+        if added or removed:
+            log.info(
+                "pool workers changed",
+                extra={
+                    "pool": pool.name,
+                    "added": [w.name for w in added],
+                    "removed": [w.name for w in removed],
+                    "workers": len(pool.workers),
+                },
+            )
+
+    def remove_pool(self, name: str) -> None:
+        pool = self.pools.pop(name, None)
+        if pool is None:
+            return
+        for runtime in pool.workers.values():
+            self._stop(runtime)
+            self.metrics.forget_worker(name, runtime.name)
+        log.info("pool removed", extra={"pool": name})
+
+    async def expire_sessions(self, every_seconds: float = 10.0) -> None:
+        """Drop idle session bindings now and then; lookups expire them too, but a
+        session never called again would otherwise stay in the table."""
+        while True:
+            await asyncio.sleep(every_seconds)
+            now = self.clock()
+            for pool in list(self.pools.values()):
+                pool.sessions.expire(now)
+
+    def mark_synced(self) -> None:
+        self.synced.set()
+
+    def _stop(self, runtime: WorkerRuntime) -> None:
+        if runtime.health_task is not None:
+            runtime.health_task.cancel()
+
+    async def close(self) -> None:
+        tasks = [
+            w.health_task
+            for p in self.pools.values()
+            for w in p.workers.values()
+            if w.health_task is not None
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

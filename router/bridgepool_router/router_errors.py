@@ -1,0 +1,131 @@
+"""The errors the router itself produces, built from the shared error model.
+
+Each helper names the problem and carries the context a caller needs; the
+status follows the table in :mod:`bridgepool.errors` (502 no usable answer from
+a worker, 503 no capacity now, 504 out of time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridgepool.errors import BridgePoolError, ErrorCategory
+
+C = ErrorCategory
+
+
+def bad_request(type_: str, message: str, **context: Any) -> BridgePoolError:
+    return BridgePoolError.make(C.COMMUNICATION, type_, message, status=400, **context)
+
+
+def unknown_pool(pool: str) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.RESOURCE, "unknown_pool", f"no pool named {pool!r}", status=404, pool=pool
+    )
+
+
+def session_mismatch(path_id: str, body_id: object) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.SESSION,
+        "session_mismatch",
+        f"body session_id {body_id!r} disagrees with the path's {path_id!r}",
+        status=400,
+        path_session_id=path_id,
+        body_session_id=body_id,
+    )
+
+
+def session_not_found(pool: str, session_id: str) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.SESSION,
+        "session_not_found",
+        f"no worker of pool {pool!r} holds session {session_id!r}",
+        status=404,
+        pool=pool,
+        session_id=session_id,
+    )
+
+
+def no_workers(pool: str) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.RESOURCE,
+        "no_workers",
+        f"pool {pool!r} has no worker that can take the call",
+        status=503,
+        retryable=True,
+        pool=pool,
+    )
+
+
+def queue_full(pool: str, max_length: int) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.RESOURCE,
+        "queue_full",
+        f"every worker of pool {pool!r} is busy and {max_length} calls are already waiting",
+        status=503,
+        retryable=True,
+        pool=pool,
+        queue_max_length=max_length,
+    )
+
+
+def queue_timeout(pool: str, waited: float) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.RESOURCE,
+        "queue_timeout",
+        f"no worker of pool {pool!r} became free within {waited:.3f}s",
+        status=503,
+        retryable=True,
+        pool=pool,
+        waited_seconds=round(waited, 3),
+    )
+
+
+def call_timeout(pool: str, timeout: float, worker: str | None) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.TIMEOUT,
+        "call_timeout",
+        f"the call to pool {pool!r} did not finish within {timeout:.3f}s",
+        status=504,
+        retryable=False,
+        pool=pool,
+        worker=worker,
+        timeout_seconds=timeout,
+    )
+
+
+def worker_unreachable(pool: str, worker: str, detail: str) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.CONNECTION,
+        "worker_unreachable",
+        f"worker {worker!r} of pool {pool!r} could not be reached: {detail}",
+        status=502,
+        retryable=True,
+        pool=pool,
+        worker=worker,
+    )
+
+
+def worker_disconnected(pool: str, worker: str, detail: str) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.CONNECTION,
+        "worker_disconnected",
+        f"worker {worker!r} of pool {pool!r} dropped the call: {detail}",
+        status=502,
+        # The worker may have run the call; only the caller knows whether it is safe.
+        retryable=False,
+        pool=pool,
+        worker=worker,
+    )
+
+
+def worker_bad_answer(pool: str, worker: str, status: int) -> BridgePoolError:
+    return BridgePoolError.make(
+        C.SYSTEM,
+        "worker_bad_answer",
+        f"worker {worker!r} of pool {pool!r} answered {status} without a valid body",
+        status=502,
+        pool=pool,
+        worker=worker,
+        worker_status=status,
+    )

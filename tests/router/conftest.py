@@ -1,0 +1,114 @@
+"""Router test fixtures: worker and router processes on real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+
+# Short intervals so failures are seen in tenths of a second, not seconds.
+FAST_ROUTING: dict[str, Any] = {
+    "health": {"intervalSeconds": 0.2, "timeoutSeconds": 0.5, "fall": 2, "rise": 1},
+    "retries": {"baseBackoffSeconds": 0.005, "maxBackoffSeconds": 0.05},
+    "queue": {"maxLength": 100, "timeoutSeconds": 2},
+    "callTimeoutSeconds": 10,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    url: str
+    port: int
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            self.popen.wait(10)
+
+
+class Processes:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[Proc] = []
+
+    def worker(self, capacity: int = 8) -> Proc:
+        port = free_port()
+        cmd = [sys.executable, str(HERE / "stub_worker.py"), "--port", str(port)]
+        cmd += ["--capacity", str(capacity)]
+        popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = Proc(popen, f"http://127.0.0.1:{port}", port)
+        self.procs.append(proc)
+        wait_until(lambda: httpx.get(proc.url + "/readyz").status_code == 200, what="worker")
+        return proc
+
+    def write_pools(self, pools: dict[str, Any], name: str = "pools.json") -> Path:
+        path = self.tmp / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pools": pools}))
+        tmp.replace(path)  # atomic: the router never reads half a file
+        return path
+
+    def router(self, pools_file: Path, port: int | None = None) -> Proc:
+        port = port or free_port()
+        cmd = [str(BIN / "bridgepool-router"), "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--static-file", str(pools_file), "--static-reload-seconds", "0.1"]
+        log = open(self.tmp / f"router-{port}.log", "ab")  # noqa: SIM115 - outlives this call
+        popen = subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ})
+        proc = Proc(popen, f"http://127.0.0.1:{port}", port)
+        self.procs.append(proc)
+
+        def ready() -> bool:
+            if httpx.get(proc.url + "/readyz").status_code != 200:
+                return False
+            pools = httpx.get(proc.url + "/v1/pools").json()["pools"]
+            # every worker has answered a health check (capacity learned)
+            return all(w["state"] != "unknown" for p in pools for w in p["workers"])
+
+        wait_until(ready, what="router")
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.kill(signal.SIGKILL)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    p = Processes(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -1,0 +1,125 @@
+"""The router's HTTP layer in-process: bad input gets the structured error body."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bridgepool.errors import ErrorInfo
+from bridgepool_router.app import RouterConfig, create_app
+from bridgepool_router.discovery.static import StaticDiscovery
+from tests.router import stub_worker
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+async def router(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+) -> Client:
+    worker = await aiohttp_server(stub_worker.create_app("stub", 4))
+    url = str(worker.make_url("")).rstrip("/")
+    config = RouterConfig(discovery=StaticDiscovery([f"demo={url}"]), max_body_bytes=1024)
+    return await aiohttp_client(create_app(config))
+
+
+async def error_of(resp: Any) -> ErrorInfo:
+    body = await resp.json()
+    assert body["success"] is False
+    return ErrorInfo.model_validate(body["error"])
+
+
+EX = "/v1/pools/demo/execute"
+SX = "/v1/pools/demo/sessions/s1/execute"
+PING = b'{"command": "ping"}'
+COMM = "communication"
+BIG = b'{"command": "ping", "args": {"pad": "' + b"x" * 2000 + b'"}}'
+T = "X-BridgePool-Timeout"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "category", "type_"),
+    [
+        ("POST", "/v1/pools/nope/execute", PING, {}, 404, "resource", "unknown_pool"),
+        ("POST", EX, b"{not json", {}, 400, COMM, "invalid_json"),
+        ("POST", EX, b"[1, 2]", {}, 400, COMM, "invalid_request"),
+        ("POST", EX, b'{"args": {}}', {}, 400, COMM, "invalid_request"),
+        ("POST", EX, b'{"command": "x", "bogus": 1}', {}, 400, COMM, "invalid_request"),
+        ("POST", EX, b'{"command": "x", "session_id": "s"}', {}, 400, COMM,
+         "session_in_anonymous_call"),
+        ("POST", SX, b'{"command": "x", "session_id": "s2"}', {}, 400, "session",
+         "session_mismatch"),
+        ("POST", EX, PING, {T: "soon"}, 400, COMM, "invalid_timeout"),
+        ("POST", EX, PING, {T: "-1"}, 400, COMM, "invalid_timeout"),
+        ("POST", EX, BIG, {}, 413, "resource", "body_too_large"),
+        ("GET", EX, None, {}, 405, COMM, "method_not_allowed"),
+        ("PUT", "/v1/pools/demo/sessions/s1", None, {}, 405, COMM, "method_not_allowed"),
+        ("GET", "/v1/nothing-here", None, {}, 404, COMM, "not_found"),
+        ("DELETE", "/v1/pools/demo/sessions/never", None, {}, 404, "session",
+         "session_not_found"),
+    ],
+)  # fmt: skip
+async def test_bad_input(
+    router: Client,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    status: int,
+    category: str,
+    type_: str,
+) -> None:
+    resp = await router.request(method, path, data=body, headers=headers)
+    assert resp.status == status
+    error = await error_of(resp)
+    assert (error.category.value, error.type) == (category, type_)
+    assert error.message
+
+
+async def test_session_id_from_the_path_reaches_the_worker(router: Client) -> None:
+    # Same id in body and path is fine; the worker sees the path's id.
+    for body in ({"command": "incr"}, {"command": "incr", "session_id": "s1"}):
+        resp = await router.post("/v1/pools/demo/sessions/s1/execute", json=body)
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["X-BridgePool-Session"] == "s1"
+    assert (await resp.json())["result"] == {"count": 2}
+
+
+async def test_handler_errors_pass_through_and_do_not_trip_the_breaker(router: Client) -> None:
+    for _ in range(8):
+        resp = await router.post("/v1/pools/demo/execute", json={"command": "fail"})
+        assert resp.status == 422
+        assert (await error_of(resp)).category.value == "python"
+    pool = await (await router.get("/v1/pools/demo")).json()
+    assert pool["workers"][0]["breaker"] == "closed"
+
+
+async def test_worker_5xx_counts_against_the_worker(router: Client) -> None:
+    for _ in range(5):
+        resp = await router.post("/v1/pools/demo/execute", json={"command": "crash500"})
+        assert resp.status == 500
+    pool = await (await router.get("/v1/pools/demo")).json()
+    assert pool["workers"][0]["breaker"] == "open"
+    # Panic mode: the only worker is still tried rather than failing every call.
+    resp = await router.post("/v1/pools/demo/execute", json={"command": "ping"})
+    assert resp.status == 200
+
+
+async def test_health_metrics_and_pool_listing(router: Client) -> None:
+    assert (await router.get("/healthz")).status == 200
+    assert (await router.get("/readyz")).status == 200
+    await router.post("/v1/pools/demo/execute", json={"command": "ping"})
+    metrics = await (await router.get("/metrics")).text()
+    assert 'bridgepool_router_requests_total{outcome="success",pool="demo"} 1.0' in metrics
+    assert "bridgepool_router_added_latency_seconds_bucket" in metrics
+    listing = await (await router.get("/v1/pools")).json()
+    assert [p["pool"] for p in listing["pools"]] == ["demo"]
+    worker = listing["pools"][0]["workers"][0]
+    assert {"worker", "state", "ready", "draining", "breaker", "in_flight", "capacity"} <= set(
+        worker
+    )

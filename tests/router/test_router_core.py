@@ -1,0 +1,296 @@
+"""The router's pure core, by tables of cases: no sockets, no sleeps, a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridgepool.spec import CircuitBreakerSettings, RetrySettings, RouterHealthSettings
+from bridgepool_router.core.balancer import WorkerView, candidates, ejected, least_loaded
+from bridgepool_router.core.breaker import BreakerState, CircuitBreaker
+from bridgepool_router.core.health import HealthTracker
+from bridgepool_router.core.retry import FailureKind, RetryBudget, backoff_seconds, may_retry
+from bridgepool_router.core.sessions import SessionTable
+from bridgepool_router.core.wait_queue import WaitQueue
+
+# -- session table ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        # (action, session, worker, time) ... -> lookup result at the last step
+        ([("bind", "s", "w1", 0), ("lookup", "s", None, 299)], "w1"),
+        ([("bind", "s", "w1", 0), ("lookup", "s", None, 300)], None),
+        # sliding: each lookup renews the binding
+        ([("bind", "s", "w1", 0), ("lookup", "s", None, 200), ("lookup", "s", None, 450)], "w1"),
+        ([("bind", "s", "w1", 0), ("forget", "s", None, 1), ("lookup", "s", None, 2)], None),
+        ([("bind", "s", "w1", 0), ("bind", "s", "w2", 1), ("lookup", "s", None, 2)], "w2"),
+        ([("lookup", "unknown", None, 0)], None),
+    ],
+)
+def test_session_table(
+    steps: list[tuple[str, str, str | None, float]], expected: str | None
+) -> None:
+    table = SessionTable(idle_ttl_seconds=300)
+    result: str | None = None
+    for action, sid, worker, now in steps:
+        if action == "bind":
+            assert worker is not None
+            table.bind(sid, worker, now)
+        elif action == "forget":
+            table.forget(sid)
+        else:
+            result = table.lookup(sid, now)
+    assert result == expected
+
+
+def test_session_table_expires_and_counts() -> None:
+    table = SessionTable(idle_ttl_seconds=10)
+    table.bind("a", "w1", 0)
+    table.bind("b", "w1", 5)
+    table.bind("c", "w2", 5)
+    assert table.count_by_worker() == {"w1": 2, "w2": 1}
+    assert table.expire(12) == 1
+    assert table.count_by_worker() == {"w1": 1, "w2": 1}
+    assert len(table) == 2
+
+
+# -- circuit breaker ---------------------------------------------------------------
+
+S = CircuitBreakerSettings(failure_threshold=3, success_threshold=2, open_seconds=10)
+
+
+@pytest.mark.parametrize(
+    ("events", "now", "state", "admits"),
+    [
+        ([], 0, BreakerState.CLOSED, True),
+        (["f@0", "f@1"], 2, BreakerState.CLOSED, True),
+        (["f@0", "f@1", "f@2"], 2, BreakerState.OPEN, False),
+        # a success resets the consecutive count
+        (["f@0", "f@1", "s@1", "f@2", "f@2"], 3, BreakerState.CLOSED, True),
+        (["f@0", "f@1", "f@2"], 11.9, BreakerState.OPEN, False),
+        (["f@0", "f@1", "f@2"], 12, BreakerState.HALF_OPEN, True),
+        # half-open: one probe at a time
+        (["f@0", "f@1", "f@2", "d@12"], 12, BreakerState.HALF_OPEN, False),
+        (["f@0", "f@1", "f@2", "d@12", "s@12"], 12, BreakerState.HALF_OPEN, True),
+        (["f@0", "f@1", "f@2", "d@12", "s@12", "d@12", "s@13"], 13, BreakerState.CLOSED, True),
+        # a failed probe reopens for another open period
+        (["f@0", "f@1", "f@2", "d@12", "f@12"], 21, BreakerState.OPEN, False),
+        (["f@0", "f@1", "f@2", "d@12", "f@12"], 22, BreakerState.HALF_OPEN, True),
+        # late successes while open change nothing
+        (["f@0", "f@1", "f@2", "s@3", "s@4", "s@5"], 6, BreakerState.OPEN, False),
+    ],
+)
+def test_breaker(events: list[str], now: float, state: BreakerState, admits: bool) -> None:
+    transitions: list[tuple[BreakerState, BreakerState]] = []
+    breaker = CircuitBreaker(S, lambda a, b: transitions.append((a, b)))
+    for event in events:
+        kind, at = event.split("@")
+        t = float(at)
+        {"f": breaker.record_failure, "s": breaker.record_success, "d": breaker.on_dispatch}[kind](
+            t
+        )
+    assert breaker.state(now) is state
+    assert breaker.admits(now) is admits
+    if state is BreakerState.OPEN:
+        assert (BreakerState.CLOSED, BreakerState.OPEN) in transitions or (
+            BreakerState.HALF_OPEN,
+            BreakerState.OPEN,
+        ) in transitions
+
+
+# -- health tracker -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("checks", "up"),
+    [
+        ("", True),
+        ("ff", True),
+        ("fff", False),
+        ("fffp", False),
+        ("fffpp", True),
+        ("ffpff", True),  # not consecutive
+        ("x", False),  # refused: down at once
+        ("xpp", True),
+    ],
+)
+def test_health_fall_and_rise(checks: str, up: bool) -> None:
+    tracker = HealthTracker(RouterHealthSettings(fall=3, rise=2))
+    for c in checks:
+        {"f": tracker.check_failed, "p": tracker.check_passed, "x": tracker.mark_down}[c]()
+    assert tracker.up is up
+
+
+# -- retry policy ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "attempt", "sticky", "idempotent", "expected"),
+    [
+        (FailureKind.CONNECT, 1, False, False, True),
+        (FailureKind.CONNECT, 1, True, False, True),
+        (FailureKind.CONNECT, 3, False, False, False),  # max attempts reached
+        (FailureKind.REFUSED_BY_WORKER, 2, True, False, True),
+        (FailureKind.TIMEOUT, 1, False, False, False),
+        (FailureKind.TIMEOUT, 1, False, True, True),
+        (FailureKind.TIMEOUT, 1, True, True, False),  # sticky calls are never idempotent
+        (FailureKind.WORKER_ERROR, 1, False, True, True),
+        (FailureKind.WORKER_ERROR, 1, False, False, False),
+        (FailureKind.WORKER_ERROR, 2, True, False, False),
+    ],
+)
+def test_may_retry(
+    kind: FailureKind, attempt: int, sticky: bool, idempotent: bool, expected: bool
+) -> None:
+    assert (
+        may_retry(kind, attempt=attempt, max_attempts=3, sticky=sticky, idempotent=idempotent)
+        is expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("retry", "jitter", "expected"),
+    [(1, 0.5, 0.05), (2, 0.5, 0.1), (3, 1.0, 0.4), (10, 1.0, 1.0), (10, 0.25, 0.25), (1, 0, 0)],
+)
+def test_backoff_full_jitter(retry: int, jitter: float, expected: float) -> None:
+    settings = RetrySettings(base_backoff_seconds=0.1, max_backoff_seconds=1.0)
+    assert backoff_seconds(retry, settings, jitter) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("min_per_s", "percent", "requests", "attempts", "allowed"),
+    [
+        (0, 0, 100, 5, 0),
+        (2, 0, 0, 5, 2),
+        (0, 20, 10, 5, 2),
+        (1, 10, 50, 10, 6),
+        (10, 20, 1000, 500, 210),
+    ],
+)
+def test_retry_budget(
+    min_per_s: float, percent: float, requests: int, attempts: int, allowed: int
+) -> None:
+    budget = RetryBudget(RetrySettings(min_retries_per_second=min_per_s, budget_percent=percent))
+    now = 100.0
+    for _ in range(requests):
+        budget.record_request(now)
+    granted = sum(budget.try_spend(now) for _ in range(attempts))
+    assert granted == allowed
+
+
+def test_retry_budget_window_slides() -> None:
+    budget = RetryBudget(RetrySettings(min_retries_per_second=2, budget_percent=0))
+    assert [budget.try_spend(10.0) for _ in range(3)] == [True, True, False]
+    assert budget.try_spend(10.95) is False  # still inside the one-second window
+    assert budget.try_spend(11.05) is True  # the first bucket has left the window
+
+
+# -- worker choice ---------------------------------------------------------------------
+
+
+def W(name: str, **kw: object) -> WorkerView:
+    return WorkerView(worker=name, capacity=4, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("workers", "new_session", "exclude", "expected", "panic"),
+    [
+        ([W("a"), W("b")], False, (), {"a", "b"}, False),
+        ([W("a", up=False), W("b")], False, (), {"b"}, False),
+        ([W("a", draining=True), W("b")], True, (), {"b"}, False),
+        # draining workers take no anonymous calls either while others can
+        ([W("a", draining=True), W("b")], False, (), {"b"}, False),
+        ([W("a", accepting_sessions=False), W("b")], True, (), {"b"}, False),
+        ([W("a", accepting_sessions=False), W("b")], False, (), {"a", "b"}, False),
+        ([W("a"), W("b")], False, ("a",), {"b"}, False),
+        # nothing eligible: panic to every non-draining worker
+        ([W("a", up=False), W("b", up=False), W("c", draining=True)], False, (), {"a", "b"}, True),
+        ([W("a", draining=True)], False, (), set(), False),
+        # ejection cap 50% of 2 workers = 1: the earlier opened stays out, the other is used
+        (
+            [
+                W("a", breaker_admits=False, breaker_opened_at=1.0),
+                W("b", breaker_admits=False, breaker_opened_at=2.0),
+            ],
+            False,
+            (),
+            {"b"},
+            False,
+        ),
+    ],
+)
+def test_candidates(
+    workers: list[WorkerView],
+    new_session: bool,
+    exclude: tuple[str, ...],
+    expected: set[str],
+    panic: bool,
+) -> None:
+    got = candidates(workers, new_session=new_session, max_ejection_percent=50, exclude=exclude)
+    assert {w.worker for w in got.workers} == expected
+    assert got.panic is panic
+
+
+@pytest.mark.parametrize(
+    ("n_blocked", "n_total", "percent", "n_ejected"),
+    [(1, 1, 50, 0), (1, 2, 50, 1), (2, 2, 50, 1), (3, 10, 20, 2), (3, 3, 100, 3), (2, 4, 0, 0)],
+)
+def test_ejection_cap(n_blocked: int, n_total: int, percent: int, n_ejected: int) -> None:
+    workers = [
+        W(
+            f"w{i}",
+            breaker_admits=i >= n_blocked,
+            breaker_opened_at=float(i) if i < n_blocked else None,
+        )
+        for i in range(n_total)
+    ]
+    out = ejected(workers, percent)
+    assert len(out) == n_ejected
+    assert out == {f"w{i}" for i in range(n_ejected)}  # earliest opened first
+
+
+@pytest.mark.parametrize(
+    ("workers", "rotation", "expected"),
+    [
+        ([W("a", in_flight=2), W("b", in_flight=1)], 0, "b"),
+        ([W("a", in_flight=4), W("b", in_flight=4)], 0, None),  # all at capacity
+        # load is relative to capacity
+        (
+            [WorkerView("a", in_flight=2, capacity=8), WorkerView("b", in_flight=1, capacity=2)],
+            0,
+            "a",
+        ),
+        # equal load: fewer sessions wins
+        ([W("a", sessions=3), W("b", sessions=1)], 0, "b"),
+        # full tie: rotation spreads calls
+        ([W("a"), W("b")], 0, "a"),
+        ([W("a"), W("b")], 1, "b"),
+    ],
+)
+def test_least_loaded(workers: list[WorkerView], rotation: int, expected: str | None) -> None:
+    best = least_loaded(workers, rotation)
+    assert (best.worker if best else None) == expected
+
+
+# -- wait queue ----------------------------------------------------------------------------
+
+
+def test_wait_queue_is_fifo_per_serveable_worker() -> None:
+    q = WaitQueue(max_length=3)
+    a = q.admit(0.0, target="w1")
+    b = q.admit(0.1)
+    c = q.admit(0.2, target="w2")
+    assert a and b and c
+    assert q.admit(0.3) is None  # full
+    # a slot frees on w2: the oldest waiter that can use it is b (any worker)
+    assert q.take_first(lambda w: w.target in (None, "w2")) == b
+    assert q.take_first(lambda w: w.target in (None, "w2")) == c
+    assert q.take_first(lambda w: w.target in (None, "w2")) is None
+    assert q.waiting_for("w1") == [a]
+    assert q.remove(a.ticket) and not q.remove(a.ticket)
+    assert len(q) == 0
+
+
+def test_wait_queue_of_length_zero_rejects_everything() -> None:
+    assert WaitQueue(max_length=0).admit(0.0) is None

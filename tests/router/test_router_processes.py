@@ -1,0 +1,322 @@
+"""The router against real worker processes over real sockets (static backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from bridgepool.client import (
+    AsyncBridgePoolClient,
+    BridgePoolClient,
+    ConnectionFailedError,
+    HandlerError,
+    ResourceError,
+    SessionError,
+)
+from tests.router.conftest import FAST_ROUTING, Processes, wait_until
+
+
+def pool_entry(*workers: str, routing: dict[str, Any] | None = None, **extra: Any) -> Any:
+    return {"urls": list(workers), "routing": {**FAST_ROUTING, **(routing or {})}, **extra}
+
+
+def incr(router: str, session: str) -> httpx.Response:
+    return httpx.post(
+        f"{router}/v1/pools/demo/sessions/{session}/execute", json={"command": "incr"}
+    )
+
+
+def pool_state(router: str) -> dict[str, Any]:
+    return httpx.get(f"{router}/v1/pools/demo").json()  # type: ignore[no-any-return]
+
+
+def test_sessions_stick_and_anonymous_calls_spread(procs: Processes) -> None:
+    w1, w2 = procs.worker(), procs.worker()
+    router = procs.router(procs.write_pools({"demo": pool_entry(w1.url, w2.url)}))
+    served: dict[str, set[str]] = {}
+    for i in range(5):
+        for session in ("a", "b", "c", "d"):
+            r = incr(router.url, session)
+            assert r.status_code == 200
+            assert r.json()["result"] == {"count": i + 1}  # state lives on one worker
+            served.setdefault(session, set()).add(r.headers["X-BridgePool-Worker"])
+    assert all(len(workers) == 1 for workers in served.values())
+    assert {w for ws in served.values() for w in ws} == {
+        f"127.0.0.1:{w1.port}",
+        f"127.0.0.1:{w2.port}",
+    }
+    anonymous = {
+        httpx.post(f"{router.url}/v1/pools/demo/execute", json={"command": "ping"}).headers[
+            "X-BridgePool-Worker"
+        ]
+        for _ in range(10)
+    }
+    assert len(anonymous) == 2
+
+
+def test_two_routers_and_a_restarted_router_agree_on_a_session(procs: Processes) -> None:
+    w1, w2, w3 = procs.worker(), procs.worker(), procs.worker()
+    pools = procs.write_pools({"demo": pool_entry(w1.url, w2.url, w3.url)})
+    router_a = procs.router(pools)
+    router_b = procs.router(pools)
+    first = incr(router_a.url, "shared")
+    holder = first.headers["X-BridgePool-Worker"]
+    # Router B has never seen the session: it asks the workers and finds the holder.
+    second = incr(router_b.url, "shared")
+    assert second.headers["X-BridgePool-Worker"] == holder
+    assert second.json()["result"] == {"count": 2}
+    # A restarted router (same port, empty table) does the same.
+    router_a.kill(signal.SIGTERM)
+    router_a = procs.router(pools, port=router_a.port)
+    third = incr(router_a.url, "shared")
+    assert third.headers["X-BridgePool-Worker"] == holder
+    assert third.json()["result"] == {"count": 3}
+    assert "X-BridgePool-Session-Rebound" not in third.headers
+
+
+async def test_killed_worker_under_load(procs: Processes) -> None:
+    workers = [procs.worker(), procs.worker(), procs.worker()]
+    routing = {"circuitBreaker": {"openSeconds": 30}}
+    router = procs.router(
+        procs.write_pools({"demo": pool_entry(*[w.url for w in workers], routing=routing)})
+    )
+    async with AsyncBridgePoolClient(router.url, "demo") as client:
+        holders: dict[str, str | None] = {}
+        for i in range(12):
+            res = await client.execute_in_session(f"s{i}", "incr")
+            holders[f"s{i}"] = res.worker
+        victim_name = holders["s0"]
+        assert victim_name is not None
+        victim = next(w for w in workers if victim_name.endswith(f":{w.port}"))
+        victim_sessions = [s for s, w in holders.items() if w == victim_name]
+
+        stop = asyncio.Event()
+        results: list[str] = []
+
+        async def anonymous_load() -> None:
+            while not stop.is_set():
+                try:
+                    res = await client.execute_anonymous(
+                        "sleep", {"seconds": 0.01}, idempotent=True
+                    )
+                    results.append(res.worker or "")
+                except Exception as exc:  # every failure is recorded, none swallowed
+                    results.append(f"error: {exc!r}")
+
+        load = [asyncio.create_task(anonymous_load()) for _ in range(8)]
+        await asyncio.sleep(0.3)
+        victim.kill(signal.SIGKILL)
+        kill_time = time.monotonic()
+        await asyncio.sleep(0.5)
+
+        # Sticky calls on the dead worker: they may fail until its breaker opens;
+        # then they move, flagged as rebound, with fresh state.
+        rebound: dict[str, Any] = {}
+        for session in victim_sessions:
+            for _ in range(5):
+                try:
+                    res = await client.execute_in_session(session, "incr")
+                except ConnectionFailedError:
+                    continue
+                rebound[session] = res
+                break
+        stop.set()
+        await asyncio.gather(*load)
+
+    errors = [r for r in results if r.startswith("error")]
+    assert not errors, errors[:3]
+    after_kill = results[len(results) // 2 :]
+    assert victim_name not in after_kill[-20:]
+    assert set(rebound) == set(victim_sessions)
+    for res in rebound.values():
+        assert res.rebound and res.rebound_reason == "worker_unreachable"
+        assert res.worker != victim_name
+        assert res.result == {"count": 1}  # the old state is gone
+    async with httpx.AsyncClient(base_url=router.url) as http:
+        state = (await http.get("/v1/pools/demo")).json()
+        metrics = (await http.get("/metrics")).text
+    dead = next(w for w in state["workers"] if w["worker"] == victim_name)
+    assert dead["breaker"] == "open" and dead["ready"] is False
+    assert time.monotonic() - kill_time < 10
+    assert 'bridgepool_router_breaker_transitions_total{pool="demo",to="open"} 1.0' in metrics
+
+
+def test_queue_overflow_is_503_with_retry_after(procs: Processes) -> None:
+    worker = procs.worker(capacity=1)
+    routing = {"queue": {"maxLength": 1, "timeoutSeconds": 5}}
+    router = procs.router(procs.write_pools({"demo": pool_entry(worker.url, routing=routing)}))
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
+            calls = [
+                http.post(
+                    "/v1/pools/demo/execute", json={"command": "sleep", "args": {"seconds": 0.4}}
+                )
+                for _ in range(4)
+            ]
+            return await asyncio.gather(*calls)
+
+    answers = asyncio.run(burst())
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200, 200, 503, 503]  # one running, one queued, two turned away
+    for r in answers:
+        if r.status_code == 503:
+            assert r.headers["Retry-After"] == "1"
+            error = r.json()["error"]
+            assert (error["category"], error["type"], error["retryable"]) == (
+                "resource",
+                "queue_full",
+                True,
+            )
+
+
+def test_queue_wait_times_out(procs: Processes) -> None:
+    worker = procs.worker(capacity=1)
+    routing = {"queue": {"maxLength": 5, "timeoutSeconds": 0.2}}
+    router = procs.router(procs.write_pools({"demo": pool_entry(worker.url, routing=routing)}))
+
+    async def two() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
+            slow = {"command": "sleep", "args": {"seconds": 0.6}}
+            return await asyncio.gather(
+                http.post("/v1/pools/demo/execute", json=slow),
+                http.post("/v1/pools/demo/execute", json=slow),
+            )
+
+    first, second = sorted(asyncio.run(two()), key=lambda r: r.status_code)
+    assert first.status_code == 200
+    assert second.status_code == 503 and second.json()["error"]["type"] == "queue_timeout"
+
+
+def test_retries_are_bounded_by_the_budget(procs: Processes) -> None:
+    worker = procs.worker()
+    routing = {
+        "retries": {
+            "maxAttempts": 3,
+            "budgetPercent": 0,
+            "minRetriesPerSecond": 2,
+            "baseBackoffSeconds": 0,
+        },
+        "circuitBreaker": {"failureThreshold": 100},
+    }
+    router = procs.router(procs.write_pools({"demo": pool_entry(worker.url, routing=routing)}))
+    worker.kill()
+    start = time.monotonic()
+    codes = [incr(router.url, "s").status_code for _ in range(20)]
+    elapsed = time.monotonic() - start
+    assert codes == [502] * 20
+    metrics = httpx.get(router.url + "/metrics").text
+
+    def value(name: str) -> float:
+        for line in metrics.splitlines():
+            if line.startswith(name):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    retries = value('bridgepool_router_retries_total{pool="demo",reason="connect"}')
+    denied = value('bridgepool_router_retry_budget_denied_total{pool="demo"}')
+    # 2 retries per second of window; without the budget there would be 40.
+    assert 1 <= retries <= 2 * (elapsed + 1)
+    assert denied >= 20 - retries
+
+
+def test_draining_worker_gets_no_new_sessions_but_keeps_its_own(procs: Processes) -> None:
+    w1, w2 = procs.worker(), procs.worker()
+    pools = procs.write_pools({"demo": pool_entry(w1.url, w2.url)})
+    router = procs.router(pools)
+    names = {f"127.0.0.1:{w.port}": w for w in (w1, w2)}
+    holders = {s: incr(router.url, s).headers["X-BridgePool-Worker"] for s in "abcdef"}
+    draining = holders["a"]
+    procs.write_pools({"demo": pool_entry(w1.url, w2.url, draining=[names[draining].url])})
+    wait_until(
+        lambda: any(w["draining"] for w in pool_state(router.url)["workers"]), what="drain mark"
+    )
+    for session, holder in holders.items():
+        r = incr(router.url, session)
+        assert r.headers["X-BridgePool-Worker"] == holder
+        assert r.json()["result"] == {"count": 2}
+    for i in range(6):
+        assert incr(router.url, f"new{i}").headers["X-BridgePool-Worker"] != draining
+    # The draining worker leaves the pool: its sessions move, flagged, state lost.
+    procs.write_pools({"demo": pool_entry(*[w.url for n, w in names.items() if n != draining])})
+    wait_until(lambda: len(pool_state(router.url)["workers"]) == 1, what="worker removed")
+    moved = incr(router.url, "a")
+    assert moved.headers["X-BridgePool-Session-Rebound"] == "true"
+    assert moved.headers["X-BridgePool-Session-Rebound-Reason"] == "worker_gone"
+    assert moved.headers["X-BridgePool-Previous-Worker"] == draining
+    assert moved.json()["result"] == {"count": 1}
+
+
+def test_timeout_header_lowers_the_budget_and_is_forwarded(procs: Processes) -> None:
+    worker = procs.worker()
+    router = procs.router(procs.write_pools({"demo": pool_entry(worker.url)}))
+    url = f"{router.url}/v1/pools/demo/execute"
+    seen = httpx.post(url, json={"command": "headers"}, headers={"X-BridgePool-Timeout": "2"})
+    assert 1.5 < float(seen.json()["result"]["timeout"]) <= 2.0
+    slow = {"command": "sleep", "args": {"seconds": 2}}
+    r = httpx.post(url, json=slow, headers={"X-BridgePool-Timeout": "0.2"})
+    assert r.status_code == 504
+    assert r.json()["error"]["category"] == "timeout"
+    # A caller cannot raise the pool's budget (10 s here).
+    seen = httpx.post(url, json={"command": "headers"}, headers={"X-BridgePool-Timeout": "99"})
+    assert float(seen.json()["result"]["timeout"]) <= 10.0
+
+
+def test_sigterm_finishes_in_flight_calls_and_exits_zero(procs: Processes) -> None:
+    worker = procs.worker()
+    router = procs.router(procs.write_pools({"demo": pool_entry(worker.url)}))
+
+    async def call_then_term() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=10) as http:
+            call = asyncio.create_task(
+                http.post(
+                    f"{router.url}/v1/pools/demo/execute",
+                    json={"command": "sleep", "args": {"seconds": 0.5}},
+                )
+            )
+            await asyncio.sleep(0.2)
+            router.popen.send_signal(signal.SIGTERM)
+            return await call
+
+    answer = asyncio.run(call_then_term())
+    assert answer.status_code == 200
+    assert router.popen.wait(10) == 0
+
+
+def test_sync_client(procs: Processes) -> None:
+    worker = procs.worker()
+    router = procs.router(procs.write_pools({"demo": pool_entry(worker.url)}))
+    with BridgePoolClient(router.url, "demo") as client:
+        first = client.execute_in_session("s", "incr")
+        second = client.execute_in_session("s", "incr")
+        assert (first.result, second.result) == ({"count": 1}, {"count": 2})
+        assert second.worker == f"127.0.0.1:{worker.port}" and not second.rebound
+        assert client.execute_anonymous("echo", {"x": 1}, idempotent=True).result == {"x": 1}
+        with pytest.raises(HandlerError) as handler_error:
+            client.execute_anonymous("fail")
+        assert handler_error.value.status == 422
+        client.delete_session("s")
+        with pytest.raises(SessionError):
+            client.delete_session("s")
+    with BridgePoolClient(router.url, "missing") as client, pytest.raises(ResourceError) as err:
+        client.execute_anonymous("ping")
+    assert err.value.info.type == "unknown_pool" and err.value.status == 404
+
+
+async def test_async_client(procs: Processes) -> None:
+    worker = procs.worker()
+    router = procs.router(procs.write_pools({"demo": pool_entry(worker.url)}))
+    async with AsyncBridgePoolClient(router.url, "demo") as client:
+        results = await asyncio.gather(*(client.execute_in_session("s", "incr") for _ in range(5)))
+        assert sorted(r.result["count"] for r in results) == [1, 2, 3, 4, 5]
+        with pytest.raises(HandlerError):
+            await client.execute_anonymous("fail")
+        await client.delete_session("s")
+    async with AsyncBridgePoolClient("http://127.0.0.1:9", "demo") as client:
+        with pytest.raises(ConnectionFailedError):
+            await client.execute_anonymous("ping")
