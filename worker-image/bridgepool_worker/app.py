@@ -110,26 +110,34 @@ def _call_timeout(request: web.Request, config: WorkerConfig) -> float:
     return min(asked, config.call_timeout_seconds)
 
 
+def _rejected_body(raw: bytes, exc: ValidationError) -> BridgePoolError:
+    """Why a body is not an ExecuteRequest, in the caller's terms."""
+    errors = exc.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return _bad_request("malformed_json", f"body is not valid JSON: {errors[0]['msg']}")
+    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
+        return _bad_request("invalid_request", "body must be a JSON object (an ExecuteRequest)")
+    fields = sorted({str(e["loc"][0]) for e in errors if e["loc"]})
+    return _bad_request("invalid_request", summarize(exc), fields=fields)
+
+
+def _request_id(raw: bytes) -> str | int | None:
+    """The caller's id from a body that failed validation, if it has a usable one."""
+    try:
+        request_id = json.loads(raw).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return request_id if isinstance(request_id, str | int) else None
+
+
 async def execute(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     raw = await request.read()
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _error_response(_bad_request("malformed_json", f"body is not valid JSON: {exc}"))
-    if not isinstance(payload, dict):
-        return _error_response(
-            _bad_request("invalid_request", "body must be a JSON object (an ExecuteRequest)")
-        )
-    request_id = payload.get("id")
-    request_id = request_id if isinstance(request_id, str | int) else None
-    try:
-        call = ExecuteRequest.model_validate(payload)
+        # pydantic parses the JSON itself: one pass, no intermediate dict.
+        call = ExecuteRequest.model_validate_json(raw)
     except ValidationError as exc:
-        fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
-        return _error_response(
-            _bad_request("invalid_request", summarize(exc), fields=fields), request_id
-        )
+        return _error_response(_rejected_body(raw, exc), _request_id(raw))
     timeout = _call_timeout(request, runtime.config)
     status, body = await runtime.execute(call, timeout)
     return web.Response(text=body, status=status, content_type="application/json")

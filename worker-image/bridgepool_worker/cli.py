@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -107,8 +108,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(EXIT_HANDLERS)
     code = asyncio.run(serve(app, config))
     logging.shutdown()
-    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
-    if stuck:
+    # Idle handler threads exit promptly once their pool is shut down.
+    deadline = time.monotonic() + 0.5
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threading.enumerate() if t is not threading.main_thread()):
         # A sync handler still running cannot be stopped; do not wait for it.
         sys.stderr.flush()
         os._exit(code)

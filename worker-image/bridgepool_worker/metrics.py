@@ -78,6 +78,19 @@ class WorkerMetrics:
             "bridgepool_worker_uptime_seconds", "Seconds since the worker started.", registry=r
         )
         self.set_state(WorkerState.INITIALIZING)
+        # Labelled children looked up once per (command, status): the hot path.
+        self._call_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_call(self, command: str, status: int, seconds: float) -> None:
+        children = self._call_children.get((command, status))
+        if children is None:
+            children = (
+                self.calls.labels(command=command, status=str(status)),
+                self.call_seconds.labels(command=command),
+            )
+            self._call_children[(command, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def set_state(self, current: WorkerState) -> None:
         for state in WorkerState:

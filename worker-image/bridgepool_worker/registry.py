@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class Command:
     is_async: bool
     builtin: bool
     origin: str  # module the command came from, for error messages
+    logger: logging.Logger  # handed to the handler in its context
 
 
 class CommandRegistry:
@@ -42,7 +44,8 @@ class CommandRegistry:
             what = "a built-in command" if existing.builtin else f"a command of {existing.origin}"
             raise HandlerLoadError(f"{origin}: command {name!r} is already {what}")
         is_async = inspect.iscoroutinefunction(handler)
-        self._commands[name] = Command(name, handler, is_async, builtin, origin)
+        logger = logging.getLogger(f"bridgepool_worker.commands.{name}")
+        self._commands[name] = Command(name, handler, is_async, builtin, origin, logger)
 
     def get(self, name: str) -> Command | None:
         return self._commands.get(name)

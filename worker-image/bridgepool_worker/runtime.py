@@ -237,8 +237,7 @@ class WorkerRuntime:
                 self.metrics.errors.labels(category=err.category.value).inc()
         if not internal:
             self.requests_total += 1
-            self.metrics.calls.labels(command=label, status=str(status)).inc()
-            self.metrics.call_seconds.labels(command=label).observe(self.mono() - started)
+            self.metrics.observe_call(label, status, self.mono() - started)
         return status, body
 
     def _admit_session(self, session_id: str) -> Session | None:
@@ -300,7 +299,7 @@ class WorkerRuntime:
                 state=session.state if session is not None else None,
                 args=request.args,
                 worker=self.name,
-                logger=logging.getLogger(f"bridgepool_worker.commands.{command.name}"),
+                logger=command.logger,
             )
             try:
                 return await self._call(command, ctx, request.args, budget_seconds)
