@@ -152,3 +152,13 @@ def test_bad_settings_exit_2_naming_the_variable(workers: Workers) -> None:
     assert "BRIDGEPOOL_WORKER_CAPACITY='many'" in run.stderr
     run = workers.run_to_exit(args=["--port", "-1"])
     assert run.returncode == 2
+
+
+def test_example_handlers_load(workers: Workers) -> None:
+    examples = Path(__file__).parents[2] / "examples" / "worker_handlers.py"
+    worker = workers.start(args=["--handlers", str(examples)])
+    assert worker.result("echo", {"x": [1, 2]}) == {"x": [1, 2]}
+    assert worker.result("incr", session_id="e")["count"] == 1
+    assert worker.result("incr", {"by": 2}, session_id="e")["count"] == 3
+    assert worker.call("incr").status_code == 422
+    assert worker.call("fail", {"message": "no"}).json()["error"]["message"] == "no"
