@@ -70,7 +70,9 @@ def test_session_cap_refuses_new_sessions_with_a_retryable_resource_error(
 
 
 def test_calls_beyond_capacity_are_refused_at_once(workers: Workers) -> None:
-    worker = workers.start(env={**FAULTS, "BRIDGEPOOL_WORKER_CAPACITY": "2"})
+    worker = workers.start(
+        env={**FAULTS, "BRIDGEPOOL_WORKER_CAPACITY": "2", "BRIDGEPOOL_WORKER_LOG_LEVEL": "debug"}
+    )
 
     def slow() -> httpx.Response:
         return worker.call("fault", {"kind": "slow", "seconds": 0.8})
@@ -95,6 +97,10 @@ def test_calls_beyond_capacity_are_refused_at_once(workers: Workers) -> None:
         assert all(c.result().status_code == 200 for c in calls)
     assert worker.get("/v1/stats").json()["state"] == "ready"
     assert 'bridgepool_worker_rejected_total{reason="capacity"} 1.0' in worker.get("/metrics").text
+    # Every transition is a log line with its reason and the time in the previous state.
+    busy = [line for line in worker.logs().splitlines() if '"to": "busy"' in line]
+    assert busy and '"reason": "all call slots in use"' in busy[0]
+    assert '"seconds_in_previous"' in busy[0]
 
 
 def test_fault_command_is_unknown_unless_enabled(workers: Workers) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
+
+from bridgepool.protocol import HEADER_TIMEOUT
 
 from .conftest import Workers
 
@@ -11,6 +14,7 @@ HANDLERS = textwrap.dedent(
     """
     import asyncio
     import threading
+    import time
     from typing import Any
 
     from bridgepool.errors import BridgePoolError, ErrorCategory
@@ -42,6 +46,12 @@ HANDLERS = textwrap.dedent(
         raise BridgePoolError.make(
             ErrorCategory.RESOURCE, "quota", "out of quota", status=503, retryable=True
         )
+
+
+    @command
+    def nap(ctx: CommandContext, args: dict[str, Any]) -> str:
+        time.sleep(args["seconds"])
+        return "rested"
 
 
     @command
@@ -100,6 +110,23 @@ def test_handler_failures_map_to_structured_errors(workers: Workers, tmp_path: P
     stats = worker.get("/v1/stats").json()
     assert stats["errors_by_category"] == {"python": 2, "resource": 1}
     assert stats["state"] == "ready"
+
+
+def test_a_sync_handler_past_its_timeout_holds_its_slot_until_it_ends(
+    workers: Workers, tmp_path: Path
+) -> None:
+    module = write(tmp_path, "my_handlers.py", HANDLERS)
+    worker = workers.start(args=["--handlers", str(module)])
+
+    late = worker.call("nap", {"seconds": 0.8}, headers={HEADER_TIMEOUT: "0.2"})
+    assert late.status_code == 504
+    # The thread still runs: the worker is honest that its one slot is taken.
+    assert worker.get("/v1/stats").json()["in_flight"] == 1
+    assert worker.call("ping").json()["error"]["type"] == "capacity_exceeded"
+    deadline = time.monotonic() + 5
+    while worker.get("/v1/stats").json()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert worker.result("nap", {"seconds": 0}) == "rested"
 
 
 def test_handlers_by_module_path(workers: Workers, tmp_path: Path) -> None:

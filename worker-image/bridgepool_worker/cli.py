@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     try:
         config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
+        logging.getLogger().setLevel(config.log_level.upper())
         app = create_app(config)
     except ConfigError as exc:
         print(f"bridgepool-worker: {exc}", file=sys.stderr)

@@ -44,6 +44,8 @@ class WorkerConfig(BaseModel):
     program_backend: Literal["offline", "dspy"] = "offline"
     dspy_model: str | None = None
     faults_enabled: bool = False
+    # debug also logs the ready <-> busy flips that happen on every call at capacity.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 class ConfigError(Exception):
@@ -70,6 +72,7 @@ _SOURCES: dict[str, tuple[str | None, str]] = {
     "program_backend": (None, ENV_PREFIX + "PROGRAM_BACKEND"),
     "dspy_model": (None, ENV_PREFIX + "DSPY_MODEL"),
     "faults_enabled": (None, FAULTS_ENV),
+    "log_level": (None, ENV_PREFIX + "LOG_LEVEL"),
 }
 
 
@@ -99,6 +102,8 @@ def _env_value(field: str, raw: str) -> Any:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if field == "faults_enabled":
         return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if field == "log_level":
+        return raw.strip().lower()
     if raw.strip() == "" and WorkerConfig.model_fields[field].default is None:
         return None
     return raw.strip()

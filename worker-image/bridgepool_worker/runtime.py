@@ -289,6 +289,9 @@ class WorkerRuntime:
         self.record(transition)
         self.metrics.in_flight.set(self.lifecycle.in_flight)
         internal_error = False
+        # A sync handler that outlives its timeout keeps running in its thread;
+        # its call slot is given back only when it really ends.
+        still_running: list[asyncio.Future[Any]] = []
         try:
             if session_id is not None and session is None:
                 session, _ = self.sessions.open(session_id, self.wall())
@@ -302,7 +305,7 @@ class WorkerRuntime:
                 logger=command.logger,
             )
             try:
-                return await self._call(command, ctx, request.args, budget_seconds)
+                return await self._call(command, ctx, request.args, budget_seconds, still_running)
             except BridgePoolError as err:
                 injected = bool(err.info.context.get("injected"))
                 internal_error = err.status >= 500 and err.status != 504 and not injected
@@ -310,26 +313,44 @@ class WorkerRuntime:
         finally:
             if session_id is not None:
                 self.sessions.touch(session_id, self.wall())
-            self.record(self.lifecycle.end_call(self.mono(), internal_error=internal_error))
-            self.metrics.in_flight.set(self.lifecycle.in_flight)
+            if still_running:
+                still_running[0].add_done_callback(lambda _: self._end_call(False))
+            else:
+                self._end_call(internal_error)
+
+    def _end_call(self, internal_error: bool) -> None:
+        self.record(self.lifecycle.end_call(self.mono(), internal_error=internal_error))
+        self.metrics.in_flight.set(self.lifecycle.in_flight)
 
     async def _call(
-        self, command: Command, ctx: CommandContext, args: dict[str, Any], budget_seconds: float
+        self,
+        command: Command,
+        ctx: CommandContext,
+        args: dict[str, Any],
+        budget_seconds: float,
+        still_running: list[asyncio.Future[Any]],
     ) -> Any:
         deadline = asyncio.timeout(budget_seconds)
+        thread_call: asyncio.Future[Any] | None = None
         try:
             async with deadline:
                 if command.is_async:
                     return await command.handler(ctx, args)
-                # Sync handlers may block; the thread cannot be stopped on timeout,
-                # but the caller gets its 504 on time.
+                # Sync handlers may block, so they run in a thread. A thread cannot
+                # be stopped: on timeout the caller gets its 504 on time, and the
+                # shield keeps the thread's future so its end can be observed.
                 loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(
+                thread_call = loop.run_in_executor(
                     None, functools.partial(command.handler, ctx, args)
                 )
+                return await asyncio.shield(thread_call)
         except TimeoutError as exc:
             if not deadline.expired():  # the handler's own TimeoutError
                 raise self._handler_failed(command, exc) from None
+            if thread_call is not None and not thread_call.done():
+                still_running.append(thread_call)
+                # Retrieve its eventual exception so none is reported as unhandled.
+                thread_call.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise BridgePoolError.make(
                 ErrorCategory.TIMEOUT,
                 "call_timeout",
