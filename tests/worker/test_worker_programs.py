@@ -111,3 +111,16 @@ def test_dspy_programs_in_a_worker_process(workers: Workers, tmp_path: Path) -> 
     assert worker.result("execute_program", run, session_id=sid)["outputs"] == {"answer": "four"}
     run["inputs"] = {"question": "3+3?"}
     assert worker.result("execute_program", run, session_id=sid)["outputs"] == {"answer": "six"}
+
+
+@pytest.mark.dspy
+def test_dspy_without_an_lm_is_a_clear_handler_error() -> None:
+    dspy = pytest.importorskip("dspy")
+    from bridgepool_worker.programs import run_dspy
+
+    p = build_program(
+        ProgramDefinition(signature="question -> answer", backend="dspy"), "p", "offline", now=0
+    )
+    with dspy.context(lm=None), pytest.raises(BridgePoolError) as err:
+        run_dspy(p, {"question": "2+2?"})
+    assert (err.value.status, err.value.info.type) == (422, "dspy_no_lm")
