@@ -1,1 +1,5 @@
-"""The bridge worker: one process per pod, executing commands over HTTP."""
+"""The BridgePool bridge worker and the SDK for writing its commands."""
+
+from bridgepool_worker.sdk import CommandContext, command
+
+__all__ = ["CommandContext", "command"]

@@ -1,0 +1,240 @@
+"""The worker's HTTP surface: parse, call the runtime, write what it returns.
+
+| method, path                 | what                                              |
+|------------------------------|---------------------------------------------------|
+| POST /v1/execute             | run a command (ExecuteRequest -> ExecuteResponse) |
+| GET /healthz                 | alive                                             |
+| GET /readyz                  | Readiness; 200 when ready, 503 otherwise          |
+| GET /v1/stats                | WorkerStats                                       |
+| GET /v1/sessions             | SessionsResponse                                  |
+| DELETE /v1/sessions/{id}     | end a session (404 ``session`` error if unknown)  |
+| GET /metrics                 | Prometheus metrics                                |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from bridgepool.errors import BridgePoolError, ErrorCategory
+from bridgepool.protocol import HEADER_TIMEOUT, HEADER_WORKER, ExecuteRequest
+from bridgepool_worker.builtins import register_builtins, summarize
+from bridgepool_worker.config import ConfigError, WorkerConfig
+from bridgepool_worker.faults import register_faults
+from bridgepool_worker.metrics import WorkerMetrics
+from bridgepool_worker.programs import configure_dspy_model, dspy_available
+from bridgepool_worker.registry import CommandRegistry
+from bridgepool_worker.runtime import WorkerRuntime, error_json
+
+RUNTIME = web.AppKey("runtime", WorkerRuntime)
+log = logging.getLogger("bridgepool_worker")
+
+_HTTP_ERRORS = {
+    404: "route_not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+def _bad_request(type_: str, message: str, **context: Any) -> BridgePoolError:
+    return BridgePoolError.make(ErrorCategory.COMMUNICATION, type_, message, status=400, **context)
+
+
+def _error_response(err: BridgePoolError, request_id: Any = None) -> web.Response:
+    return web.Response(
+        text=error_json(err, request_id), status=err.status, content_type="application/json"
+    )
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> BridgePoolError:
+    type_ = _HTTP_ERRORS.get(exc.status, "http_error")
+    if exc.status == 404:
+        message = f"no route {request.method} {request.path}"
+    elif exc.status == 405:
+        message = f"method {request.method} not allowed on {request.path}"
+    elif exc.status == 413:
+        limit = request.app[RUNTIME].config.max_body_bytes
+        message = f"request body larger than {limit} bytes"
+    else:
+        message = exc.reason
+    return BridgePoolError.make(
+        ErrorCategory.COMMUNICATION, type_, message, status=exc.status, path=request.path
+    )
+
+
+@web.middleware
+async def structured_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every answer names the worker; every failure is the structured error body."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error_response(_from_http_exception(request, exc))
+    except BridgePoolError as err:
+        response = _error_response(err)
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        response = _error_response(
+            BridgePoolError.make(
+                ErrorCategory.SYSTEM, "internal_error", "the worker failed unexpectedly", status=500
+            )
+        )
+    response.headers[HEADER_WORKER] = request.app[RUNTIME].name
+    return response
+
+
+def _call_timeout(request: web.Request, config: WorkerConfig) -> float:
+    raw = request.headers.get(HEADER_TIMEOUT)
+    if raw is None:
+        return config.call_timeout_seconds
+    try:
+        asked = float(raw)
+    except ValueError:
+        asked = float("nan")
+    if not asked > 0 or asked == float("inf"):
+        raise _bad_request(
+            "invalid_timeout", f"{HEADER_TIMEOUT} must be a positive number of seconds; got {raw!r}"
+        )
+    return min(asked, config.call_timeout_seconds)
+
+
+def _rejected_body(raw: bytes, exc: ValidationError) -> BridgePoolError:
+    """Why a body is not an ExecuteRequest, in the caller's terms."""
+    errors = exc.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return _bad_request("malformed_json", f"body is not valid JSON: {errors[0]['msg']}")
+    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
+        return _bad_request("invalid_request", "body must be a JSON object (an ExecuteRequest)")
+    fields = sorted({str(e["loc"][0]) for e in errors if e["loc"]})
+    return _bad_request("invalid_request", summarize(exc), fields=fields)
+
+
+def _request_id(raw: bytes) -> str | int | None:
+    """The caller's id from a body that failed validation, if it has a usable one."""
+    try:
+        request_id = json.loads(raw).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return request_id if isinstance(request_id, str | int) else None
+
+
+async def execute(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    raw = await request.read()
+    try:
+        # pydantic parses the JSON itself: one pass, no intermediate dict.
+        call = ExecuteRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        return _error_response(_rejected_body(raw, exc), _request_id(raw))
+    timeout = _call_timeout(request, runtime.config)
+    status, body = await runtime.execute(call, timeout)
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    return web.json_response({"alive": True, "worker": runtime.name})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    readiness = request.app[RUNTIME].readiness()
+    return web.json_response(
+        readiness.model_dump(mode="json"), status=200 if readiness.ready else 503
+    )
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RUNTIME].stats().model_dump(mode="json"))
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RUNTIME].sessions_response().model_dump(mode="json"))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    request.app[RUNTIME].delete_session(session_id)
+    return web.json_response({"session_id": session_id, "deleted": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    runtime.sweep()  # fresh gauges (rss, uptime, sessions) for each scrape
+    body = generate_latest(runtime.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _housekeeping(runtime: WorkerRuntime) -> None:
+    while True:
+        try:
+            await runtime.initialize()
+            break
+        except Exception as exc:
+            log.error("initialization failed, retrying", extra={"fields": {"error": str(exc)}})
+            await asyncio.sleep(runtime.config.sweep_interval_seconds)
+    while True:
+        await asyncio.sleep(runtime.config.sweep_interval_seconds)
+        try:
+            runtime.sweep()
+        except Exception:
+            log.exception("housekeeping failed")
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    loop = asyncio.get_running_loop()
+    # Own pool for sync handlers: a hung handler thread must not block shutdown
+    # the way the loop's default executor would.
+    executor = ThreadPoolExecutor(
+        max_workers=runtime.config.capacity + 4, thread_name_prefix="handler"
+    )
+    loop.set_default_executor(executor)
+    task = asyncio.create_task(_housekeeping(runtime), name="worker-housekeeping")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    runtime.mark_terminated("server stopped")
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def create_app(config: WorkerConfig) -> web.Application:
+    """The worker app. Loads the handler modules now: raises
+    :class:`bridgepool_worker.registry.HandlerLoadError` if any cannot be used."""
+    if config.program_backend == "dspy" and not dspy_available():
+        raise ConfigError(
+            "BRIDGEPOOL_WORKER_PROGRAM_BACKEND=dspy needs the dspy package "
+            "(pip install 'bridgepool[dspy]')"
+        )
+    registry = CommandRegistry()
+    runtime = WorkerRuntime(config, registry, WorkerMetrics())
+    register_builtins(registry, runtime)
+    if config.faults_enabled:
+        register_faults(registry, runtime)
+    registry.load_modules(config.handlers)
+    if config.program_backend == "dspy" and config.dspy_model:
+        configure_dspy_model(config.dspy_model)
+
+    app = web.Application(middlewares=[structured_errors], client_max_size=config.max_body_bytes)
+    app[RUNTIME] = runtime
+    app.router.add_post("/v1/execute", execute)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/stats", stats)
+    app.router.add_get("/v1/sessions", list_sessions)
+    app.router.add_delete("/v1/sessions/{session_id}", delete_session)
+    app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(_background)
+    return app

@@ -1,0 +1,71 @@
+"""The command SDK: what a handler module uses.
+
+.. code-block:: python
+
+    from bridgepool_worker import CommandContext, command
+
+    @command
+    def greet(ctx: CommandContext, args: dict[str, Any]) -> dict[str, Any]:
+        count = ctx.state["greeted"] = ctx.state.get("greeted", 0) + 1  # per session
+        return {"hello": args.get("name", "world"), "times": count}
+
+    @command("fetch")
+    async def fetch_thing(ctx: CommandContext, args: dict[str, Any]) -> str: ...
+
+Sync handlers run in a thread, so they may block; async ones run on the
+event loop. Raise :class:`bridgepool.errors.BridgePoolError` for a failure
+with its own category and status; any other exception becomes a 422
+``python`` error naming the exception type and message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+# The attribute @command sets on a handler; the loader finds handlers by it,
+# so importing a module twice (or in two apps) registers nothing globally.
+COMMAND_ATTR = "__bridgepool_command__"
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a handler knows about its call."""
+
+    session_id: str | None
+    # The session's own mutable state; None for an anonymous call.
+    state: dict[str, Any] | None
+    args: dict[str, Any]
+    worker: str
+    logger: logging.Logger
+
+
+Handler = Callable[[CommandContext, dict[str, Any]], Any | Awaitable[Any]]
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+@overload
+def command(name_or_handler: H) -> H: ...
+
+
+@overload
+def command(name_or_handler: str | None = None) -> Callable[[H], H]: ...
+
+
+def command(name_or_handler: str | H | None = None) -> H | Callable[[H], H]:
+    """Mark a function as a worker command, named after it or as given."""
+
+    def mark(handler: H, name: str) -> H:
+        setattr(handler, COMMAND_ATTR, name)
+        return handler
+
+    if callable(name_or_handler):
+        return mark(name_or_handler, name_or_handler.__name__)
+    explicit = name_or_handler
+
+    def decorator(handler: H) -> H:
+        return mark(handler, explicit or handler.__name__)
+
+    return decorator
