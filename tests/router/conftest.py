@@ -19,6 +19,11 @@ import pytest
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
+REPO = HERE.parent.parent
+
+# The real worker, with the example commands and the router tests' own, and
+# fault injection (the ``fault`` command's ``error`` kind is a worker-side 500).
+WORKER_HANDLERS = (str(REPO / "examples" / "worker_handlers.py"), str(HERE / "worker_commands.py"))
 
 # Short intervals so failures are seen in tenths of a second, not seconds.
 FAST_ROUTING: dict[str, Any] = {
@@ -66,9 +71,12 @@ class Processes:
 
     def worker(self, capacity: int = 8) -> Proc:
         port = free_port()
-        cmd = [sys.executable, str(HERE / "stub_worker.py"), "--port", str(port)]
-        cmd += ["--capacity", str(capacity)]
-        popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [str(BIN / "bridgepool-worker"), "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--capacity", str(capacity), "--name", f"worker-{port}"]
+        cmd += ["--handlers", *WORKER_HANDLERS]
+        env = {**os.environ, "BRIDGEPOOL_FAULTS_ENABLED": "1"}
+        log = open(self.tmp / f"worker-{port}.log", "ab")  # noqa: SIM115 - outlives this call
+        popen = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         proc = Proc(popen, f"http://127.0.0.1:{port}", port)
         self.procs.append(proc)
         wait_until(lambda: httpx.get(proc.url + "/readyz").status_code == 200, what="worker")

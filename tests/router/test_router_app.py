@@ -12,7 +12,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridgepool.errors import ErrorInfo
 from bridgepool_router.app import RouterConfig, create_app
 from bridgepool_router.discovery.static import StaticDiscovery
-from tests.router import stub_worker
+from bridgepool_worker.app import create_app as create_worker_app
+from bridgepool_worker.config import WorkerConfig
+from tests.router.conftest import WORKER_HANDLERS
 
 Client = TestClient[web.Request, web.Application]
 
@@ -22,7 +24,10 @@ async def router(
     aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
     aiohttp_client: Callable[[web.Application], Awaitable[Client]],
 ) -> Client:
-    worker = await aiohttp_server(stub_worker.create_app("stub", 4))
+    worker_config = WorkerConfig(
+        name="worker", capacity=4, handlers=WORKER_HANDLERS, faults_enabled=True
+    )
+    worker = await aiohttp_server(create_worker_app(worker_config))
     url = str(worker.make_url("")).rstrip("/")
     config = RouterConfig(discovery=StaticDiscovery([f"demo={url}"]), max_body_bytes=1024)
     return await aiohttp_client(create_app(config))
@@ -37,6 +42,8 @@ async def error_of(resp: Any) -> ErrorInfo:
 EX = "/v1/pools/demo/execute"
 SX = "/v1/pools/demo/sessions/s1/execute"
 PING = b'{"command": "ping"}'
+# A worker-side failure (500): counts against the worker, unlike a handler's error.
+CRASH = {"command": "fault", "args": {"kind": "error"}}
 COMM = "communication"
 BIG = b'{"command": "ping", "args": {"pad": "' + b"x" * 2000 + b'"}}'
 T = "X-BridgePool-Timeout"
@@ -101,7 +108,7 @@ async def test_handler_errors_pass_through_and_do_not_trip_the_breaker(router: C
 
 async def test_worker_5xx_counts_against_the_worker(router: Client) -> None:
     for _ in range(5):
-        resp = await router.post("/v1/pools/demo/execute", json={"command": "crash500"})
+        resp = await router.post("/v1/pools/demo/execute", json=CRASH)
         assert resp.status == 500
     pool = await (await router.get("/v1/pools/demo")).json()
     assert pool["workers"][0]["breaker"] == "open"

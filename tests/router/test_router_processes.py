@@ -256,14 +256,14 @@ def test_timeout_header_lowers_the_budget_and_is_forwarded(procs: Processes) -> 
     worker = procs.worker()
     router = procs.router(procs.write_pools({"demo": pool_entry(worker.url)}))
     url = f"{router.url}/v1/pools/demo/execute"
-    seen = httpx.post(url, json={"command": "headers"}, headers={"X-BridgePool-Timeout": "2"})
+    seen = httpx.post(url, json={"command": "budget"}, headers={"X-BridgePool-Timeout": "2"})
     assert 1.5 < float(seen.json()["result"]["timeout"]) <= 2.0
     slow = {"command": "sleep", "args": {"seconds": 2}}
     r = httpx.post(url, json=slow, headers={"X-BridgePool-Timeout": "0.2"})
     assert r.status_code == 504
     assert r.json()["error"]["category"] == "timeout"
     # A caller cannot raise the pool's budget (10 s here).
-    seen = httpx.post(url, json={"command": "headers"}, headers={"X-BridgePool-Timeout": "99"})
+    seen = httpx.post(url, json={"command": "budget"}, headers={"X-BridgePool-Timeout": "99"})
     assert float(seen.json()["result"]["timeout"]) <= 10.0
 
 

@@ -303,6 +303,7 @@ class WorkerRuntime:
                 args=request.args,
                 worker=self.name,
                 logger=command.logger,
+                timeout_seconds=budget_seconds,
             )
             try:
                 return await self._call(command, ctx, request.args, budget_seconds, still_running)

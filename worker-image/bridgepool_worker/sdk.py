@@ -40,6 +40,9 @@ class CommandContext:
     args: dict[str, Any]
     worker: str
     logger: logging.Logger
+    # This call's time budget in seconds (the worker's call timeout, or less if
+    # the caller asked for less): pass it on to whatever the handler waits for.
+    timeout_seconds: float
 
 
 Handler = Callable[[CommandContext, dict[str, Any]], Any | Awaitable[Any]]
