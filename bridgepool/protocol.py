@@ -6,6 +6,7 @@ protocol to a worker directly or through the router.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +28,26 @@ HEADER_SESSION_REBOUND = "X-BridgePool-Session-Rebound"  # response: "true" if m
 HEADER_TIMEOUT = "X-BridgePool-Timeout"  # request: seconds; may only lower the default
 HEADER_IDEMPOTENT = "X-BridgePool-Idempotent"  # request: "true" lets anonymous calls retry
 HEADER_SESSION = "X-BridgePool-Session"  # request/response: the session id, for proxies
+
+
+def call_budget(requested: str | None, default: float) -> float:
+    """The time budget of one call, in seconds: ``default``, or less when the
+    caller's :data:`HEADER_TIMEOUT` value asks for less (it can never raise it).
+
+    Raises ``ValueError`` naming the header when the value is not a positive,
+    finite number of seconds.
+    """
+    if requested is None:
+        return default
+    try:
+        asked = float(requested)
+    except ValueError:
+        asked = math.nan
+    if not 0 < asked < math.inf:
+        raise ValueError(
+            f"{HEADER_TIMEOUT} must be a positive number of seconds; got {requested!r}"
+        )
+    return min(asked, default)
 
 
 class WorkerState(StrEnum):

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorCategory, ErrorInfo, counts_against_worker
-from bridgepool.protocol import ExecuteRequest, ExecuteResponse
+from bridgepool.protocol import HEADER_TIMEOUT, ExecuteRequest, ExecuteResponse, call_budget
 from bridgepool.spec import RoutingSettings
 
 
@@ -66,3 +66,19 @@ def test_routing_settings_speak_camel_case_with_seed_defaults() -> None:
     assert settings.retries.max_attempts == 3
     with pytest.raises(ValidationError, match="failureThreshold"):
         RoutingSettings.model_validate({"circuitBreaker": {"failureThreshold": 0}})
+
+
+@pytest.mark.parametrize(
+    ("requested", "default", "budget"),
+    [(None, 60.0, 60.0), ("2", 60.0, 2.0), ("0.25", 60.0, 0.25), ("99", 10.0, 10.0)],
+)
+def test_call_budget_may_only_lower_the_default(
+    requested: str | None, default: float, budget: float
+) -> None:
+    assert call_budget(requested, default) == budget
+
+
+@pytest.mark.parametrize("requested", ["0", "-1", "soon", "nan", "inf", ""])
+def test_call_budget_rejects_what_is_not_a_positive_duration(requested: str) -> None:
+    with pytest.raises(ValueError, match=HEADER_TIMEOUT):
+        call_budget(requested, 60.0)

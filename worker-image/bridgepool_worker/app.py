@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorCategory
-from bridgepool.protocol import HEADER_TIMEOUT, HEADER_WORKER, ExecuteRequest
+from bridgepool.protocol import HEADER_TIMEOUT, HEADER_WORKER, ExecuteRequest, call_budget
 from bridgepool_worker.builtins import register_builtins, summarize
 from bridgepool_worker.config import ConfigError, WorkerConfig
 from bridgepool_worker.faults import register_faults
@@ -96,18 +96,10 @@ async def structured_errors(
 
 
 def _call_timeout(request: web.Request, config: WorkerConfig) -> float:
-    raw = request.headers.get(HEADER_TIMEOUT)
-    if raw is None:
-        return config.call_timeout_seconds
     try:
-        asked = float(raw)
-    except ValueError:
-        asked = float("nan")
-    if not asked > 0 or asked == float("inf"):
-        raise _bad_request(
-            "invalid_timeout", f"{HEADER_TIMEOUT} must be a positive number of seconds; got {raw!r}"
-        )
-    return min(asked, config.call_timeout_seconds)
+        return call_budget(request.headers.get(HEADER_TIMEOUT), config.call_timeout_seconds)
+    except ValueError as exc:
+        raise _bad_request("invalid_timeout", str(exc)) from None
 
 
 def _rejected_body(raw: bytes, exc: ValidationError) -> BridgePoolError:
