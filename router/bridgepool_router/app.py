@@ -18,7 +18,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError
 from bridgepool.protocol import (
@@ -28,9 +27,9 @@ from bridgepool.protocol import (
     HEADER_SESSION_REBOUND,
     HEADER_TIMEOUT,
     HEADER_WORKER,
-    ExecuteRequest,
 )
 from bridgepool_router import router_errors
+from bridgepool_router.call_body import parse_call
 from bridgepool_router.core import Clock
 from bridgepool_router.discovery import Discovery
 from bridgepool_router.dispatcher import CallResult, Dispatcher, error_result
@@ -158,35 +157,6 @@ def _timeout(request: web.Request, pool: PoolRuntime) -> float:
     return min(value, default)
 
 
-async def _read_call(request: web.Request, session_id: str | None) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise router_errors.bad_request("invalid_json", f"request body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise router_errors.bad_request("invalid_request", "request body must be a JSON object")
-    body_session = body.get("session_id")
-    if session_id is None and body_session is not None:
-        raise router_errors.bad_request(
-            "session_in_anonymous_call",
-            "an anonymous call carries no session_id; use /v1/pools/{pool}/sessions/{id}/execute",
-        )
-    if session_id is not None:
-        if body_session is not None and body_session != session_id:
-            raise router_errors.session_mismatch(session_id, body_session)
-        body["session_id"] = session_id
-    try:
-        ExecuteRequest.model_validate(body)
-    except ValidationError as exc:
-        raise router_errors.bad_request(
-            "invalid_request",
-            "request body is not a valid execute request",
-            errors=json.loads(exc.json(include_url=False, include_input=False)),
-        ) from exc
-    return body
-
-
 def _outcome(status: int) -> str:
     if status < 300:
         return "success"
@@ -203,19 +173,22 @@ async def _execute(request: web.Request, session_id: str | None) -> web.Response
     start = time.perf_counter()
     pool = _pool(request)
     timeout = _timeout(request, pool)
-    body = await _read_call(request, session_id)
+    call = parse_call(await request.read(), session_id)
     idempotent = request.headers.get(HEADER_IDEMPOTENT, "").lower() == "true"
     result = await state.dispatcher.execute(
-        pool, body, session_id=session_id, idempotent=idempotent, timeout=timeout
+        pool,
+        call.payload,
+        call.request_id,
+        session_id=session_id,
+        idempotent=idempotent,
+        timeout=timeout,
     )
     response = _respond(result, session_id)
     total = time.perf_counter() - start
-    m = state.metrics
-    m.requests.labels(pool.name, _outcome(result.status)).inc()
-    m.duration.labels(pool.name).observe(total)
-    m.overhead.labels(pool.name).observe(
-        max(total - result.upstream_seconds - result.waiting_seconds, 0.0)
-    )
+    stats = pool.stats
+    stats.outcome(_outcome(result.status)).inc()
+    stats.duration.observe(total)
+    stats.overhead.observe(max(total - result.upstream_seconds - result.waiting_seconds, 0.0))
     return response
 
 

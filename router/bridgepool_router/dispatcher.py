@@ -9,7 +9,6 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -59,7 +58,7 @@ class _Attempt:
 @dataclass
 class _Call:
     pool: PoolRuntime
-    body: dict[str, Any]
+    request_id: object
     session_id: str | None
     idempotent: bool
     deadline: float
@@ -148,14 +147,15 @@ class Dispatcher:
     async def execute(
         self,
         pool: PoolRuntime,
-        body: dict[str, Any],
+        payload: bytes,
+        request_id: object,
         *,
         session_id: str | None,
         idempotent: bool,
         timeout: float,  # noqa: ASYNC109 - a budget the call spends across attempts
     ) -> CallResult:
         now = self.clock()
-        call = _Call(pool, body, session_id, idempotent, now + timeout, timeout)
+        call = _Call(pool, request_id, session_id, idempotent, now + timeout, timeout)
         pool.budget.record_request(now)
         result = CallResult(0, b"")
         bound: str | None = None
@@ -169,7 +169,7 @@ class Dispatcher:
             remaining = call.deadline - self.clock()
             if remaining <= 0:
                 return self._finish(
-                    result, router_errors.call_timeout(pool.name, timeout, last_worker), body
+                    result, router_errors.call_timeout(pool.name, timeout, last_worker), request_id
                 )
             try:
                 if session_id is None:
@@ -200,10 +200,9 @@ class Dispatcher:
                     err = router_errors.call_timeout(pool.name, timeout, last_worker)
                 if last is not None and err.info.type == "no_workers":
                     break  # nowhere left to retry: report the last failure
-                return self._finish(result, err, body)
+                return self._finish(result, err, request_id)
             result.waiting_seconds += waited
             remaining = call.deadline - self.clock()
-            payload = json.dumps(body).encode()
             try:
                 last = await self._send(call, runtime, payload, max(remaining, 0.001))
             finally:
@@ -241,13 +240,13 @@ class Dispatcher:
             result.status, result.body = last.status, last.body
             return result
         if last.failure is not None and last.error is not None:
-            return self._finish(result, last.error, body)
+            return self._finish(result, last.error, request_id)
         assert last.status is not None
         result.status, result.body = last.status, last.body
         return result
 
-    def _finish(self, result: CallResult, err: BridgePoolError, body: dict[str, Any]) -> CallResult:
-        result.status, result.body, result.error = err.status, _error_body(err, body.get("id")), err
+    def _finish(self, result: CallResult, err: BridgePoolError, request_id: object) -> CallResult:
+        result.status, result.body, result.error = err.status, _error_body(err, request_id), err
         return result
 
     def _check_binding(
@@ -284,7 +283,7 @@ class Dispatcher:
         Concurrent look-ups of one session share one round of questions."""
         bound = pool.sessions.lookup(session_id, self.clock())
         if bound is not None:
-            self.metrics.sessions.labels(pool.name, "hit").inc()
+            pool.stats.session_hits.inc()
             return bound
         pending = pool.lookups.get(session_id)
         if pending is not None:

@@ -105,7 +105,35 @@ class RouterMetrics:
             registry=r,
         )
 
+    def for_pool(self, pool: str) -> PoolMetrics:
+        return PoolMetrics(self, pool)
+
     def forget_worker(self, pool: str, worker: str) -> None:
         for gauge in (self.breaker_state, self.in_flight, self.worker_up):
             with contextlib.suppress(KeyError):
                 gauge.remove(pool, worker)
+
+
+class PoolMetrics:
+    """One pool's label children, bound once: ``.labels()`` on every call costs more
+    than the update it leads to."""
+
+    def __init__(self, metrics: RouterMetrics, pool: str) -> None:
+        self._metrics = metrics
+        self.pool = pool
+        self.duration = metrics.duration.labels(pool)
+        self.overhead = metrics.overhead.labels(pool)
+        self.queue_depth = metrics.queue_depth.labels(pool)
+        self.queue_wait = metrics.queue_wait.labels(pool)
+        self.session_hits = metrics.sessions.labels(pool, "hit")
+        self._outcomes: dict[str, Counter] = {}
+
+    def outcome(self, outcome: str) -> Counter:
+        """The requests counter for one outcome (a small fixed set, bound on first use)."""
+        child = self._outcomes.get(outcome)
+        if child is None:
+            child = self._outcomes[outcome] = self._metrics.requests.labels(self.pool, outcome)
+        return child
+
+    def in_flight(self, worker: str) -> Gauge:
+        return self._metrics.in_flight.labels(self.pool, worker)

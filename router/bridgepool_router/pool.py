@@ -10,6 +10,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from prometheus_client import Gauge
+
 from bridgepool.protocol import Readiness
 from bridgepool.spec import RoutingSettings, SessionSettings
 from bridgepool_router import router_errors
@@ -21,7 +23,7 @@ from bridgepool_router.core.retry import RetryBudget
 from bridgepool_router.core.sessions import SessionTable
 from bridgepool_router.core.wait_queue import Waiter, WaitQueue
 from bridgepool_router.discovery import PoolSnapshot, WorkerEndpoint
-from bridgepool_router.metrics import RouterMetrics
+from bridgepool_router.metrics import PoolMetrics, RouterMetrics
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class WorkerRuntime:
     endpoint: WorkerEndpoint
     breaker: CircuitBreaker
     health: HealthTracker
+    in_flight_gauge: Gauge = field(repr=False)
     capacity: int = ASSUMED_CAPACITY
     in_flight: int = 0
     accepting_sessions: bool = True
@@ -68,6 +71,7 @@ class PoolRuntime:
     def __init__(self, snapshot: PoolSnapshot, metrics: RouterMetrics, clock: Clock) -> None:
         self.name = snapshot.name
         self.metrics = metrics
+        self.stats: PoolMetrics = metrics.for_pool(snapshot.name)
         self.clock = clock
         self.routing: RoutingSettings = snapshot.routing
         self.session_settings: SessionSettings = snapshot.sessions
@@ -133,9 +137,10 @@ class PoolRuntime:
             endpoint=endpoint,
             breaker=CircuitBreaker(self.routing.circuit_breaker, on_transition),
             health=HealthTracker(self.routing.health, up=endpoint.ready),
+            in_flight_gauge=self.stats.in_flight(name),
         )
         self.metrics.worker_up.labels(pool, name).set(1 if endpoint.ready else 0)
-        self.metrics.in_flight.labels(pool, name).set(0)
+        runtime.in_flight_gauge.set(0)
         return runtime
 
     def worker_up_changed(self, runtime: WorkerRuntime) -> None:
@@ -173,7 +178,7 @@ class PoolRuntime:
     def _reserve(self, runtime: WorkerRuntime) -> WorkerRuntime:
         runtime.in_flight += 1
         runtime.breaker.on_dispatch(self.clock())
-        self.metrics.in_flight.labels(self.name, runtime.name).set(runtime.in_flight)
+        runtime.in_flight_gauge.set(runtime.in_flight)
         return runtime
 
     async def acquire(
@@ -200,7 +205,7 @@ class PoolRuntime:
             raise router_errors.queue_full(self.name, self.queue.max_length)
         fut: asyncio.Future[WorkerRuntime] = asyncio.get_running_loop().create_future()
         self._futures[waiter.ticket] = fut
-        self.metrics.queue_depth.labels(self.name).set(len(self.queue))
+        self.stats.queue_depth.set(len(self.queue))
         timeout = min(wait_seconds, self.routing.queue.timeout_seconds)
         try:
             async with asyncio.timeout(timeout):
@@ -211,18 +216,18 @@ class PoolRuntime:
         finally:
             self.queue.remove(waiter.ticket)
             self._futures.pop(waiter.ticket, None)
-            self.metrics.queue_depth.labels(self.name).set(len(self.queue))
+            self.stats.queue_depth.set(len(self.queue))
             served = fut.done() and not fut.cancelled() and fut.exception() is None
             if served and runtime is not fut.result():
                 # Served at the moment the wait was abandoned: hand the slot back.
                 self.release(fut.result())
         waited = self.clock() - start
-        self.metrics.queue_wait.labels(self.name).observe(waited)
+        self.stats.queue_wait.observe(waited)
         return runtime, waited
 
     def release(self, runtime: WorkerRuntime) -> None:
         runtime.in_flight -= 1
-        self.metrics.in_flight.labels(self.name, runtime.name).set(runtime.in_flight)
+        runtime.in_flight_gauge.set(runtime.in_flight)
         self.wake()
 
     def wake(self) -> None:
@@ -244,4 +249,4 @@ class PoolRuntime:
         while (waiter := self.queue.take_first(can_serve)) is not None:
             fut = self._futures.pop(waiter.ticket)
             fut.set_result(self._reserve(chosen[waiter.ticket]))
-        self.metrics.queue_depth.labels(self.name).set(len(self.queue))
+        self.stats.queue_depth.set(len(self.queue))

@@ -1,0 +1,111 @@
+"""An execute call's body, checked once and forwarded as the bytes the client sent.
+
+The router parses the body only to check it (a JSON object, a valid
+:class:`~bridgepool.protocol.ExecuteRequest`, no session id that disagrees with
+the path's) and to learn the call's ``id`` for its own error answers. The
+worker gets the client's bytes; a session call whose body names no session gets
+the path's session id spliced in, since the worker reads it from the body.
+
+A body of the plain, common shape is checked by hand; anything else goes
+through the model, so the model stays the one authority on what is valid (and
+its errors name the problem).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from bridgepool.protocol import ExecuteRequest
+from bridgepool_router import router_errors
+
+_FIELDS = frozenset(ExecuteRequest.model_fields)
+
+
+def _length_bounds(field: str) -> tuple[int, int]:
+    """The model's own length limits for a string field, so the hand check cannot drift."""
+    low, high = 0, sys.maxsize
+    for constraint in ExecuteRequest.model_fields[field].metadata:
+        low = getattr(constraint, "min_length", None) or low
+        high = getattr(constraint, "max_length", None) or high
+    return low, high
+
+
+_COMMAND_MIN, _COMMAND_MAX = _length_bounds("command")
+_SESSION_MIN, _SESSION_MAX = _length_bounds("session_id")
+
+
+@dataclass(frozen=True, slots=True)
+class CallBody:
+    payload: bytes  # what the worker gets
+    request_id: object  # the body's ``id``, echoed in the router's own error answers
+
+
+def plainly_valid(body: dict[str, Any], session_id: str | None) -> bool:
+    """True only if the body (with the path's session id, if any) is certainly a valid
+    execute request: exact types, the model's limits. False sends it to the model
+    for the final word."""
+    command = body.get("command")
+    request_id = body.get("id")
+    if session_id is None:
+        session_id = body.get("session_id")
+    return (
+        body.keys() <= _FIELDS
+        and type(command) is str
+        and _COMMAND_MIN <= len(command) <= _COMMAND_MAX
+        and type(body.get("args", body)) is dict
+        and (request_id is None or type(request_id) is str or type(request_id) is int)
+        and (
+            session_id is None
+            or (type(session_id) is str and _SESSION_MIN <= len(session_id) <= _SESSION_MAX)
+        )
+    )
+
+
+def parse_call(raw: bytes, session_id: str | None) -> CallBody:
+    """Check an execute body for a call (``session_id`` from the path, or None for
+    an anonymous call); raise the router's 400 naming the problem."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise router_errors.bad_request("invalid_json", f"request body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise router_errors.bad_request("invalid_request", "request body must be a JSON object")
+    body_session = body.get("session_id")
+    if session_id is None and body_session is not None:
+        raise router_errors.bad_request(
+            "session_in_anonymous_call",
+            "an anonymous call carries no session_id; use /v1/pools/{pool}/sessions/{id}/execute",
+        )
+    if session_id is not None and body_session is not None and body_session != session_id:
+        raise router_errors.session_mismatch(session_id, body_session)
+    if not plainly_valid(body, session_id):
+        try:
+            ExecuteRequest.model_validate({**body, "session_id": session_id})
+        except ValidationError as exc:
+            raise router_errors.bad_request(
+                "invalid_request",
+                "request body is not a valid execute request",
+                errors=json.loads(exc.json(include_url=False, include_input=False)),
+            ) from exc
+    return CallBody(_payload(raw, body, session_id), body.get("id"))
+
+
+def _payload(raw: bytes, body: dict[str, Any], session_id: str | None) -> bytes:
+    if json.detect_encoding(raw) != "utf-8":
+        # Workers read UTF-8 only; other JSON encodings are re-encoded (rare).
+        return json.dumps(
+            body if session_id is None else {**body, "session_id": session_id}
+        ).encode()
+    if session_id is None or ("session_id" in body and body["session_id"] is not None):
+        return raw
+    if "session_id" in body:  # an explicit null: replace rather than duplicate the key
+        return json.dumps({**body, "session_id": session_id}).encode()
+    # The body is an object, so its first non-blank byte is its opening brace.
+    brace = raw.index(b"{") + 1
+    field = b'"session_id": ' + json.dumps(session_id).encode()
+    return raw[:brace] + field + (b", " if body else b"") + raw[brace:]
