@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # JSON log lines, one per line, through the stdlib logging module.
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
     logging.getLogger("bridgepool").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:
+        # kopf logs every handled pod event at info; keep its warnings and errors.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.bind)
     from . import main as _registrations  # noqa: F401  (registers the handlers)

@@ -96,8 +96,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
         prefix=labels.GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{labels.GROUP}/finalizer"
-    # Only explicit events reach the pool, not every log line.
-    settings.posting.level = logging.ERROR
+    # Only the operator's explicit events reach the pool, not its log lines.
+    settings.posting.loggers = False
     settings.watching.server_timeout = 60
 
 
@@ -193,19 +193,29 @@ async def observe(runtime: Runtime, pods: Iterable[Mapping[str, Any]]) -> list[O
 
 @dataclass
 class PassResult:
-    """What a pass changed, so the next one waits until the index shows it."""
+    """What a pass changed, so the next one waits until it can see it."""
 
     created: set[str] = field(default_factory=set)
     drained: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
+    # The pool's resourceVersion the pass planned from, when it wrote a new
+    # status: the next pass must plan from a newer pool (its own status), or
+    # it would repeat the decisions and events of this one.
+    status_written_over: str | None = None
 
     @property
-    def changed(self) -> bool:
+    def pods_changed(self) -> bool:
         return bool(self.created or self.drained or self.deleted)
 
 
-def index_shows(result: PassResult, pods: Iterable[Mapping[str, Any]]) -> bool:
-    """Whether the index reflects the pass's own pod changes yet."""
+def pass_visible(
+    result: PassResult, pool: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]
+) -> bool:
+    """Whether the pool object and the pod index reflect the pass's own changes yet."""
+    if result.status_written_over is not None and (
+        pool.get("metadata", {}).get("resourceVersion") == result.status_written_over
+    ):
+        return False
     seen: dict[str, Mapping[str, Any]] = {p["metadata"]["name"]: p["metadata"] for p in pods}
     if any(name not in seen for name in result.created):
         return False
@@ -275,8 +285,9 @@ async def execute(
                 made = await core.create_namespaced_pod(namespace, pod)
                 result.created.add(made.metadata.name)
                 metrics.POD_ACTIONS_TOTAL.labels("create", "scale").inc()
-                kopf.info(
+                kopf.event(
                     body,
+                    type="Normal",
                     reason="WorkerCreated",
                     message=f"{made.metadata.name} (revision {action.revision}): {action.reason}",
                 )
@@ -296,10 +307,11 @@ async def execute(
                         raise
                 result.drained.add(action.pod)
                 metrics.POD_ACTIONS_TOTAL.labels("drain", action.reason).inc()
-                event = kopf.warn if action.reason == "unhealthy" else kopf.info
-                event(
+                unhealthy = action.reason == "unhealthy"
+                kopf.event(
                     body,
-                    reason="WorkerUnhealthy" if action.reason == "unhealthy" else "WorkerDraining",
+                    type="Warning" if unhealthy else "Normal",
+                    reason="WorkerUnhealthy" if unhealthy else "WorkerDraining",
                     message=f"{action.pod} draining ({action.reason}): {action.message}",
                 )
             elif isinstance(action, DeletePod):
@@ -312,11 +324,17 @@ async def execute(
                         raise
                 result.deleted.add(action.pod)
                 metrics.POD_ACTIONS_TOTAL.labels("delete", "drained").inc()
-                kopf.info(body, reason="WorkerDeleted", message=f"{action.pod}: {action.reason}")
+                kopf.event(
+                    body,
+                    type="Normal",
+                    reason="WorkerDeleted",
+                    message=f"{action.pod}: {action.reason}",
+                )
             elif isinstance(action, EmitEvent):
                 kopf.event(body, type=action.type, reason=action.reason, message=action.message)
             elif isinstance(action, UpdateStatus):
-                await write_status(runtime, namespace, name, action.status, raw_status)
+                if await write_status(runtime, namespace, name, action.status, raw_status):
+                    result.status_written_over = meta.get("resourceVersion")
                 record_gauges(namespace, name, action.status)
     except ApiException as err:
         if _transient(err):
@@ -333,10 +351,11 @@ async def write_status(
     name: str,
     status: BridgePoolStatus,
     raw_status: Mapping[str, Any],
-) -> None:
+) -> bool:
+    """Write the pool's status if it changed; whether it was written."""
     wire = status.model_dump(by_alias=True, exclude_none=True, mode="json")
     if wire == dict(raw_status):
-        return  # unchanged: no write, no watch event
+        return False  # unchanged: no write, no watch event
     # Merge-patch replaces lists whole; fields that went away are nulled.
     patch: dict[str, Any] = {k: None for k in raw_status if k not in wire}
     patch.update(wire)
@@ -350,6 +369,7 @@ async def write_status(
         {"status": patch},
         _content_type="application/merge-patch+json",
     )
+    return True
 
 
 def record_gauges(namespace: str, name: str, status: BridgePoolStatus) -> None:
@@ -394,9 +414,10 @@ async def run_pool(
                 logger.exception(f"pass over {key[0]}/{key[1]} failed")
             finally:
                 metrics.RECONCILE_TIME.observe(time.perf_counter() - started)
-            if result.changed:
-                await settle(runtime, pods_by_pool, key, result)
-                continue
+            if result.pods_changed or result.status_written_over is not None:
+                await settle(runtime, body, pods_by_pool, key, result)
+            if result.pods_changed:
+                continue  # plan again at once from the new pods
             try:
                 await asyncio.wait_for(wakeup.wait(), timeout=delay)
                 await asyncio.sleep(0.2)  # gather a burst of pod events into one pass
@@ -408,12 +429,17 @@ async def run_pool(
 
 
 async def settle(
-    runtime: Runtime, pods_by_pool: kopf.Index[Any, Any], key: PoolKey, result: PassResult
+    runtime: Runtime,
+    body: kopf.Body,
+    pods_by_pool: kopf.Index[Any, Any],
+    key: PoolKey,
+    result: PassResult,
 ) -> None:
-    """Wait until the index shows this pass's changes, so the next pass sees them."""
+    """Wait until kopf's views (the pool's live body, the pod index) show this
+    pass's changes, so the next pass plans from them."""
     deadline = time.monotonic() + runtime.config.settle_timeout_seconds
     while time.monotonic() < deadline:
-        if index_shows(result, pods_by_pool.get(key, [])):
+        if pass_visible(result, body, pods_by_pool.get(key, [])):
             return
         await asyncio.sleep(0.05)
     log.warning("pod index did not show the last changes of %s/%s in time", *key)

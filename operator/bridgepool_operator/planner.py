@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Literal
 
 from bridgepool.labels import pool_selector
+from bridgepool.protocol import WorkerState
 from bridgepool.spec import (
     MAX_WORKER_SUMMARIES,
     AutoscalingStatus,
@@ -126,6 +127,22 @@ def death_reason(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> str 
     if w.phase == "Running" and not w.config_problem and w.not_ready_for(now) >= limit:
         return f"not ready for {int(w.not_ready_for(now))}s"
     return None
+
+
+def is_starting(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> bool:
+    """Not ready yet, but not known to be sick either: pending, or running for
+    less than one health interval without the worker reporting itself degraded.
+    A pool whose new workers are still starting is not degraded."""
+    if w.ready:
+        return False
+    if w.phase == "Pending":
+        return True
+    reported_degraded = w.stats is not None and w.stats.state == WorkerState.DEGRADED
+    return (
+        w.phase == "Running"
+        and not reported_degraded
+        and w.not_ready_for(now) < spec.health.interval_seconds
+    )
 
 
 def outdated_reason(w: ObservedWorker, spec: BridgePoolSpec, revision: str) -> str | None:
@@ -243,7 +260,7 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
     return actions
 
 
-def _state(w: ObservedWorker, dead: bool) -> str:
+def _state(w: ObservedWorker, dead: bool, starting: bool) -> str:
     if w.deleting:
         return "terminating"
     if w.draining:
@@ -252,7 +269,7 @@ def _state(w: ObservedWorker, dead: bool) -> str:
         return "failed"
     if w.ready:
         return w.stats.state.value if w.stats is not None else "ready"
-    return "starting" if w.phase == "Pending" else "degraded"
+    return "starting" if starting else "degraded"
 
 
 def _condition(
@@ -300,7 +317,8 @@ def build_status(
 
     # Degraded: problems a new pod would not fix, pods failing, or unready workers.
     config = [w for w in active if w.config_problem]
-    unready = [w for w in active if not w.ready and w.phase == "Running"]
+    starting = {w.name for w in live if is_starting(w, spec, now)}
+    unready = [w for w in active if not w.ready and w.phase == "Running" and w.name not in starting]
     if config:
         w = config[0]
         degraded = (True, w.waiting_reason or "ConfigProblem", f"{w.name}: {w.waiting_message}")
@@ -361,7 +379,7 @@ def build_status(
     summaries = [
         WorkerSummary(
             name=w.name,
-            state=_state(w, w.name in dead),
+            state=_state(w, w.name in dead, w.name in starting),
             ready=w.ready,
             draining=w.draining,
             sessions=w.sessions,

@@ -510,3 +510,36 @@ def test_invalid_spec_gives_condition_event_and_no_pod_actions() -> None:
     # Same problem next pass: no second event.
     again = invalid_spec_status(status, "pool", 4, "spec.minReplicas (5) ...", NOW)
     assert not [a for a in again if isinstance(a, EmitEvent)]
+
+
+def degraded_stats() -> WorkerStats:
+    return stats().model_copy(update={"state": WorkerState.DEGRADED})
+
+
+@pytest.mark.parametrize(
+    ("unready", "state", "degraded"),
+    [
+        # Just started, not ready yet: starting, and the pool is not degraded.
+        (worker("c", ready=False, age=2), "starting", ("False", "Healthy")),
+        (worker("c", ready=False, age=2, phase="Pending"), "starting", ("False", "Healthy")),
+        # Not ready for a whole health interval (30 s): degraded.
+        (worker("c", ready=False, age=31), "degraded", ("True", "WorkersNotReady")),
+        (
+            worker("c", ready=False, age=600, not_ready_for=31),
+            "degraded",
+            ("True", "WorkersNotReady"),
+        ),
+        # The worker says it is degraded: no waiting.
+        (
+            replace(worker("c", ready=False, age=2), stats=degraded_stats()),
+            "degraded",
+            ("True", "WorkersNotReady"),
+        ),
+    ],
+)
+def test_starting_workers_do_not_degrade_the_pool(
+    unready: ObservedWorker, state: str, degraded: tuple[str, str]
+) -> None:
+    actions = run([worker("a"), worker("b"), unready])
+    assert condition(actions, "Degraded") == degraded
+    assert dict((w.name, w.state) for w in status_of(actions).workers)["c"] == state
