@@ -7,16 +7,23 @@
 - ``namespace``: a fresh namespace per test, deleted afterwards; when the test
   fails, its pods, events and container logs go into the test report.
 - ``http``: POSTs JSON to pod and Service addresses inside the cluster.
+- ``bridgepool_crd`` (session): the BridgePool CRD, applied from ``crds/``.
+- ``pools``: BridgePool objects of the test's namespace.
+- ``operator`` / ``router``: ``bridgepool-operator`` and ``bridgepool-router``
+  (Kubernetes discovery) as real processes serving the test's namespace, out of
+  cluster; their logs go into the report of a failed test.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import support
+from components import Pools, Process, install_crd, operator_process, router_process
 from kubernetes import client
 from support import Cluster, ClusterUnavailable, HttpClient
 
@@ -80,6 +87,68 @@ def http(cluster: Cluster, core: client.CoreV1Api, namespace: str, worker_image:
     return HttpClient(cluster, namespace, client_pod="http-client")
 
 
+@pytest.fixture(scope="session")
+def bridgepool_crd(cluster: Cluster) -> str:
+    install_crd(cluster)
+    return "bridgepools.bridgepool.io"
+
+
+@pytest.fixture
+def pools(cluster: Cluster, namespace: str, bridgepool_crd: str) -> Iterator[Pools]:
+    with cluster.api_client() as api:
+        yield Pools(api, namespace)
+
+
+@pytest.fixture
+def components_reachable(cluster: Cluster) -> None:
+    if not cluster.direct_http:
+        pytest.skip(
+            "the operator and router run out of cluster here and must reach pod addresses; "
+            "this cluster's pods are not reachable from this machine"
+        )
+
+
+@pytest.fixture
+def operator(
+    cluster: Cluster,
+    namespace: str,
+    pools: Pools,
+    worker_image: str,
+    components_reachable: None,
+    tmp_path: Path,
+) -> Iterator[Process]:
+    proc = operator_process(cluster, [namespace], tmp_path / "operator.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        # Pools go while the operator still runs, so kopf lifts its finalizer
+        # and the namespace can be deleted.
+        if not proc.running:
+            proc = operator_process(cluster, [namespace], tmp_path / "operator.log")
+            proc.start()
+        for name in pools.names():
+            pools.delete(name)
+        support.wait_for("the test's pools deleted", lambda: not pools.names(), timeout=60)
+        proc.stop()
+
+
+@pytest.fixture
+def router(
+    cluster: Cluster,
+    namespace: str,
+    bridgepool_crd: str,
+    components_reachable: None,
+    tmp_path: Path,
+) -> Iterator[Process]:
+    proc = router_process(cluster, [namespace], tmp_path / "router.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -99,3 +168,7 @@ def pytest_runtest_makereport(
     except Exception as exc:  # the report must not hide the test's own failure
         text = f"could not describe namespace {namespace}: {exc!r}"
     report.sections.append((f"cluster state of namespace {namespace}", text))
+    for name in ("operator", "router"):
+        proc = funcargs.get(name)
+        if isinstance(proc, Process):
+            report.sections.append((f"{name} log (last lines)", proc.log_tail(200)))

@@ -246,7 +246,7 @@ _HOPELESS_REASONS = {
 }
 
 
-def _pod_ready(pod: Any) -> bool:
+def pod_ready(pod: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
@@ -256,7 +256,7 @@ def wait_for_pod(
     name: str,
     *,
     timeout: float = 120,
-    until: Callable[[Any], bool] = _pod_ready,
+    until: Callable[[Any], bool] = pod_ready,
 ) -> Any:
     """Poll a pod until ``until(pod)`` holds; fail early on a hopeless container state."""
     deadline = time.monotonic() + timeout

@@ -1,0 +1,370 @@
+"""BridgePool's own components on a real cluster, for the e2e suite and the
+operator benchmark: the CRD, the operator and the router run out of cluster
+as real processes against the cluster's API server, and BridgePool objects.
+
+The operator reads the workers' ``/v1/stats`` and the router calls workers at
+their pod addresses, so both need a machine that reaches pod addresses (the
+local cluster; ``Cluster.direct_http``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import urllib3
+from kubernetes import client, watch
+from support import REPO_ROOT, Cluster, wait_for
+
+from bridgepool import labels
+
+CRD_FILE = REPO_ROOT / "crds" / "bridgepool.io_bridgepools.yaml"
+CRD_NAME = f"{labels.PLURAL}.{labels.GROUP}"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def install_crd(cluster: Cluster) -> None:
+    """Apply the committed CRD and wait until the API serves BridgePools.
+
+    ``--validate=false``: kubectl's client-side check predates the CEL rules
+    (``x-kubernetes-validations``) on clusters older than 1.25, which ignore them.
+    """
+    cluster.kubectl("apply", "--validate=false", "-f", str(CRD_FILE))
+    ext = client.ApiextensionsV1Api(cluster.api_client())
+
+    def established() -> bool:
+        crd: Any = ext.read_custom_resource_definition(CRD_NAME)
+        return any(
+            c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
+        )
+
+    wait_for(f"CRD {CRD_NAME} established", established, timeout=30)
+
+
+# --------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Process:
+    """A component started as a real process; its output goes to ``log``."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    ready_url: str
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 30) -> None:
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env,
+            )  # fmt: skip
+
+        def answers() -> bool:
+            if self.popen is not None and self.popen.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                return httpx.get(self.ready_url, timeout=2, trust_env=False).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(f"{self.name} to answer {self.ready_url}", answers, timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 30) -> int | None:
+        """Send ``sig`` and wait for the exit; SIGKILL after ``timeout``. The exit code."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        return self.popen.returncode
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def _env(cluster: Cluster, extra: Mapping[str, str]) -> dict[str, str]:
+    # No proxy for cluster traffic; the kubeconfig names the cluster.
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    return {**env, "KUBECONFIG": str(cluster.kubeconfig), **extra}
+
+
+def operator_process(
+    cluster: Cluster,
+    namespaces: list[str],
+    log: Path,
+    *,
+    interval_seconds: float = 2.0,
+    env: Mapping[str, str] | None = None,
+) -> Process:
+    """``bridgepool-operator`` serving ``namespaces``; ready when kopf's liveness answers."""
+    liveness, metrics = free_port(), free_port()
+    argv = [str(BIN / "bridgepool-operator"), "--bind", "127.0.0.1"]
+    argv += ["--liveness-port", str(liveness), "--metrics-port", str(metrics)]
+    for ns in namespaces:
+        argv += ["--namespace", ns]
+    extra = {"BRIDGEPOOL_OPERATOR_INTERVAL_SECONDS": str(interval_seconds), **(env or {})}
+    return Process(
+        name="operator",
+        argv=argv,
+        env=_env(cluster, extra),
+        log=log,
+        ready_url=f"http://127.0.0.1:{liveness}/healthz",
+    )
+
+
+def operator_metrics_url(proc: Process) -> str:
+    port = proc.argv[proc.argv.index("--metrics-port") + 1]
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+def router_process(cluster: Cluster, namespaces: list[str], log: Path) -> Process:
+    """``bridgepool-router`` on Kubernetes discovery; ready when discovery has synced."""
+    port = free_port()
+    argv = [str(BIN / "bridgepool-router"), "--kubernetes", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--shutdown-timeout", "10"]
+    for ns in namespaces:
+        argv += ["--namespace", ns]
+    return Process(
+        name="router",
+        argv=argv,
+        env=_env(cluster, {}),
+        log=log,
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+    )
+
+
+def base_url(proc: Process) -> str:
+    return proc.ready_url.rsplit("/", 1)[0]
+
+
+# --------------------------------------------------------------------------
+# BridgePool objects
+# --------------------------------------------------------------------------
+
+# Short intervals so a test sees the pool react in seconds; the defaults are
+# the seed's (30 s health interval, 300 s drain timeout).
+FAST_SPEC: dict[str, Any] = {
+    "health": {"intervalSeconds": 5, "readinessIntervalSeconds": 1, "maxRestarts": 3},
+    "rollout": {
+        "maxSurge": 1,
+        "maxUnavailable": 0,
+        "drainTimeoutSeconds": 120,
+        "terminationGracePeriodSeconds": 10,
+    },
+    "routing": {
+        "health": {"intervalSeconds": 0.5, "timeoutSeconds": 0.5, "fall": 2, "rise": 1},
+        "retries": {"baseBackoffSeconds": 0.01, "maxBackoffSeconds": 0.1},
+        "callTimeoutSeconds": 10,
+    },
+}
+
+
+def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge of two JSON-like dicts; ``extra`` wins."""
+    out = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def pool_manifest(
+    name: str,
+    image: str,
+    *,
+    spec: Mapping[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A BridgePool of ``image`` with :data:`FAST_SPEC`, ``spec`` merged over it."""
+    container: dict[str, Any] = {"name": "worker", "image": image, "imagePullPolicy": "Never"}
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    body = merge(FAST_SPEC, {"template": {"spec": {"containers": [container]}}})
+    return {
+        "apiVersion": labels.API_VERSION,
+        "kind": labels.KIND,
+        "metadata": {"name": name},
+        "spec": merge(body, spec or {}),
+    }
+
+
+@dataclass
+class Pools:
+    """BridgePool objects of one namespace, through the API server."""
+
+    api: client.ApiClient
+    namespace: str
+    # The generated clients' annotations are loose (models vs dicts); keep them dynamic.
+    custom: Any = field(init=False)
+    core: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.custom = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+
+    def _args(self) -> tuple[str, str, str, str]:
+        return labels.GROUP, labels.VERSION, self.namespace, labels.PLURAL
+
+    def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        made: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            *self._args(), dict(manifest)
+        )
+        return made
+
+    def get(self, name: str) -> dict[str, Any]:
+        pool: dict[str, Any] = self.custom.get_namespaced_custom_object(*self._args(), name)
+        return pool
+
+    def patch_spec(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        patched: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+            *self._args(), name, {"spec": dict(spec)}
+        )
+        return patched
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(*self._args(), name)
+
+    def names(self) -> list[str]:
+        found: dict[str, Any] = self.custom.list_namespaced_custom_object(*self._args())
+        return [p["metadata"]["name"] for p in found["items"]]
+
+    def pods(self, pool: str) -> list[Any]:
+        """The pool's worker pods, not being deleted, oldest first."""
+        found: list[Any] = self.core.list_namespaced_pod(
+            self.namespace, label_selector=labels.pool_selector(pool)
+        ).items
+        live = [p for p in found if p.metadata.deletion_timestamp is None]
+        return sorted(live, key=lambda p: (p.metadata.creation_timestamp, p.metadata.name))
+
+    def wait(
+        self, name: str, what: str, check: Callable[[dict[str, Any]], bool], timeout: float = 120
+    ) -> dict[str, Any]:
+        """Poll the pool until ``check(pool)`` holds; the pool as it was then."""
+        seen: dict[str, Any] = {}
+
+        def holds() -> bool:
+            nonlocal seen
+            seen = self.get(name)
+            return check(seen)
+
+        try:
+            wait_for(f"pool {name}: {what}", holds, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nlast status: {seen.get('status')}") from None
+        return seen
+
+
+def condition(pool: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in (pool.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+def has_condition(
+    pool: Mapping[str, Any], type_: str, status: str, reason: str | None = None
+) -> bool:
+    cond = condition(pool, type_)
+    return (
+        cond is not None
+        and cond["status"] == status
+        and (reason is None or cond["reason"] == reason)
+    )
+
+
+def settled(pool: Mapping[str, Any], replicas: int, revision: str | None = None) -> bool:
+    """Observed the latest spec, ``replicas`` workers all ready, nothing rolling."""
+    status = pool.get("status") or {}
+    return (
+        status.get("observedGeneration") == pool["metadata"]["generation"]
+        and status.get("replicas") == replicas
+        and status.get("readyReplicas") == replicas
+        and status.get("updatedReplicas") == replicas
+        and (revision is None or status.get("updateRevision") == revision)
+        and has_condition(pool, "Ready", "True")
+        and has_condition(pool, "Progressing", "False", "Complete")
+    )
+
+
+# --------------------------------------------------------------------------
+# Watching pods: every pod a namespace ever had, for "no extra pods" checks
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class PodLedger:
+    """Every pod seen in a namespace while the ledger runs (a watch from a thread)."""
+
+    api: client.ApiClient
+    namespace: str
+    created: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
+    _watch: watch.Watch | None = None
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        core = client.CoreV1Api(self.api)
+        resource_version = None
+        while True:
+            w = self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                for event in w.stream(  # type: ignore[no-untyped-call]
+                    core.list_namespaced_pod,
+                    self.namespace,
+                    resource_version=resource_version,
+                    timeout_seconds=30,
+                ):
+                    pod = event["object"]
+                    resource_version = pod.metadata.resource_version
+                    self.created.setdefault(pod.metadata.name, dict(pod.metadata.labels or {}))
+            except client.ApiException as exc:
+                if exc.status != 410:
+                    raise
+                resource_version = None  # too old: list again
+            except urllib3.exceptions.HTTPError:
+                pass  # the stream broke (or stop() closed it): resume from where it was
+            if self._stopped.is_set():
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._watch is not None:
+            self._watch.stop()  # type: ignore[no-untyped-call]
+
+    def names_with(self, **want: str) -> set[str]:
+        return {n for n, lb in self.created.items() if all(lb.get(k) == v for k, v in want.items())}

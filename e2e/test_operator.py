@@ -1,0 +1,424 @@
+"""The operator on a real cluster: `kubectl apply` of a BridgePool gives worker
+pods that stay the right size, replace sick workers, and roll to a new template
+under load without a failed call or a lost session.
+
+The operator and the router run out of cluster as real processes (fixtures in
+conftest.py); the workers are pods of the worker image.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import support
+from components import (
+    PodLedger,
+    Pools,
+    Process,
+    base_url,
+    condition,
+    has_condition,
+    operator_process,
+    pool_manifest,
+    settled,
+)
+from kubernetes import client
+from support import Cluster
+
+from bridgepool import labels
+from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER, WORKER_PORT
+
+pytestmark = pytest.mark.e2e
+
+POOL = "web"
+
+
+def events_of(core: client.CoreV1Api, namespace: str, pool: str) -> list[Any]:
+    found: list[Any] = core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind={labels.KIND},involvedObject.name={pool}"
+    ).items
+    return found
+
+
+def revision(pool: dict[str, Any]) -> str:
+    rev: str = pool["status"]["updateRevision"]
+    return rev
+
+
+def test_applied_pool_gets_its_workers_ready_with_status_and_conditions(
+    cluster: Cluster, namespace: str, pools: Pools, operator: Process, worker_image: str
+) -> None:
+    manifest = pool_manifest(POOL, worker_image, spec={"minReplicas": 2, "maxReplicas": 4})
+    created = pools.create(manifest)
+
+    pool = pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
+
+    # `kubectl wait` reads the Ready condition as it would a Deployment's.
+    cluster.kubectl("-n", namespace, "wait", "--for=condition=Ready", f"bp/{POOL}", "--timeout=5s")
+    status = pool["status"]
+    assert status["desiredReplicas"] == 2
+    assert status["currentRevision"] == status["updateRevision"]
+    assert status["selector"] == labels.pool_selector(POOL)
+    assert status["phase"] == "Running"
+    assert has_condition(pool, "Degraded", "False", "Healthy")
+    assert has_condition(pool, "ScalingLimited", "False")
+    assert [w["state"] for w in status["workers"]] == ["ready", "ready"]
+    assert all(w["sessions"] == 0 and w["inFlight"] == 0 for w in status["workers"])
+
+    pods = pools.pods(POOL)
+    assert sorted(p.metadata.name for p in pods) == sorted(w["name"] for w in status["workers"])
+    for pod in pods:
+        # Named by the API, owned by the pool, labelled for the router.
+        assert pod.metadata.name.startswith(f"{POOL}-")
+        (owner,) = pod.metadata.owner_references
+        assert (owner.kind, owner.name, owner.uid) == (
+            labels.KIND,
+            POOL,
+            created["metadata"]["uid"],
+        )
+        assert owner.controller is True
+        assert pod.metadata.labels[labels.LABEL_REVISION] == status["updateRevision"]
+
+    table = cluster.kubectl("-n", namespace, "get", "bp", POOL)
+    header, row = table.splitlines()
+    assert header.split() == ["NAME", "DESIRED", "READY", "UTILIZATION", "PHASE", "AGE"]
+    assert row.split()[:5] == [POOL, "2", "2", "0", "Running"]
+
+
+def test_kubectl_scale_resizes_the_pool_and_drains_the_surplus(
+    cluster: Cluster, namespace: str, pools: Pools, operator: Process, worker_image: str
+) -> None:
+    pools.create(pool_manifest(POOL, worker_image, spec={"minReplicas": 1, "maxReplicas": 3}))
+    pools.wait(POOL, "1 worker ready", lambda p: settled(p, 1))
+
+    cluster.kubectl("-n", namespace, "scale", f"bp/{POOL}", "--replicas=3")
+    pools.wait(POOL, "3 workers ready", lambda p: settled(p, 3))
+    # The scale subresource is what HPA and KEDA read and write.
+    scale = json.loads(
+        cluster.kubectl(
+            "get",
+            "--raw",
+            f"/apis/{labels.API_VERSION}/namespaces/{namespace}/{labels.PLURAL}/{POOL}/scale",
+        )
+    )
+    assert scale["spec"]["replicas"] == 3
+    assert scale["status"] == {"replicas": 3, "selector": labels.pool_selector(POOL)}
+
+    cluster.kubectl("-n", namespace, "scale", f"bp/{POOL}", "--replicas=1")
+    pools.wait(POOL, "back to 1 worker", lambda p: settled(p, 1))
+    support.wait_for("the drained workers deleted", lambda: len(pools.pods(POOL)) == 1)
+
+    reasons = [(e.reason, e.message, e.count) for e in events_of(pools.core, namespace, POOL)]
+    scaled = sorted(m.split(" (")[0] for r, m, _ in reasons if r == "Scaled")
+    assert scaled == ["desired workers 1 -> 3", "desired workers 3 -> 1"], reasons
+    drained = [m for r, m, _ in reasons if r == "WorkerDraining"]
+    assert len(drained) == 2 and all("(scale-down)" in m for m in drained), reasons
+    # New workers starting up are not a problem worth a warning.
+    assert not [r for r, _, _ in reasons if r == "WorkersNotReady"], reasons
+
+
+def test_a_worker_whose_container_keeps_dying_is_replaced(
+    namespace: str, pools: Pools, operator: Process, worker_image: str
+) -> None:
+    manifest = pool_manifest(
+        POOL,
+        worker_image,
+        env={"BRIDGEPOOL_FAULTS_ENABLED": "1"},
+        spec={"replicas": 2, "health": {"maxRestarts": 1}},
+    )
+    pools.create(manifest)
+    pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
+    victim = pools.pods(POOL)[0]
+
+    # The `crash` fault ends the worker process at once: the container dies
+    # and the kubelet restarts it, which counts against maxRestarts.
+    with pytest.raises(httpx.TransportError):
+        httpx.post(
+            f"http://{victim.status.pod_ip}:{WORKER_PORT}/v1/execute",
+            json={"id": "1", "command": "fault", "args": {"kind": "crash"}},
+            timeout=10,
+            trust_env=False,
+        )
+
+    def replaced(pool: dict[str, Any]) -> bool:
+        names = {p.metadata.name for p in pools.pods(POOL)}
+        return victim.metadata.name not in names and settled(pool, 2)
+
+    pools.wait(POOL, f"{victim.metadata.name} replaced, 2 workers ready", replaced)
+    messages = [e.message for e in events_of(pools.core, namespace, POOL)]
+    assert any(
+        m.startswith(f"{victim.metadata.name} draining") and "1 restarts" in m for m in messages
+    ), messages
+    assert any(m.startswith(f"{victim.metadata.name}: ") for m in messages), messages  # deleted
+
+
+@dataclass
+class CallLog:
+    """Calls made through the router by a background caller."""
+
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    workers: set[str] = field(default_factory=set)
+
+
+@contextmanager
+def calling(url: str, body: dict[str, Any], period: float) -> Iterator[CallLog]:
+    """POST ``body`` to ``url`` every ``period`` seconds until the block ends."""
+    log = CallLog()
+    stop = threading.Event()
+
+    def loop() -> None:
+        with httpx.Client(trust_env=False, timeout=15) as http:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    resp = http.post(url, json={**body, "id": str(n)})
+                    if HEADER_SESSION_REBOUND in resp.headers:
+                        log.failures.append(f"session moved, state lost: {resp.headers}")
+                    elif resp.status_code == 200 and resp.json()["success"]:
+                        log.ok += 1
+                        log.workers.add(resp.headers[HEADER_WORKER])
+                    else:
+                        log.failures.append(f"{resp.status_code} {resp.text[:300]}")
+                except httpx.HTTPError as exc:
+                    log.failures.append(repr(exc))
+                stop.wait(period)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield log
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def test_template_change_rolls_every_worker_without_failing_a_call_or_dropping_a_session(
+    namespace: str, pools: Pools, operator: Process, router: Process, worker_image: str
+) -> None:
+    pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 2, "worker": {"capacity": 4}}))
+    before = pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
+    old_revision = revision(before)
+    old_pods = {p.metadata.name for p in pools.pods(POOL)}
+    api = f"{base_url(router)}/v1/pools/{POOL}"
+
+    def router_sees_workers() -> bool:
+        resp = httpx.get(api, trust_env=False)
+        workers = resp.json()["workers"] if resp.status_code == 200 else []
+        return {w["worker"] for w in workers if w["ready"]} == old_pods
+
+    support.wait_for("the router to see both workers up", router_sees_workers)
+
+    # A session with state (a program) from before the rollout.
+    session_url = f"{api}/sessions/user-1/execute"
+    created = httpx.post(
+        session_url,
+        json={"id": "p", "command": "create_program", "args": {"signature": "question -> answer"}},
+        trust_env=False,
+    )
+    assert created.status_code == 200, created.text
+    program_id = created.json()["result"]["program_id"]
+    session_worker = created.headers[HEADER_WORKER]
+    use_program = {
+        "command": "execute_program",
+        "args": {"program_id": program_id, "inputs": {"question": "2+2?"}},
+    }
+
+    with (
+        calling(f"{api}/execute", {"command": "ping", "args": {}}, period=0.05) as anonymous,
+        calling(session_url, use_program, period=0.5) as session,
+    ):
+        time.sleep(2)  # calls before the change too
+        template = before["spec"]["template"]
+        template["metadata"] = {"labels": {"rollout": "second"}}
+        pools.patch_spec(POOL, {"template": template})
+
+        def rolled_but_session_kept() -> bool:
+            pods = pools.pods(POOL)
+            new_ready = [
+                p
+                for p in pods
+                if p.metadata.labels[labels.LABEL_REVISION] != old_revision and support.pod_ready(p)
+            ]
+            old_left = [p for p in pods if p.metadata.name in old_pods]
+            return (
+                len(new_ready) == 2
+                and [p.metadata.name for p in old_left] == [session_worker]
+                and labels.ANNOTATION_DRAINING in (old_left[0].metadata.annotations or {})
+            )
+
+        # The worker holding the session drains: no new work, its session goes on.
+        support.wait_for("new workers ready, old ones gone but one", rolled_but_session_kept)
+        kept: Any = pools.core.read_namespaced_pod(session_worker, namespace)
+        assert kept.metadata.annotations[labels.ANNOTATION_DRAIN_REASON] == "rollout"
+        calls_before = session.ok
+        support.wait_for(
+            "more session calls on the draining worker", lambda: session.ok > calls_before + 2
+        )
+
+    # The session ends; then its worker is deleted and the rollout completes.
+    ended = httpx.delete(f"{api}/sessions/user-1", trust_env=False)
+    assert ended.status_code == 200, ended.text
+    new_revision = revision(pools.get(POOL))
+    assert new_revision != old_revision
+    pools.wait(POOL, "rollout complete", lambda p: settled(p, 2, new_revision))
+    support.wait_for(
+        "the old workers deleted",
+        lambda: {p.metadata.name for p in pools.pods(POOL)}.isdisjoint(old_pods),
+    )
+
+    assert anonymous.failures == [] and session.failures == [], (
+        anonymous.failures[:5],
+        session.failures[:5],
+    )
+    assert anonymous.ok > 50
+    # Every session call stayed on the worker that holds the program.
+    assert session.workers == {session_worker}
+    new_pods = {p.metadata.name for p in pools.pods(POOL)}
+    assert anonymous.workers >= new_pods  # the new workers took traffic
+
+
+def test_operator_restarted_mid_rollout_finishes_it_without_extra_pods(
+    cluster: Cluster,
+    namespace: str,
+    pools: Pools,
+    operator: Process,
+    worker_image: str,
+    tmp_path: Path,
+) -> None:
+    pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 3}))
+    before = pools.wait(POOL, "3 workers ready", lambda p: settled(p, 3))
+    ledger = PodLedger(pools.api, namespace)
+    watcher = threading.Thread(target=ledger.run, daemon=True)
+    watcher.start()
+    try:
+        template = before["spec"]["template"]
+        template["metadata"] = {"labels": {"rollout": "second"}}
+        patched = pools.patch_spec(POOL, {"template": template})
+
+        # Kill the operator as soon as the rollout has begun (a new worker exists).
+        def new_worker_created() -> bool:
+            return len(ledger.created) > 3
+
+        support.wait_for("the first new worker", new_worker_created, timeout=60)
+        assert operator.stop(signal.SIGKILL) == -signal.SIGKILL
+        restarted = operator_process(cluster, [namespace], tmp_path / "operator.log")
+        restarted.start()
+        try:
+            after = pools.wait(
+                POOL,
+                "rollout complete",
+                lambda p: (
+                    settled(p, 3)
+                    and p["status"].get("observedGeneration") == patched["metadata"]["generation"]
+                ),
+            )
+        finally:
+            restarted.stop()
+        new_revision = revision(after)
+        support.wait_for(
+            "the old workers deleted",
+            lambda: all(
+                p.metadata.labels[labels.LABEL_REVISION] == new_revision for p in pools.pods(POOL)
+            ),
+        )
+    finally:
+        ledger.stop()
+        watcher.join(40)
+
+    assert new_revision != revision(before)
+    # Exactly one new worker per old one: the restart created none twice.
+    assert len(ledger.names_with(**{labels.LABEL_REVISION: new_revision})) == 3, ledger.created
+    assert len(pools.pods(POOL)) == 3
+
+
+def test_deleting_the_pool_removes_its_workers(
+    namespace: str, pools: Pools, operator: Process, worker_image: str
+) -> None:
+    pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 2}))
+    pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
+
+    pools.delete(POOL)
+
+    support.wait_for("the pool gone", lambda: POOL not in pools.names())
+    support.wait_for(
+        "its worker pods gone",
+        lambda: (
+            not pools.core.list_namespaced_pod(
+                namespace, label_selector=labels.pool_selector(POOL)
+            ).items
+        ),
+        timeout=90,
+    )
+
+
+def test_a_spec_the_schema_rejects_is_refused_with_the_field_named(
+    pools: Pools, worker_image: str
+) -> None:
+    manifest = pool_manifest(POOL, worker_image, spec={"minReplicas": -1})
+    with pytest.raises(client.ApiException) as refused:
+        pools.create(manifest)
+    assert refused.value.status == 422
+    assert "spec.minReplicas" in str(refused.value.body)
+    assert POOL not in pools.names()
+
+
+def test_min_above_max_is_refused_or_reported_and_touches_no_pod(
+    request: pytest.FixtureRequest, namespace: str, pools: Pools, worker_image: str
+) -> None:
+    manifest = pool_manifest(POOL, worker_image, spec={"minReplicas": 3, "maxReplicas": 2})
+    try:
+        pools.create(manifest)
+    except client.ApiException as exc:
+        # Clusters with CEL (1.25+) refuse it with the CRD's rule message.
+        assert exc.status == 422
+        assert "spec.minReplicas must be <= spec.maxReplicas" in str(exc.body)
+        return
+
+    # Older clusters store it; the operator says why it cannot act.
+    request.getfixturevalue("operator")
+    pool = pools.wait(
+        POOL,
+        "an InvalidSpec condition",
+        lambda p: has_condition(p, "Degraded", "True", "InvalidSpec"),
+    )
+    degraded = condition(pool, "Degraded")
+    assert degraded is not None
+    assert "spec.minReplicas (3) must be <= spec.maxReplicas (2)" in degraded["message"]
+    assert pool["status"]["phase"] == "Invalid"
+    events = events_of(pools.core, namespace, POOL)
+    assert any(e.type == "Warning" and e.reason == "InvalidSpec" for e in events)
+    time.sleep(3)  # a few passes
+    assert pools.pods(POOL) == []
+
+
+def test_an_image_that_cannot_start_degrades_the_pool_without_churning_pods(
+    namespace: str, pools: Pools, operator: Process
+) -> None:
+    pools.create(
+        pool_manifest(POOL, "localhost/bridgepool-no-such-image:dev", spec={"replicas": 1})
+    )
+
+    pool = pools.wait(
+        POOL,
+        "Degraded with the image problem",
+        lambda p: has_condition(p, "Degraded", "True", "ErrImageNeverPull"),
+    )
+    (pod,) = pools.pods(POOL)
+    assert pool["status"]["readyReplicas"] == 0
+    assert has_condition(pool, "Ready", "False")
+    time.sleep(6)  # several passes and health intervals: still the same one pod
+    assert [p.metadata.name for p in pools.pods(POOL)] == [pod.metadata.name]
+    events = events_of(pools.core, namespace, POOL)
+    assert any(e.type == "Warning" and e.reason == "ErrImageNeverPull" for e in events)
