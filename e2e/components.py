@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import urllib3
+import yaml
 from kubernetes import client, watch
 from support import REPO_ROOT, Cluster, wait_for
 
@@ -129,14 +130,18 @@ def operator_process(
     *,
     interval_seconds: float = 2.0,
     env: Mapping[str, str] | None = None,
+    kubeconfig: Path | None = None,
 ) -> Process:
-    """``bridgepool-operator`` serving ``namespaces``; ready when kopf's liveness answers."""
+    """``bridgepool-operator`` serving ``namespaces``; ready when kopf's liveness answers.
+    It uses the cluster's admin credentials unless ``kubeconfig`` names others."""
     liveness, metrics = free_port(), free_port()
     argv = [str(BIN / "bridgepool-operator"), "--bind", "127.0.0.1"]
     argv += ["--liveness-port", str(liveness), "--metrics-port", str(metrics)]
     for ns in namespaces:
         argv += ["--namespace", ns]
     extra = {"BRIDGEPOOL_OPERATOR_INTERVAL_SECONDS": str(interval_seconds), **(env or {})}
+    if kubeconfig is not None:
+        extra["KUBECONFIG"] = str(kubeconfig)
     return Process(
         name="operator",
         argv=argv,
@@ -169,6 +174,23 @@ def router_process(cluster: Cluster, namespaces: list[str], log: Path) -> Proces
 
 def base_url(proc: Process) -> str:
     return proc.ready_url.rsplit("/", 1)[0]
+
+
+def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig at ``path`` that acts as ServiceAccount ``account`` of
+    ``namespace`` (created here), with a token from the TokenRequest API."""
+    core: Any = client.CoreV1Api(cluster.api_client())
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account))
+    )
+    # A plain body: the API server fills in its default audiences.
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+    token = core.create_namespaced_service_account_token(account, namespace, request).status.token
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 # --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import support
+import yaml
 from components import (
     PodLedger,
     Pools,
@@ -30,6 +31,7 @@ from components import (
     has_condition,
     operator_process,
     pool_manifest,
+    service_account_kubeconfig,
     settled,
 )
 from kubernetes import client
@@ -341,6 +343,56 @@ def test_operator_restarted_mid_rollout_finishes_it_without_extra_pods(
     # Exactly one new worker per old one: the restart created none twice.
     assert len(ledger.names_with(**{labels.LABEL_REVISION: new_revision})) == 3, ledger.created
     assert len(pools.pods(POOL)) == 3
+
+
+RBAC_FILE = support.REPO_ROOT / "operator" / "deploy" / "rbac.yaml"
+
+
+def test_the_operator_needs_no_more_rights_than_its_rbac_grants(
+    cluster: Cluster,
+    namespace: str,
+    pools: Pools,
+    worker_image: str,
+    components_reachable: None,
+    tmp_path: Path,
+) -> None:
+    """The operator acting as a ServiceAccount bound to operator/deploy/rbac.yaml's
+    ClusterRole (the rules the Helm chart reuses) creates, drains and deletes workers."""
+    docs = {d["kind"]: d for d in yaml.safe_load_all(RBAC_FILE.read_text())}
+    role = docs["ClusterRole"]
+    rbac: Any = client.RbacAuthorizationV1Api(pools.api)
+    binding = {
+        **docs["ClusterRoleBinding"],
+        "metadata": {"name": f"{role['metadata']['name']}-{namespace}"},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
+    }
+    try:
+        rbac.replace_cluster_role(role["metadata"]["name"], role)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        rbac.create_cluster_role(role)
+    rbac.create_cluster_role_binding(binding)
+    kubeconfig = service_account_kubeconfig(
+        cluster, namespace, "operator", tmp_path / "operator.kubeconfig"
+    )
+    proc = operator_process(cluster, [namespace], tmp_path / "operator.log", kubeconfig=kubeconfig)
+    proc.start()
+    try:
+        pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 2}))
+        pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
+        pools.patch_spec(POOL, {"replicas": 1})
+        pools.wait(POOL, "1 worker ready", lambda p: settled(p, 1))
+        support.wait_for("the drained worker deleted", lambda: len(pools.pods(POOL)) == 1)
+        reasons = {e.reason for e in events_of(pools.core, namespace, POOL)}
+        assert {"WorkerCreated", "WorkerDraining", "WorkerDeleted"} <= reasons
+        pools.delete(POOL)  # kopf lifts its finalizer with the same rights
+        support.wait_for("the pool deleted", lambda: POOL not in pools.names())
+    finally:
+        proc.stop()
+        rbac.delete_cluster_role_binding(binding["metadata"]["name"])
+    log = proc.log.read_text()
+    assert "Forbidden" not in log and " 403" not in log, proc.log_tail()
 
 
 def test_deleting_the_pool_removes_its_workers(
