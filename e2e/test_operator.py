@@ -29,6 +29,7 @@ from components import (
     base_url,
     condition,
     has_condition,
+    operator_metrics_url,
     operator_process,
     pool_manifest,
     service_account_kubeconfig,
@@ -95,6 +96,17 @@ def test_applied_pool_gets_its_workers_ready_with_status_and_conditions(
     header, row = table.splitlines()
     assert header.split() == ["NAME", "DESIRED", "READY", "UTILIZATION", "PHASE", "AGE"]
     assert row.split()[:5] == [POOL, "2", "2", "0", "Running"]
+
+    metrics = httpx.get(operator_metrics_url(operator), trust_env=False).text
+    pool_labels = f'namespace="{namespace}",pool="{POOL}"'
+    assert f"bridgepool_operator_pool_ready_workers{{{pool_labels}}} 2.0" in metrics
+    assert f"bridgepool_operator_pool_desired_workers{{{pool_labels}}} 2.0" in metrics
+    assert 'bridgepool_operator_reconcile_total{result="success"}' in metrics
+    assert 'bridgepool_operator_pod_actions_total{action="create"' in metrics
+    # SIGTERM stops it cleanly; the workers stay (the fixture starts another
+    # operator to clean up).
+    assert operator.stop(signal.SIGTERM, timeout=20) == 0, operator.log_tail()
+    assert len(pools.pods(POOL)) == 2
 
 
 def test_kubectl_scale_resizes_the_pool_and_drains_the_surplus(
