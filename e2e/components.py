@@ -260,30 +260,30 @@ class Pools:
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
 
-    def _args(self) -> tuple[str, str, str, str]:
+    def resource_args(self) -> tuple[str, str, str, str]:
         return labels.GROUP, labels.VERSION, self.namespace, labels.PLURAL
 
     def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         made: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            *self._args(), dict(manifest)
+            *self.resource_args(), dict(manifest)
         )
         return made
 
     def get(self, name: str) -> dict[str, Any]:
-        pool: dict[str, Any] = self.custom.get_namespaced_custom_object(*self._args(), name)
+        pool: dict[str, Any] = self.custom.get_namespaced_custom_object(*self.resource_args(), name)
         return pool
 
     def patch_spec(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         patched: dict[str, Any] = self.custom.patch_namespaced_custom_object(
-            *self._args(), name, {"spec": dict(spec)}
+            *self.resource_args(), name, {"spec": dict(spec)}
         )
         return patched
 
     def delete(self, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(*self._args(), name)
+        self.custom.delete_namespaced_custom_object(*self.resource_args(), name)
 
     def names(self) -> list[str]:
-        found: dict[str, Any] = self.custom.list_namespaced_custom_object(*self._args())
+        found: dict[str, Any] = self.custom.list_namespaced_custom_object(*self.resource_args())
         return [p["metadata"]["name"] for p in found["items"]]
 
     def pods(self, pool: str) -> list[Any]:
