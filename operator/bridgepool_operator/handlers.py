@@ -284,12 +284,12 @@ async def execute(
                 pod = build_worker_pod(PoolRef(name, namespace, meta["uid"]), spec, action.revision)
                 made = await core.create_namespaced_pod(namespace, pod)
                 result.created.add(made.metadata.name)
-                metrics.POD_ACTIONS_TOTAL.labels("create", "scale").inc()
+                metrics.POD_ACTIONS_TOTAL.labels("create", action.reason).inc()
                 kopf.event(
                     body,
                     type="Normal",
                     reason="WorkerCreated",
-                    message=f"{made.metadata.name} (revision {action.revision}): {action.reason}",
+                    message=f"{made.metadata.name} (revision {action.revision}, {action.reason})",
                 )
             elif isinstance(action, MarkDraining):
                 patch = {

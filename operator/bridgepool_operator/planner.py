@@ -54,13 +54,14 @@ from .pods import revision_of
 from .scaling import Load, ScalingDecision, decide
 
 DrainReason = Literal["scale-down", "rollout", "unhealthy", "recycle"]
+CreateReason = Literal["scale-up", "rollout", "unhealthy"]
 EventType = Literal["Normal", "Warning"]
 
 
 @dataclass(frozen=True)
 class CreatePod:
     revision: str
-    reason: str
+    reason: CreateReason
 
 
 @dataclass(frozen=True)
@@ -231,9 +232,7 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
     # 6. Missing updated workers, within the surge budget.
     room = desired + spec.rollout.max_surge - (len(updated) + len(old))
     to_create = max(0, min(desired - len(updated), room))
-    why_create = "replacing outdated workers" if old else "scaling up"
-    if dead:
-        why_create = "replacing unhealthy workers"
+    why_create: CreateReason = "unhealthy" if dead else "rollout" if old else "scale-up"
     actions.extend(CreatePod(revision, why_create) for _ in range(to_create))
 
     # 7. Outdated workers go while enough ready workers remain.

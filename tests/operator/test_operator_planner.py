@@ -543,3 +543,17 @@ def test_starting_workers_do_not_degrade_the_pool(
     actions = run([worker("a"), worker("b"), unready])
     assert condition(actions, "Degraded") == degraded
     assert dict((w.name, w.state) for w in status_of(actions).workers)["c"] == state
+
+
+@pytest.mark.parametrize(
+    ("workers", "reason"),
+    [
+        ([worker("a")], "scale-up"),
+        ([worker("a"), worker("b"), worker("c", OLD)], "rollout"),
+        ([worker("a"), worker("b"), worker("c", phase="Failed", ready=False)], "unhealthy"),
+    ],
+)
+def test_created_workers_say_why(workers: list[ObservedWorker], reason: str) -> None:
+    created = [a for a in run(workers) if isinstance(a, CreatePod)]
+    assert created
+    assert {a.reason for a in created} == {reason}
