@@ -418,14 +418,25 @@ async def run_pool(
                 await settle(runtime, body, pods_by_pool, key, result)
             if result.pods_changed:
                 continue  # plan again at once from the new pods
-            try:
-                await asyncio.wait_for(wakeup.wait(), timeout=delay)
+            if await next_wakeup(wakeup, stopped, delay):
                 await asyncio.sleep(0.2)  # gather a burst of pod events into one pass
-            except TimeoutError:
-                pass
     finally:
         runtime.wakeups.pop(key, None)
         metrics.forget_pool(*key)
+
+
+async def next_wakeup(wakeup: asyncio.Event, stopped: Any, delay: float) -> bool:
+    """Wait for a wake-up, kopf stopping the daemon, or ``delay``; whether
+    it was a wake-up. Returning on stop lets the daemon end between passes
+    rather than be cancelled in the middle of one."""
+    woken = asyncio.ensure_future(wakeup.wait())
+    stopping = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({woken, stopping}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        stopping.cancel()
+    return wakeup.is_set() and not stopped
 
 
 async def settle(

@@ -54,6 +54,8 @@ class ObservedWorker:
     ready: bool = False
     # Last time the pod's Ready condition changed (either way).
     ready_changed_at: datetime | None = None
+    # When the worker container last started (a restart starts it again).
+    started_at: datetime | None = None
     deleting: bool = False
     draining_since: datetime | None = None
     drain_reason: str | None = None
@@ -68,10 +70,13 @@ class ObservedWorker:
         return self.draining_since is not None
 
     def not_ready_for(self, now: datetime) -> float:
-        """Seconds the pod has been not ready (0 when ready)."""
+        """Seconds the worker could have been ready but was not (0 when ready):
+        since its Ready condition last changed or its container last started,
+        whichever came later. Time spent creating the container (slow on a
+        busy node) does not count against a worker that is starting."""
         if self.ready:
             return 0.0
-        since = self.ready_changed_at or self.created_at
+        since = max(t for t in (self.ready_changed_at, self.started_at, self.created_at) if t)
         return max(0.0, (now - since).total_seconds())
 
     @property
@@ -101,8 +106,13 @@ def observe_pod(pod: Mapping[str, Any], stats: WorkerStats | None = None) -> Obs
             ready_changed_at = parse_time(cond.get("lastTransitionTime"))
     restarts = 0
     waiting_reason = waiting_message = None
+    started_at = None
     for cs in status.get("containerStatuses") or []:
         restarts = max(restarts, int(cs.get("restartCount") or 0))
+        running = (cs.get("state") or {}).get("running") or {}
+        started = parse_time(running.get("startedAt"))
+        if started is not None and (started_at is None or started > started_at):
+            started_at = started
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") and waiting_reason is None:
             waiting_reason = waiting["reason"]
@@ -115,6 +125,7 @@ def observe_pod(pod: Mapping[str, Any], stats: WorkerStats | None = None) -> Obs
         phase=status.get("phase") or "Pending",
         ready=ready,
         ready_changed_at=ready_changed_at,
+        started_at=started_at,
         deleting=meta.get("deletionTimestamp") is not None,
         # A drain mark with an unreadable time counts from the pod's creation.
         draining_since=(

@@ -1,0 +1,63 @@
+"""How a pod, as the API returns it, is read into an ObservedWorker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bridgepool_operator.observe import format_time, observe_pod
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def ago(seconds: float) -> str:
+    return format_time(NOW - timedelta(seconds=seconds))
+
+
+def pod(
+    *, ready_changed: float, started: float | None, ready: bool = False, restarts: int = 0
+) -> dict[str, Any]:
+    state: dict[str, Any] = (
+        {"running": {"startedAt": ago(started)}}
+        if started is not None
+        else {"waiting": {"reason": "ContainerCreating"}}
+    )
+    return {
+        "metadata": {"name": "w", "creationTimestamp": ago(300), "labels": {}},
+        "status": {
+            "phase": "Running" if started is not None else "Pending",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "lastTransitionTime": ago(ready_changed),
+                }
+            ],
+            "containerStatuses": [
+                {"name": "worker", "restartCount": restarts, "ready": ready, "state": state}
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("observed", "not_ready_for"),
+    [
+        # Created long ago, the container only started 5 s ago (slow node):
+        # the time before the start does not count.
+        (pod(ready_changed=300, started=5), 5.0),
+        # Was ready, went unready 10 s ago: since then.
+        (pod(ready_changed=10, started=250), 10.0),
+        # A restarted container starts its count again.
+        (pod(ready_changed=100, started=3, restarts=1), 3.0),
+        # Not started yet: since the Ready condition was set.
+        (pod(ready_changed=40, started=None), 40.0),
+        (pod(ready_changed=40, started=30, ready=True), 0.0),
+    ],
+)
+def test_not_ready_time_counts_from_when_the_worker_could_have_been_ready(
+    observed: dict[str, Any], not_ready_for: float
+) -> None:
+    assert observe_pod(observed).not_ready_for(NOW) == not_ready_for
