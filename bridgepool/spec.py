@@ -257,6 +257,15 @@ class HealthSettings(SpecModel):
         le=1000,
         description="Container restarts after which the worker pod is replaced.",
     )
+    startup_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description=(
+            "Longest a worker may take from its container's start to its first Ready; "
+            "past it the worker is replaced. Until then it is starting, not unhealthy."
+        ),
+    )
 
 
 class WorkerSettings(SpecModel):

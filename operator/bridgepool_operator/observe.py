@@ -80,6 +80,15 @@ class ObservedWorker:
         return max(0.0, (now - since).total_seconds())
 
     @property
+    def never_ready(self) -> bool:
+        """Not ready, and not ready at any time since its container last started:
+        the Ready condition last changed before that start (when the pod was
+        set up, or when an earlier container went unready)."""
+        if self.ready or self.started_at is None:
+            return not self.ready
+        return self.ready_changed_at is None or self.ready_changed_at <= self.started_at
+
+    @property
     def config_problem(self) -> bool:
         return self.waiting_reason in CONFIG_PROBLEMS
 

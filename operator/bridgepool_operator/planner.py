@@ -10,8 +10,9 @@ One pass, in order:
 1. Workers being deleted are left alone. Draining workers are out of the
    pool; each is deleted once it holds no sessions and no calls, once it is
    gone unready with nothing to report, or once the drain timeout passed.
-2. Dead workers (pod failed; crash-looping; restarted too often or unready
-   for ``replaceAfterFailures`` health intervals while not ready) are
+2. Dead workers (pod failed; crash-looping; restarted too often; unready
+   for ``replaceAfterFailures`` health intervals after having been ready, or
+   never ready ``startupTimeoutSeconds`` after their start) are
    drained at once: they serve nothing, so that costs no availability, and
    their replacement is created in the same pass.
 3. The desired size comes from ``scaling.decide``.
@@ -124,16 +125,24 @@ def death_reason(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> str 
         return f"{CRASH_LOOP} after {w.restart_count} restarts"
     if w.restart_count >= spec.health.max_restarts:
         return f"{w.restart_count} restarts"
-    limit = spec.health.interval_seconds * spec.health.replace_after_failures
-    if w.phase == "Running" and not w.config_problem and w.not_ready_for(now) >= limit:
-        return f"not ready for {int(w.not_ready_for(now))}s"
+    if w.phase != "Running" or w.config_problem:
+        return None
+    waited = w.not_ready_for(now)
+    if w.never_ready:
+        # Starting is slow on a busy node; replacing a starting worker adds load.
+        if waited >= spec.health.startup_timeout_seconds:
+            return f"not ready {int(waited)}s after its start"
+        return None
+    if waited >= spec.health.interval_seconds * spec.health.replace_after_failures:
+        return f"not ready for {int(waited)}s"
     return None
 
 
 def is_starting(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> bool:
-    """Not ready yet, but not known to be sick either: pending, or running for
-    less than one health interval without the worker reporting itself degraded.
-    A pool whose new workers are still starting is not degraded."""
+    """Not ready yet, but not known to be sick either: pending, or running and
+    never ready since its start, within the startup timeout, without the worker
+    reporting itself degraded. A pool whose new workers are starting is not
+    degraded."""
     if w.ready:
         return False
     if w.phase == "Pending":
@@ -141,8 +150,9 @@ def is_starting(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> bool:
     reported_degraded = w.stats is not None and w.stats.state == WorkerState.DEGRADED
     return (
         w.phase == "Running"
+        and w.never_ready
         and not reported_degraded
-        and w.not_ready_for(now) < spec.health.interval_seconds
+        and w.not_ready_for(now) < spec.health.startup_timeout_seconds
     )
 
 

@@ -43,21 +43,23 @@ def pod(
 
 
 @pytest.mark.parametrize(
-    ("observed", "not_ready_for"),
+    ("observed", "not_ready_for", "never_ready"),
     [
         # Created long ago, the container only started 5 s ago (slow node):
         # the time before the start does not count.
-        (pod(ready_changed=300, started=5), 5.0),
+        (pod(ready_changed=300, started=5), 5.0, True),
         # Was ready, went unready 10 s ago: since then.
-        (pod(ready_changed=10, started=250), 10.0),
+        (pod(ready_changed=10, started=250), 10.0, False),
         # A restarted container starts its count again.
-        (pod(ready_changed=100, started=3, restarts=1), 3.0),
+        (pod(ready_changed=100, started=3, restarts=1), 3.0, True),
         # Not started yet: since the Ready condition was set.
-        (pod(ready_changed=40, started=None), 40.0),
-        (pod(ready_changed=40, started=30, ready=True), 0.0),
+        (pod(ready_changed=40, started=None), 40.0, True),
+        (pod(ready_changed=40, started=30, ready=True), 0.0, False),
     ],
 )
 def test_not_ready_time_counts_from_when_the_worker_could_have_been_ready(
-    observed: dict[str, Any], not_ready_for: float
+    observed: dict[str, Any], not_ready_for: float, never_ready: bool
 ) -> None:
-    assert observe_pod(observed).not_ready_for(NOW) == not_ready_for
+    worker = observe_pod(observed)
+    assert worker.not_ready_for(NOW) == not_ready_for
+    assert worker.never_ready is never_ready

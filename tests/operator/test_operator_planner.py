@@ -73,6 +73,7 @@ def worker(
     restarts: int = 0,
     waiting: str | None = None,
     not_ready_for: float | None = None,
+    started_for: float | None = None,
     recycle: bool = False,
     deleting: bool = False,
     capacity: int = 1,
@@ -86,6 +87,14 @@ def worker(
         ready=ready,
         ready_changed_at=(
             NOW - timedelta(seconds=not_ready_for) if not_ready_for is not None else created
+        ),
+        # The container started when the pod was made, unless said otherwise.
+        started_at=(
+            None
+            if phase != "Running"
+            else NOW - timedelta(seconds=started_for)
+            if started_for is not None
+            else created
         ),
         deleting=deleting,
         draining_since=(None if draining_for is None else NOW - timedelta(seconds=draining_for)),
@@ -517,32 +526,55 @@ def degraded_stats() -> WorkerStats:
 
 
 @pytest.mark.parametrize(
-    ("unready", "state", "degraded"),
+    ("unready", "state", "degraded", "replaced"),
     [
-        # Just started, not ready yet: starting, and the pool is not degraded.
-        (worker("c", ready=False, age=2), "starting", ("False", "Healthy")),
-        (worker("c", ready=False, age=2, phase="Pending"), "starting", ("False", "Healthy")),
-        # Not ready for a whole health interval (30 s): degraded.
-        (worker("c", ready=False, age=31), "degraded", ("True", "WorkersNotReady")),
+        # Never ready since its start: starting, and the pool is not degraded,
+        # until the startup timeout (300 s) has passed.
+        (worker("c", ready=False, age=2), "starting", ("False", "Healthy"), False),
         (
-            worker("c", ready=False, age=600, not_ready_for=31),
+            worker("c", ready=False, age=2, phase="Pending"),
+            "starting",
+            ("False", "Healthy"),
+            False,
+        ),
+        (worker("c", ready=False, age=299), "starting", ("False", "Healthy"), False),
+        # A slow container start does not count: started 10 s ago.
+        (
+            worker("c", ready=False, age=900, started_for=10),
+            "starting",
+            ("False", "Healthy"),
+            False,
+        ),
+        (worker("c", ready=False, age=301), "failed", ("True", "WorkerUnhealthy"), True),
+        # Was ready, went unready: degraded at once, replaced after 3 intervals.
+        (
+            worker("c", ready=False, age=600, not_ready_for=2),
             "degraded",
             ("True", "WorkersNotReady"),
+            False,
+        ),
+        (
+            worker("c", ready=False, age=600, not_ready_for=91),
+            "failed",
+            ("True", "WorkerUnhealthy"),
+            True,
         ),
         # The worker says it is degraded: no waiting.
         (
             replace(worker("c", ready=False, age=2), stats=degraded_stats()),
             "degraded",
             ("True", "WorkersNotReady"),
+            False,
         ),
     ],
 )
-def test_starting_workers_do_not_degrade_the_pool(
-    unready: ObservedWorker, state: str, degraded: tuple[str, str]
+def test_starting_workers_get_time_and_workers_gone_unready_do_not(
+    unready: ObservedWorker, state: str, degraded: tuple[str, str], replaced: bool
 ) -> None:
     actions = run([worker("a"), worker("b"), unready])
     assert condition(actions, "Degraded") == degraded
     assert dict((w.name, w.state) for w in status_of(actions).workers)["c"] == state
+    assert (("drain", "c", "unhealthy") in pod_actions(actions)) == replaced
 
 
 @pytest.mark.parametrize(
