@@ -590,26 +590,12 @@ def running_operator(
         try:
             if not proc.running:  # it died on its own
                 proc = start()
-            for name in pools.names():
-                pools.delete(name)
-            support.wait_for("the pools deleted", lambda: not pools.names(), timeout=120)
+            pools.delete_all(timeout=120)
         finally:
-            release_pools(pools)
+            pools.release()
             proc.stop()
         progress("  BridgePools: deleted; waiting for their pods to go")
         wait_pods_gone(pools.core, pools.namespace)
-
-
-def release_pools(pools: components.Pools) -> None:
-    """Lift kopf's finalizer from pools still there, so their namespace can go."""
-    for name in pools.names():
-        try:
-            pools.custom.patch_namespaced_custom_object(
-                *pools.resource_args(), name, {"metadata": {"finalizers": None}}
-            )
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
 
 
 def bench_pools(

@@ -282,6 +282,25 @@ class Pools:
     def delete(self, name: str) -> None:
         self.custom.delete_namespaced_custom_object(*self.resource_args(), name)
 
+    def delete_all(self, *, timeout: float = 60) -> None:
+        """Delete every pool and wait until they are gone (an operator must run
+        to lift kopf's finalizer)."""
+        for name in self.names():
+            self.delete(name)
+        wait_for(f"pools of {self.namespace} deleted", lambda: not self.names(), timeout=timeout)
+
+    def release(self) -> None:
+        """Lift kopf's finalizer from the pools still here: with no operator to
+        lift it, they would keep their namespace from being deleted."""
+        for name in self.names():
+            try:
+                self.custom.patch_namespaced_custom_object(
+                    *self.resource_args(), name, {"metadata": {"finalizers": None}}
+                )
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+
     def names(self) -> list[str]:
         found: dict[str, Any] = self.custom.list_namespaced_custom_object(*self.resource_args())
         return [p["metadata"]["name"] for p in found["items"]]

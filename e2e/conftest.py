@@ -98,16 +98,7 @@ def pools(cluster: Cluster, namespace: str, bridgepool_crd: str) -> Iterator[Poo
     with cluster.api_client() as api:
         found = Pools(api, namespace)
         yield found
-        # A pool left with kopf's finalizer and no operator to lift it would
-        # keep the namespace from being deleted.
-        for name in found.names():
-            try:
-                found.custom.patch_namespaced_custom_object(
-                    *found.resource_args(), name, {"metadata": {"finalizers": None}}
-                )
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
+        found.release()
 
 
 @pytest.fixture
@@ -138,9 +129,7 @@ def operator(
         if not proc.running:
             proc = operator_process(cluster, [namespace], tmp_path / "operator.log")
             proc.start()
-        for name in pools.names():
-            pools.delete(name)
-        support.wait_for("the test's pools deleted", lambda: not pools.names(), timeout=60)
+        pools.delete_all()
         proc.stop()
 
 
