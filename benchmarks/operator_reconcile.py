@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from kubernetes import client, watch
+from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridgepool import labels
@@ -86,51 +86,6 @@ class BenchmarkFailed(Exception):
 
 
 # -- watches -------------------------------------------------------------------------
-
-
-class Watcher:
-    """Streams a list call's watch events, as plain dicts stamped with
-    ``time.monotonic()`` on arrival, to ``on_event`` from a daemon thread.
-
-    It resumes from the last resource version when the server ends the watch,
-    and lists afresh after an error (e.g. 410, version too old); ``relists``
-    counts those, since events in such a gap are stamped late.
-    """
-
-    def __init__(
-        self, call: Callable[..., Any], on_event: Callable[[float, str, Json], None]
-    ) -> None:
-        self._call = call
-        self._on_event = on_event
-        self._stopped = threading.Event()
-        self._watch: watch.Watch | None = None
-        self.relists = 0
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        if self._watch is not None:
-            self._watch.stop()  # type: ignore[no-untyped-call]
-
-    def _run(self) -> None:
-        version: str | None = None
-        while not self._stopped.is_set():
-            self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-            try:
-                for event in self._watch.stream(  # type: ignore[no-untyped-call]
-                    self._call, resource_version=version, timeout_seconds=30, deserialize=False
-                ):
-                    obj = event["object"]
-                    version = obj["metadata"]["resourceVersion"]
-                    self._on_event(time.monotonic(), event["type"], obj)
-            except Exception:  # the watch broke or expired: list afresh
-                if self._stopped.is_set():
-                    return
-                version = None
-                self.relists += 1
-                time.sleep(0.5)
 
 
 def _pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -166,7 +121,7 @@ class PodBook:
         self._lock = threading.Lock()
         core = client.CoreV1Api(api)
         call = functools.partial(core.list_namespaced_pod, namespace, label_selector=group_label)
-        self.watcher = Watcher(call, self._on_event)
+        self.watcher = components.Watcher(call, self._on_event)
 
     def _on_event(self, now: float, kind: str, pod: Json) -> None:
         meta = pod["metadata"]
@@ -202,7 +157,7 @@ class ObjectBook:
     def __init__(self, call: Callable[..., Any]) -> None:
         self._history: dict[str, list[tuple[float, Json]]] = {}
         self._lock = threading.Lock()
-        self.watcher = Watcher(call, self._on_event)
+        self.watcher = components.Watcher(call, self._on_event)
 
     def _on_event(self, now: float, kind: str, obj: Json) -> None:
         if kind in ("ADDED", "MODIFIED"):

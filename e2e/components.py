@@ -10,19 +10,20 @@ local cluster; ``Cluster.direct_http``).
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import urllib3
 import yaml
 from kubernetes import client, watch
 from support import REPO_ROOT, Cluster, wait_for
@@ -47,15 +48,16 @@ def install_crd(cluster: Cluster) -> None:
     (``x-kubernetes-validations``) on clusters older than 1.25, which ignore them.
     """
     cluster.kubectl("apply", "--validate=false", "-f", str(CRD_FILE))
-    ext = client.ApiextensionsV1Api(cluster.api_client())
+    with cluster.api_client() as api:
+        ext = client.ApiextensionsV1Api(api)
 
-    def established() -> bool:
-        crd: Any = ext.read_custom_resource_definition(CRD_NAME)
-        return any(
-            c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
-        )
+        def established() -> bool:
+            crd: Any = ext.read_custom_resource_definition(CRD_NAME)
+            return any(
+                c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
+            )
 
-    wait_for(f"CRD {CRD_NAME} established", established, timeout=30)
+        wait_for(f"CRD {CRD_NAME} established", established, timeout=30)
 
 
 # --------------------------------------------------------------------------
@@ -179,13 +181,15 @@ def base_url(proc: Process) -> str:
 def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig at ``path`` that acts as ServiceAccount ``account`` of
     ``namespace`` (created here), with a token from the TokenRequest API."""
-    core: Any = client.CoreV1Api(cluster.api_client())
-    core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account))
-    )
-    # A plain body: the API server fills in its default audiences.
-    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
-    token = core.create_namespaced_service_account_token(account, namespace, request).status.token
+    with cluster.api_client() as api:
+        core: Any = client.CoreV1Api(api)
+        core.create_namespaced_service_account(
+            namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account))
+        )
+        # A plain body: the API server fills in its default audiences.
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+        made = core.create_namespaced_service_account_token(account, namespace, request)
+    token = made.status.token
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     for user in config["users"]:
         user["user"] = {"token": token}
@@ -368,44 +372,71 @@ def settled(pool: Mapping[str, Any], replicas: int, revision: str | None = None)
 # --------------------------------------------------------------------------
 
 
-@dataclass
-class PodLedger:
-    """Every pod seen in a namespace while the ledger runs (a watch from a thread)."""
+class Watcher:
+    """Streams a list call's watch events, as plain dicts stamped with
+    ``time.monotonic()`` on arrival, to ``on_event`` from a daemon thread.
 
-    api: client.ApiClient
-    namespace: str
-    created: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
-    _watch: watch.Watch | None = None
-    _stopped: threading.Event = field(default_factory=threading.Event)
+    It resumes from the last resource version when the server ends the watch,
+    and lists afresh after an error (e.g. 410, version too old); ``relists``
+    counts those, since events in such a gap are stamped late.
+    """
 
-    def run(self) -> None:
-        core = client.CoreV1Api(self.api)
-        resource_version = None
-        while True:
-            w = self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-            try:
-                for event in w.stream(  # type: ignore[no-untyped-call]
-                    core.list_namespaced_pod,
-                    self.namespace,
-                    resource_version=resource_version,
-                    timeout_seconds=30,
-                ):
-                    pod = event["object"]
-                    resource_version = pod.metadata.resource_version
-                    self.created.setdefault(pod.metadata.name, dict(pod.metadata.labels or {}))
-            except client.ApiException as exc:
-                if exc.status != 410:
-                    raise
-                resource_version = None  # too old: list again
-            except urllib3.exceptions.HTTPError:
-                pass  # the stream broke (or stop() closed it): resume from where it was
-            if self._stopped.is_set():
-                return
+    def __init__(
+        self, call: Callable[..., Any], on_event: Callable[[float, str, dict[str, Any]], None]
+    ) -> None:
+        self._call = call
+        self._on_event = on_event
+        self._stopped = threading.Event()
+        self._watch: watch.Watch | None = None
+        self.relists = 0
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True).start()
 
     def stop(self) -> None:
         self._stopped.set()
         if self._watch is not None:
             self._watch.stop()  # type: ignore[no-untyped-call]
+
+    def _run(self) -> None:
+        version: str | None = None
+        while not self._stopped.is_set():
+            self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                for event in self._watch.stream(  # type: ignore[no-untyped-call]
+                    self._call, resource_version=version, timeout_seconds=30, deserialize=False
+                ):
+                    obj = event["object"]
+                    version = obj["metadata"]["resourceVersion"]
+                    self._on_event(time.monotonic(), event["type"], obj)
+            except Exception:  # the watch broke or expired: list afresh
+                if self._stopped.is_set():
+                    return
+                version = None
+                self.relists += 1
+                time.sleep(0.5)
+
+
+class PodLedger:
+    """Every pod seen in a namespace while the ledger runs: name -> labels."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self._created: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        core = client.CoreV1Api(api)
+        self.watcher = Watcher(
+            functools.partial(core.list_namespaced_pod, namespace), self._on_event
+        )
+
+    def _on_event(self, now: float, kind: str, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        with self._lock:
+            self._created.setdefault(meta["name"], dict(meta.get("labels") or {}))
+
+    @property
+    def created(self) -> dict[str, dict[str, str]]:
+        with self._lock:
+            return dict(self._created)
 
     def names_with(self, **want: str) -> set[str]:
         return {n for n, lb in self.created.items() if all(lb.get(k) == v for k, v in want.items())}

@@ -314,8 +314,7 @@ def test_operator_restarted_mid_rollout_finishes_it_without_extra_pods(
     pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 3}))
     before = pools.wait(POOL, "3 workers ready", lambda p: settled(p, 3))
     ledger = PodLedger(pools.api, namespace)
-    watcher = threading.Thread(target=ledger.run, daemon=True)
-    watcher.start()
+    ledger.watcher.start()
     try:
         template = before["spec"]["template"]
         template["metadata"] = {"labels": {"rollout": "second"}}
@@ -348,8 +347,7 @@ def test_operator_restarted_mid_rollout_finishes_it_without_extra_pods(
             ),
         )
     finally:
-        ledger.stop()
-        watcher.join(40)
+        ledger.watcher.stop()
 
     assert new_revision != revision(before)
     # Exactly one new worker per old one: the restart created none twice.
