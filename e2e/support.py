@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -289,6 +290,48 @@ def wait_for_pod_gone(
             raise
         time.sleep(0.5)
     raise AssertionError(f"pod {name} still there after {timeout}s")
+
+
+class PodLog:
+    """Follows a container's log from a thread and keeps every line, so a test
+    can read what the process said after its pod is gone."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str, pod: str) -> None:
+        self.lines: list[str] = []
+        self._stream: Any = core.read_namespaced_pod_log(
+            pod, namespace, follow=True, _preload_content=False
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        pending = b""
+        try:
+            for chunk in self._stream.stream(decode_content=True):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                self.lines.extend(line.decode(errors="replace") for line in complete)
+        except Exception:  # the connection ends when the container goes
+            pass
+        if pending:
+            self.lines.append(pending.decode(errors="replace"))
+
+    def wait_closed(self, timeout: float) -> bool:
+        """True once the log stream has ended (the container exited)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def records(self) -> list[dict[str, Any]]:
+        """The lines that are JSON objects (the components' structured logs)."""
+        found = []
+        for line in self.lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                found.append(record)
+        return found
 
 
 def wait_for(what: str, check: Callable[[], bool], *, timeout: float = 60) -> None:
