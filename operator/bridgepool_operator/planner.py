@@ -347,8 +347,10 @@ def build_status(
         progressing = (True, "RollingOut", f"{len(updated)}/{desired} at revision {revision}")
     elif creating or len(active) < desired:
         progressing = (True, "ScalingUp", f"{len(active)} -> {desired} workers")
-    else:
+    elif any(w.draining for w in live):
         progressing = (True, "Draining", f"{sum(w.draining for w in live)} workers draining")
+    else:  # this pass picks the workers to drain
+        progressing = (True, "ScalingDown", f"{len(active)} -> {desired} workers")
 
     ready_ok = len(ready) >= desired
     ready_cond = (

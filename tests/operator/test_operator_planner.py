@@ -424,6 +424,14 @@ def status_of_conditions_complete(status: BridgePoolStatus) -> bool:
     return any(c.type == "Progressing" and c.reason == "Complete" for c in status.conditions)
 
 
+def test_status_of_the_pass_that_starts_a_scale_down_says_so() -> None:
+    actions = run([worker(n) for n in "abcd"], make_spec(minReplicas=1, replicas=3))
+    assert pod_actions(actions) == [("drain", "a", "scale-down")]
+    assert condition(actions, "Progressing") == ("True", "ScalingDown")
+    (progressing,) = [c for c in status_of(actions).conditions if c.type == "Progressing"]
+    assert progressing.message == "4 -> 3 workers"
+
+
 def test_status_counts_and_conditions() -> None:
     workers = [
         worker("a", in_flight=1, capacity=2),
