@@ -8,6 +8,7 @@ conftest.py); the workers are pods of the worker image.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import threading
@@ -16,9 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import aiohttp
 import httpx
+import kopf
 import pytest
 import support
 import yaml
@@ -36,10 +39,17 @@ from components import (
     settled,
 )
 from kubernetes import client
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.exceptions import ApiException
 from support import Cluster
 
 from bridgepool import labels
 from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER, WORKER_PORT
+from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
+from bridgepool_operator.handlers import OperatorConfig, PassResult, Runtime, execute
+from bridgepool_operator.planner import Action, CreatePod, UpdateStatus
+from bridgepool_operator.pods import revision_of
 
 pytestmark = pytest.mark.e2e
 
@@ -353,6 +363,38 @@ def test_operator_restarted_mid_rollout_finishes_it_without_extra_pods(
     # Exactly one new worker per old one: the restart created none twice.
     assert len(ledger.names_with(**{labels.LABEL_REVISION: new_revision})) == 3, ledger.created
     assert len(pools.pods(POOL)) == 3
+
+
+def test_a_pass_that_fails_part_way_still_reports_the_pods_it_created(
+    cluster: Cluster, namespace: str, pools: Pools, worker_image: str
+) -> None:
+    """The operator's pass waits until it can see the pods it created before
+    planning again. When a later action fails (here the status write, which
+    the API server refuses), the pod made before it must still be on the
+    books, or the next pass would create it a second time."""
+    made = pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 1}))
+    spec = BridgePoolSpec.model_validate(made["spec"])
+    refused = BridgePoolStatus.model_construct(desired_replicas=-1)  # the schema says minimum 0
+    actions: list[Action] = [CreatePod(revision_of(spec), "scale-up"), UpdateStatus(refused)]
+    posted: list[str] = []
+    result = PassResult()
+
+    def post_event(body: Any, /, *, type: str, reason: str, message: str) -> None:
+        posted.append(reason)
+
+    async def one_pass() -> None:
+        await k8s_config.load_kube_config(config_file=str(cluster.kubeconfig))
+        async with k8s.ApiClient() as api, aiohttp.ClientSession() as http:
+            runtime = Runtime(OperatorConfig(), api, http, post_event=post_event)
+            await execute(runtime, kopf.Body(cast(kopf.RawBody, made)), spec, actions, {}, result)
+
+    with pytest.raises(ApiException) as refusal:
+        asyncio.run(one_pass())
+
+    assert refusal.value.status == 422
+    assert posted == ["WorkerCreated"]
+    assert result.created == {p.metadata.name for p in pools.pods(POOL)}
+    assert len(result.created) == 1
 
 
 RBAC_FILE = support.REPO_ROOT / "operator" / "deploy" / "rbac.yaml"

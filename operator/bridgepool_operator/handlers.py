@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import kopf
@@ -46,6 +46,12 @@ from .pods import PoolRef, build_worker_pod
 log = logging.getLogger("bridgepool.operator")
 
 PoolKey = tuple[str, str]  # (namespace, pool name)
+
+
+class EventPoster(Protocol):
+    def __call__(self, body: kopf.Body, /, *, type: str, reason: str, message: str) -> None: ...
+
+
 PREFIX = "BRIDGEPOOL_OPERATOR_"
 
 
@@ -80,6 +86,9 @@ class Runtime:
     api: k8s.ApiClient
     http: aiohttp.ClientSession
     wakeups: dict[PoolKey, asyncio.Event] = field(default_factory=dict)
+    # Posts an event on the pool: kopf's poster, or a recorder in a test that
+    # runs passes without kopf.
+    post_event: EventPoster = kopf.event
 
     def wakeup(self, key: PoolKey) -> asyncio.Event:
         return self.wakeups.setdefault(key, asyncio.Event())
@@ -239,8 +248,10 @@ async def reconcile(
     body: kopf.Body,
     pods: Iterable[Mapping[str, Any]],
     now: datetime,
-) -> PassResult:
-    """Observe, plan, execute: one pass over one pool."""
+    result: PassResult,
+) -> None:
+    """Observe, plan, execute: one pass over one pool. What it changed goes
+    into ``result``, also when the pass fails part way."""
     meta, raw_status = body.get("metadata", {}), body.get("status") or {}
     name = meta["name"]
     generation = int(meta.get("generation") or 0)
@@ -253,11 +264,11 @@ async def reconcile(
     except ValidationError as err:
         metrics.RECONCILE_TOTAL.labels("invalid").inc()
         actions = invalid_spec_status(previous, name, generation, invalid_spec_message(err), now)
-        await execute(runtime, body, None, actions, raw_status)
-        return PassResult()
+        await execute(runtime, body, None, actions, raw_status, result)
+        return
     workers = await observe(runtime, pods)
     actions = plan(Pool(name, generation, spec, previous), workers, now)
-    return await execute(runtime, body, spec, actions, raw_status)
+    await execute(runtime, body, spec, actions, raw_status, result)
 
 
 def _transient(err: ApiException) -> bool:
@@ -270,12 +281,15 @@ async def execute(
     spec: BridgePoolSpec | None,
     actions: list[Action],
     raw_status: Mapping[str, Any],
-) -> PassResult:
+    result: PassResult,
+) -> None:
+    """Carry out the actions in order, recording each change in ``result`` as
+    it is made: when an action fails, the next pass still waits to see the
+    pods the earlier ones created, and does not create them again."""
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     # The generated client's annotations are loose (models vs dicts); keep it dynamic.
     core: Any = k8s.CoreV1Api(runtime.api)
-    result = PassResult()
     now = format_time(datetime.now(UTC))
     try:
         for action in actions:
@@ -285,7 +299,7 @@ async def execute(
                 made = await core.create_namespaced_pod(namespace, pod)
                 result.created.add(made.metadata.name)
                 metrics.POD_ACTIONS_TOTAL.labels("create", action.reason).inc()
-                kopf.event(
+                runtime.post_event(
                     body,
                     type="Normal",
                     reason="WorkerCreated",
@@ -308,7 +322,7 @@ async def execute(
                 result.drained.add(action.pod)
                 metrics.POD_ACTIONS_TOTAL.labels("drain", action.reason).inc()
                 unhealthy = action.reason == "unhealthy"
-                kopf.event(
+                runtime.post_event(
                     body,
                     type="Warning" if unhealthy else "Normal",
                     reason="WorkerUnhealthy" if unhealthy else "WorkerDraining",
@@ -324,14 +338,16 @@ async def execute(
                         raise
                 result.deleted.add(action.pod)
                 metrics.POD_ACTIONS_TOTAL.labels("delete", "drained").inc()
-                kopf.event(
+                runtime.post_event(
                     body,
                     type="Normal",
                     reason="WorkerDeleted",
                     message=f"{action.pod}: {action.reason}",
                 )
             elif isinstance(action, EmitEvent):
-                kopf.event(body, type=action.type, reason=action.reason, message=action.message)
+                runtime.post_event(
+                    body, type=action.type, reason=action.reason, message=action.message
+                )
             elif isinstance(action, UpdateStatus):
                 if await write_status(runtime, namespace, name, action.status, raw_status):
                     result.status_written_over = meta.get("resourceVersion")
@@ -342,7 +358,6 @@ async def execute(
         raise
     except aiohttp.ClientError as err:
         raise kopf.TemporaryError(f"API unreachable: {err}", delay=2) from err
-    return result
 
 
 async def write_status(
@@ -401,9 +416,7 @@ async def run_pool(
             delay = interval
             result = PassResult()
             try:
-                result = await reconcile(
-                    runtime, body, pods_by_pool.get(key, []), datetime.now(UTC)
-                )
+                await reconcile(runtime, body, pods_by_pool.get(key, []), datetime.now(UTC), result)
                 metrics.RECONCILE_TOTAL.labels("success").inc()
             except kopf.TemporaryError as err:
                 metrics.RECONCILE_TOTAL.labels("requeue").inc()
