@@ -291,6 +291,13 @@ async def execute(
     # The generated client's annotations are loose (models vs dicts); keep it dynamic.
     core: Any = k8s.CoreV1Api(runtime.api)
     now = format_time(datetime.now(UTC))
+
+    def announce(type: str, reason: str, message: str) -> None:
+        """An event on the pool, and the same as a log line."""
+        level = logging.WARNING if type == "Warning" else logging.INFO
+        log.log(level, message, extra={"namespace": namespace, "pool": name, "reason": reason})
+        runtime.post_event(body, type=type, reason=reason, message=message)
+
     try:
         for action in actions:
             if isinstance(action, CreatePod):
@@ -299,8 +306,7 @@ async def execute(
                 made = await core.create_namespaced_pod(namespace, pod)
                 result.created.add(made.metadata.name)
                 metrics.POD_ACTIONS_TOTAL.labels("create", action.reason).inc()
-                runtime.post_event(
-                    body,
+                announce(
                     type="Normal",
                     reason="WorkerCreated",
                     message=f"{made.metadata.name} (revision {action.revision}, {action.reason})",
@@ -322,8 +328,7 @@ async def execute(
                 result.drained.add(action.pod)
                 metrics.POD_ACTIONS_TOTAL.labels("drain", action.reason).inc()
                 unhealthy = action.reason == "unhealthy"
-                runtime.post_event(
-                    body,
+                announce(
                     type="Warning" if unhealthy else "Normal",
                     reason="WorkerUnhealthy" if unhealthy else "WorkerDraining",
                     message=f"{action.pod} draining ({action.reason}): {action.message}",
@@ -338,16 +343,9 @@ async def execute(
                         raise
                 result.deleted.add(action.pod)
                 metrics.POD_ACTIONS_TOTAL.labels("delete", "drained").inc()
-                runtime.post_event(
-                    body,
-                    type="Normal",
-                    reason="WorkerDeleted",
-                    message=f"{action.pod}: {action.reason}",
-                )
+                announce("Normal", "WorkerDeleted", f"{action.pod}: {action.reason}")
             elif isinstance(action, EmitEvent):
-                runtime.post_event(
-                    body, type=action.type, reason=action.reason, message=action.message
-                )
+                announce(action.type, action.reason, action.message)
             elif isinstance(action, UpdateStatus):
                 if await write_status(runtime, namespace, name, action.status, raw_status):
                     result.status_written_over = meta.get("resourceVersion")

@@ -12,9 +12,10 @@ One pass, in order:
    gone unready with nothing to report, or once the drain timeout passed.
 2. Dead workers (pod failed; crash-looping; restarted too often; unready
    for ``replaceAfterFailures`` health intervals after having been ready, or
-   never ready ``startupTimeoutSeconds`` after their start) are
-   drained at once: they serve nothing, so that costs no availability, and
-   their replacement is created in the same pass.
+   never ready ``startupTimeoutSeconds`` after their start, unless the
+   worker itself answers that it is serving) are drained at once: they
+   serve nothing, so that costs no availability, and their replacement is
+   created in the same pass.
 3. The desired size comes from ``scaling.decide``.
 4. Workers of the current revision that are not due for recycling are
    "updated"; the rest ("outdated": old revision, recycling due, too many
@@ -130,12 +131,22 @@ def death_reason(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> str 
     waited = w.not_ready_for(now)
     if w.never_ready:
         # Starting is slow on a busy node; replacing a starting worker adds load.
-        if waited >= spec.health.startup_timeout_seconds:
-            return f"not ready {int(waited)}s after its start"
+        limit = spec.health.startup_timeout_seconds
+        why = f"not ready {int(waited)}s after its start"
+    else:
+        limit = spec.health.interval_seconds * spec.health.replace_after_failures
+        why = f"not ready for {int(waited)}s"
+    if waited < limit or says_it_serves(w):
         return None
-    if waited >= spec.health.interval_seconds * spec.health.replace_after_failures:
-        return f"not ready for {int(waited)}s"
-    return None
+    return why
+
+
+def says_it_serves(w: ObservedWorker) -> bool:
+    """The worker answered the operator's stats call and reports itself ready
+    or busy. When the kubelet's readiness checks fail all the same, they are
+    not getting through in time (a node short of CPU); a new pod on that node
+    would fare no better, and starting one adds to the load."""
+    return w.stats is not None and w.stats.state in (WorkerState.READY, WorkerState.BUSY)
 
 
 def is_starting(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> bool:

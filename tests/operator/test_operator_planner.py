@@ -567,6 +567,27 @@ def degraded_stats() -> WorkerStats:
             ("True", "WorkerUnhealthy"),
             True,
         ),
+        # Unready as long, but the worker answers the operator that it serves:
+        # the kubelet's checks do not get through (a crushed node). Kept.
+        (
+            replace(worker("c", ready=False, age=600, not_ready_for=91), stats=stats()),
+            "degraded",
+            ("True", "WorkersNotReady"),
+            False,
+        ),
+        (
+            replace(worker("c", ready=False, age=400), stats=stats()),
+            "degraded",
+            ("True", "WorkersNotReady"),
+            False,
+        ),
+        # ... unless it reports itself degraded.
+        (
+            replace(worker("c", ready=False, age=600, not_ready_for=91), stats=degraded_stats()),
+            "failed",
+            ("True", "WorkerUnhealthy"),
+            True,
+        ),
         # The worker says it is degraded: no waiting.
         (
             replace(worker("c", ready=False, age=2), stats=degraded_stats()),
