@@ -526,3 +526,39 @@ def test_an_image_that_cannot_start_degrades_the_pool_without_churning_pods(
     assert [p.metadata.name for p in pools.pods(POOL)] == [pod.metadata.name]
     events = events_of(pools.core, namespace, POOL)
     assert any(e.type == "Warning" and e.reason == "ErrImageNeverPull" for e in events)
+
+
+def test_a_worker_that_serves_but_fails_its_readiness_checks_is_kept_not_churned(
+    namespace: str, pools: Pools, operator: Process, worker_image: str
+) -> None:
+    """Readiness checks that never pass (here the template's own probe asks for
+    a path the worker does not serve) keep the worker out of routing, but the
+    worker answers the operator that it is ready: a new pod would fail the
+    same checks, so it is not replaced, however long it stays unready."""
+    manifest = pool_manifest(
+        POOL, worker_image, spec={"replicas": 1, "health": {"startupTimeoutSeconds": 3}}
+    )
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    container["readinessProbe"] = {
+        "httpGet": {"path": "/no-such-check", "port": WORKER_PORT},
+        "periodSeconds": 1,
+    }
+    ledger = PodLedger(pools.api, namespace)
+    ledger.watcher.start()
+    try:
+        pools.create(manifest)
+        pools.wait(
+            POOL,
+            "Degraded: the worker is not ready",
+            lambda p: has_condition(p, "Degraded", "True", "WorkersNotReady"),
+        )
+        time.sleep(8)  # well past the startup timeout, over several passes
+        pool = pools.get(POOL)
+    finally:
+        ledger.watcher.stop()
+
+    assert len(ledger.created) == 1, ledger.created
+    assert has_condition(pool, "Degraded", "True", "WorkersNotReady")
+    assert [w["state"] for w in pool["status"]["workers"]] == ["degraded"]
+    reasons = {e.reason for e in events_of(pools.core, namespace, POOL)}
+    assert "WorkerUnhealthy" not in reasons
