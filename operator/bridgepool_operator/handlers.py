@@ -426,7 +426,7 @@ async def run_pool(
             finally:
                 metrics.RECONCILE_TIME.observe(time.perf_counter() - started)
             if result.pods_changed or result.status_written_over is not None:
-                await settle(runtime, body, pods_by_pool, key, result)
+                await settle(runtime, body, pods_by_pool, key, result, stopped)
             if result.pods_changed:
                 continue  # plan again at once from the new pods
             if await next_wakeup(wakeup, stopped, delay):
@@ -434,6 +434,10 @@ async def run_pool(
     finally:
         runtime.wakeups.pop(key, None)
         metrics.forget_pool(*key)
+        log.info(
+            "stopped reconciling the pool",
+            extra={"namespace": key[0], "pool": key[1], "why": str(stopped.reason or "cancelled")},
+        )
 
 
 async def next_wakeup(wakeup: asyncio.Event, stopped: Any, delay: float) -> bool:
@@ -456,12 +460,14 @@ async def settle(
     pods_by_pool: kopf.Index[Any, Any],
     key: PoolKey,
     result: PassResult,
+    stopped: Any,
 ) -> None:
     """Wait until kopf's views (the pool's live body, the pod index) show this
-    pass's changes, so the next pass plans from them."""
+    pass's changes, so the next pass plans from them; or until kopf stops the
+    daemon (there is no next pass then)."""
     deadline = time.monotonic() + runtime.config.settle_timeout_seconds
     while time.monotonic() < deadline:
-        if pass_visible(result, body, pods_by_pool.get(key, [])):
+        if stopped or pass_visible(result, body, pods_by_pool.get(key, [])):
             return
         await asyncio.sleep(0.05)
     log.warning("pod index did not show the last changes of %s/%s in time", *key)

@@ -50,7 +50,16 @@ def pool_changed(
     handlers.wake_for_pool(memo.runtime, namespace or "", name, meta, status)
 
 
-@kopf.daemon(labels.GROUP, labels.VERSION, labels.PLURAL, cancellation_timeout=5.0)
+# On a pool's deletion kopf sets ``stopped`` and gives the loop
+# ``cancellation_backoff`` seconds to end its pass; only then does it cancel
+# the task (without a backoff it cancels at once, mid-pass).
+@kopf.daemon(
+    labels.GROUP,
+    labels.VERSION,
+    labels.PLURAL,
+    cancellation_backoff=10.0,
+    cancellation_timeout=5.0,
+)
 async def pool_loop(
     body: kopf.Body,
     memo: kopf.Memo,
