@@ -383,8 +383,11 @@ def test_a_pass_that_fails_part_way_still_reports_the_pods_it_created(
         posted.append(reason)
 
     async def one_pass() -> None:
-        await k8s_config.load_kube_config(config_file=str(cluster.kubeconfig))
-        async with k8s.ApiClient() as api, aiohttp.ClientSession() as http:
+        configuration = k8s.Configuration()
+        await k8s_config.load_kube_config(
+            config_file=str(cluster.kubeconfig), client_configuration=configuration
+        )
+        async with k8s.ApiClient(configuration) as api, aiohttp.ClientSession() as http:
             runtime = Runtime(OperatorConfig(), api, http, post_event=post_event)
             await execute(runtime, kopf.Body(cast(kopf.RawBody, made)), spec, actions, {}, result)
 

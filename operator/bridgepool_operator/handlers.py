@@ -470,4 +470,4 @@ async def settle(
         if stopped or pass_visible(result, body, pods_by_pool.get(key, [])):
             return
         await asyncio.sleep(0.05)
-    log.warning("pod index did not show the last changes of %s/%s in time", *key)
+    log.warning("kopf's views did not show the last pass's changes of %s/%s in time", *key)
