@@ -121,9 +121,16 @@ class RoutingSettings(SpecModel):
 # ---------------------------------------------------------------------------
 
 
-def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
-    """``x-kubernetes-validations`` entries for a model's schema."""
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+def _cel(*rules: tuple[str, str, str]) -> dict[str, Any]:
+    """``x-kubernetes-validations`` entries for a model's schema, from
+    (rule, message, field path) triples. The field path (relative to the
+    model, e.g. ``.minReplicas``) is the field the API server names when it
+    refuses an object."""
+    return {
+        "x-kubernetes-validations": [
+            {"rule": rule, "message": message, "fieldPath": path} for rule, message, path in rules
+        ]
+    }
 
 
 class OpenModel(SpecModel):
@@ -175,6 +182,7 @@ class AutoscalingSettings(SpecModel):
             (
                 "self.targetUtilizationLow < self.targetUtilizationHigh",
                 "autoscaling.targetUtilizationLow must be below targetUtilizationHigh",
+                ".targetUtilizationLow",
             )
         )
     )
@@ -291,6 +299,7 @@ class RolloutSettings(SpecModel):
             (
                 "self.maxSurge > 0 || self.maxUnavailable > 0",
                 "rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
+                ".maxSurge",
             )
         )
     )
@@ -329,15 +338,18 @@ class BridgePoolSpec(SpecModel):
             (
                 "self.minReplicas <= self.maxReplicas",
                 "spec.minReplicas must be <= spec.maxReplicas",
+                ".minReplicas",
             ),
             (
                 "!has(self.replicas) || (self.replicas >= self.minReplicas"
                 " && self.replicas <= self.maxReplicas)",
                 "spec.replicas must be within [spec.minReplicas, spec.maxReplicas]",
+                ".replicas",
             ),
             (
                 "!has(self.replicas) || !has(self.autoscaling) || !self.autoscaling.enabled",
                 "spec.replicas cannot be set while spec.autoscaling.enabled is true",
+                ".replicas",
             ),
         )
     )

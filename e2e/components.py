@@ -42,12 +42,8 @@ def free_port() -> int:
 
 
 def install_crd(cluster: Cluster) -> None:
-    """Apply the committed CRD and wait until the API serves BridgePools.
-
-    ``--validate=false``: kubectl's client-side check predates the CEL rules
-    (``x-kubernetes-validations``) on clusters older than 1.25, which ignore them.
-    """
-    cluster.kubectl("apply", "--validate=false", "-f", str(CRD_FILE))
+    """Apply the committed CRD and wait until the API serves BridgePools."""
+    cluster.kubectl("apply", "-f", str(CRD_FILE))
     with cluster.api_client() as api:
         ext = client.ApiextensionsV1Api(api)
 

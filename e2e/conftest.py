@@ -35,6 +35,7 @@ def cluster() -> Iterator[Cluster]:
     except ClusterUnavailable as exc:
         pytest.skip(f"no Kubernetes cluster for the e2e suite: {exc}")
     try:
+        picked.check_kubectl_skew()
         yield picked
     finally:
         picked.stop()

@@ -32,6 +32,8 @@ CLUSTER_SCRIPTS = REPO_ROOT / "e2e" / "cluster"
 EXIT_CANNOT_RUN = 3
 LOCAL_STATE_DIR = Path(os.environ.get("BRIDGEPOOL_CLUSTER_DIR", "/var/lib/bridgepool-cluster"))
 LOCAL_KUBECONFIG = LOCAL_STATE_DIR / "kubeconfig"
+# local-up links the kubectl it built with the cluster (same version) here.
+LOCAL_KUBECTL = LOCAL_STATE_DIR / "bin" / "kubectl"
 
 
 def _read_images() -> dict[str, Path]:
@@ -67,16 +69,15 @@ class Cluster:
     direct_http: bool
     load_image: Callable[[str, Path], None]
     stop: Callable[[], None] = field(default=lambda: None)
+    # BRIDGEPOOL_E2E_KUBECTL, else the local cluster's own, else the one on PATH.
+    kubectl_path: str = field(default_factory=lambda: _kubectl_path())
 
     def api_client(self) -> client.ApiClient:
         return _api_client(self.kubeconfig)
 
     def kubectl(self, *args: str, timeout: float = 60) -> str:
-        kubectl = shutil.which("kubectl")
-        if kubectl is None:
-            raise ClusterUnavailable("kubectl is not on PATH")
         done = subprocess.run(
-            [kubectl, "--kubeconfig", str(self.kubeconfig), *args],
+            [self.kubectl_path, "--kubeconfig", str(self.kubeconfig), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -86,10 +87,34 @@ class Cluster:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
+    def check_kubectl_skew(self) -> None:
+        """Fail clearly when kubectl is more than one minor version away from
+        the API server (kubectl's supported skew)."""
+        versions = json.loads(self.kubectl("version", "-o", "json"))
+        client_minor = int(versions["clientVersion"]["minor"].rstrip("+"))
+        server_minor = int(versions["serverVersion"]["minor"].rstrip("+"))
+        if abs(client_minor - server_minor) > 1:
+            raise ClusterUnavailable(
+                f"{self.kubectl_path} is 1.{client_minor} but the cluster is 1.{server_minor};"
+                " kubectl supports one minor version of skew (set BRIDGEPOOL_E2E_KUBECTL)"
+            )
+
 
 # --------------------------------------------------------------------------
 # Picking a cluster
 # --------------------------------------------------------------------------
+
+
+def _kubectl_path() -> str:
+    wanted = os.environ.get("BRIDGEPOOL_E2E_KUBECTL")
+    if wanted:
+        return wanted
+    if LOCAL_KUBECTL.exists():
+        return str(LOCAL_KUBECTL)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise ClusterUnavailable("kubectl is not on PATH (or set BRIDGEPOOL_E2E_KUBECTL)")
+    return found
 
 
 def _api_client(kubeconfig: Path) -> client.ApiClient:

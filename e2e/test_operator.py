@@ -30,7 +30,6 @@ from components import (
     Pools,
     Process,
     base_url,
-    condition,
     has_condition,
     operator_metrics_url,
     operator_process,
@@ -481,33 +480,71 @@ def test_a_spec_the_schema_rejects_is_refused_with_the_field_named(
     assert POOL not in pools.names()
 
 
-def test_min_above_max_is_refused_or_reported_and_touches_no_pod(
-    request: pytest.FixtureRequest, namespace: str, pools: Pools, worker_image: str
-) -> None:
-    manifest = pool_manifest(POOL, worker_image, spec={"minReplicas": 3, "maxReplicas": 2})
-    try:
-        pools.create(manifest)
-    except client.ApiException as exc:
-        # Clusters with CEL (1.25+) refuse it with the CRD's rule message.
-        assert exc.status == 422
-        assert "spec.minReplicas must be <= spec.maxReplicas" in str(exc.body)
-        return
+def refusal(exc: client.ApiException) -> dict[str, Any]:
+    """The API server's Status body of a refused request."""
+    body: dict[str, Any] = json.loads(exc.body or "{}")
+    return body
 
-    # Older clusters store it; the operator says why it cannot act.
-    request.getfixturevalue("operator")
-    pool = pools.wait(
-        POOL,
-        "an InvalidSpec condition",
-        lambda p: has_condition(p, "Degraded", "True", "InvalidSpec"),
-    )
-    degraded = condition(pool, "Degraded")
-    assert degraded is not None
-    assert "spec.minReplicas (3) must be <= spec.maxReplicas (2)" in degraded["message"]
-    assert pool["status"]["phase"] == "Invalid"
-    events = events_of(pools.core, namespace, POOL)
-    assert any(e.type == "Warning" and e.reason == "InvalidSpec" for e in events)
-    time.sleep(3)  # a few passes
-    assert pools.pods(POOL) == []
+
+# Each CEL rule of the CRD (x-kubernetes-validations) with a spec that breaks
+# it, the field the API server names, and the rule's message.
+CEL_REFUSALS = [
+    pytest.param(
+        {"minReplicas": 3, "maxReplicas": 2},
+        "spec.minReplicas",
+        "spec.minReplicas must be <= spec.maxReplicas",
+        id="min-above-max",
+    ),
+    pytest.param(
+        {"minReplicas": 1, "maxReplicas": 3, "replicas": 5},
+        "spec.replicas",
+        "spec.replicas must be within [spec.minReplicas, spec.maxReplicas]",
+        id="replicas-outside-min-max",
+    ),
+    pytest.param(
+        {"replicas": 2, "autoscaling": {"enabled": True}},
+        "spec.replicas",
+        "spec.replicas cannot be set while spec.autoscaling.enabled is true",
+        id="replicas-with-autoscaling",
+    ),
+    pytest.param(
+        {"autoscaling": {"targetUtilizationLow": 80, "targetUtilizationHigh": 60}},
+        "spec.autoscaling.targetUtilizationLow",
+        "autoscaling.targetUtilizationLow must be below targetUtilizationHigh",
+        id="low-above-high-utilization",
+    ),
+    pytest.param(
+        {"rollout": {"maxSurge": 0, "maxUnavailable": 0}},
+        "spec.rollout.maxSurge",
+        "rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
+        id="no-surge-no-unavailable",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "field", "message"), CEL_REFUSALS)
+def test_the_api_server_refuses_what_a_cel_rule_forbids_naming_the_field(
+    pools: Pools, worker_image: str, spec: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(client.ApiException) as refused:
+        pools.create(pool_manifest(POOL, worker_image, spec=spec))
+    assert refused.value.status == 422
+    causes = refusal(refused.value)["details"]["causes"]
+    # The API server puts "Invalid value: ..." before the rule's message.
+    assert any(c.get("field") == field and message in c.get("message", "") for c in causes), causes
+    assert POOL not in pools.names()
+
+
+def test_kubectl_scale_of_an_autoscaled_pool_is_refused_naming_replicas(
+    cluster: Cluster, namespace: str, pools: Pools, worker_image: str
+) -> None:
+    """The scale subresource goes through the same CEL rules as the spec."""
+    pools.create(pool_manifest(POOL, worker_image, spec={"autoscaling": {"enabled": True}}))
+    with pytest.raises(RuntimeError) as refused:
+        cluster.kubectl("-n", namespace, "scale", f"bp/{POOL}", "--replicas=2")
+    assert "spec.replicas" in str(refused.value)
+    assert "cannot be set while spec.autoscaling.enabled is true" in str(refused.value)
+    assert "replicas" not in pools.get(POOL)["spec"]
 
 
 def test_an_image_that_cannot_start_degrades_the_pool_without_churning_pods(

@@ -8,12 +8,22 @@ BP_STATE_DIR="${BRIDGEPOOL_CLUSTER_DIR:-/var/lib/bridgepool-cluster}"
 # Built binaries and images survive `local-down` here, keyed by version.
 BP_CACHE_DIR="${BRIDGEPOOL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bridgepool}"
 
-BP_K8S_VERSION="1.20.2"
+# The one place that names the Kubernetes version the local cluster runs.
+BP_K8S_VERSION="1.34.3"
 BP_K8S_DIR="$BP_CACHE_DIR/kubernetes-$BP_K8S_VERSION"
 BP_BIN_DIR="$BP_K8S_DIR/bin"
 BP_PAUSE_ARCHIVE="$BP_K8S_DIR/pause-oci.tar"
-# Kubernetes 1.20's kubelet asks the runtime for this sandbox image by default.
-BP_PAUSE_IMAGE="k8s.gcr.io/pause:3.2"
+# The sandbox image the runtime is told to use (containerd's sandbox_image);
+# the name only has to match the image we import, nothing pulls it.
+BP_PAUSE_IMAGE="registry.k8s.io/pause:3.10"
+
+# Test tools that build-tools installs with `go install`, cached by version:
+# Helm renders and lints the chart; kube-router (test infrastructure only)
+# enforces NetworkPolicy in the local cluster.
+BP_HELM_VERSION="3.19.0"
+BP_HELM="$BP_CACHE_DIR/tools/helm-$BP_HELM_VERSION/helm"
+BP_KUBE_ROUTER_VERSION="2.1.0"
+BP_KUBE_ROUTER="$BP_CACHE_DIR/tools/kube-router-$BP_KUBE_ROUTER_VERSION/kube-router"
 
 # Addresses: all of them in the benchmarking ranges, so nothing leaves the machine.
 BP_HOST_IP="198.19.255.1"       # on lo: apiserver bind/advertise address, kubelet node IP
@@ -59,12 +69,9 @@ bp_cannot_run() {
 # Seconds since the epoch, for phase timings.
 bp_now() { date +%s; }
 
-bp_kubectl() {
-    local kubectl
-    kubectl="$(command -v kubectl || true)"
-    [[ -n "$kubectl" ]] || kubectl="$BP_BIN_DIR/kubectl"
-    "$kubectl" --kubeconfig "$BP_KUBECONFIG" "$@"
-}
+# The kubectl built with the cluster, of the same version (one on PATH may be
+# outside the supported skew).
+bp_kubectl() { "$BP_BIN_DIR/kubectl" --kubeconfig "$BP_KUBECONFIG" "$@"; }
 
 bp_ctr() { ctr --address "$BP_CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 

@@ -7,12 +7,15 @@ Pydantic writes JSON Schema (draft 2020-12); Kubernetes wants a structural
 OpenAPI v3 schema. The conversion inlines ``$ref``s, drops ``null``
 alternatives (optional fields are simply omitted), turns numeric
 ``exclusiveMinimum`` into the boolean form, and maps "extra fields allowed"
-to ``x-kubernetes-preserve-unknown-fields``. Nested settings objects get
-``default: {}`` so the API server fills in their defaults too.
+to ``x-kubernetes-preserve-unknown-fields``. A nested settings object
+defaults to the object of its own fields' defaults (not ``{}``): the API
+server checks each ``default`` against the CEL rules, which read those fields,
+and refuses the CRD when a key a rule reads is missing.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Any
 
@@ -75,7 +78,7 @@ def to_structural(
                     and "default" not in converted
                     and not converted.get("required")
                 ):
-                    converted["default"] = {}
+                    converted["default"] = _defaults_of(converted)
                 props[name] = converted
             out[key] = props
         elif key == "items":
@@ -87,6 +90,14 @@ def to_structural(
     if "properties" in out or out.get("x-kubernetes-preserve-unknown-fields"):
         out.setdefault("type", "object")
     return out
+
+
+def _defaults_of(node: dict[str, Any]) -> dict[str, Any]:
+    """The object an object schema's own defaults make (its nested objects'
+    defaults are already filled in, children being converted first)."""
+    props = node.get("properties", {})
+    # Copies, so the YAML has no anchors where a default repeats inside another.
+    return {name: copy.deepcopy(sub["default"]) for name, sub in props.items() if "default" in sub}
 
 
 def model_schema(model: type[BridgePoolSpec] | type[BridgePoolStatus], *, defaults: bool) -> Any:
