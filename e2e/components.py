@@ -1,10 +1,12 @@
 """BridgePool's own components on a real cluster, for the e2e suite and the
-operator benchmark: the CRD, the operator and the router run out of cluster
-as real processes against the cluster's API server, and BridgePool objects.
+operator benchmark: the CRD; the operator and the router installed by the
+Helm chart (:class:`HelmRelease`) or run out of cluster as real processes
+against the cluster's API server; BridgePool objects; callers that load
+the router.
 
-The operator reads the workers' ``/v1/stats`` and the router calls workers at
-their pod addresses, so both need a machine that reaches pod addresses (the
-local cluster; ``Cluster.direct_http``).
+Out of cluster, the operator reads the workers' ``/v1/stats`` and the router
+calls workers at their pod addresses, so both need a machine that reaches pod
+addresses (the local cluster; ``Cluster.direct_http``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +30,10 @@ from typing import Any
 import httpx
 import yaml
 from kubernetes import client, watch
-from support import REPO_ROOT, Cluster, wait_for
+from support import REPO_ROOT, Cluster, run_tool, wait_for
 
 from bridgepool import labels
+from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
 
 CRD_FILE = REPO_ROOT / "crds" / "bridgepool.io_bridgepools.yaml"
 CRD_NAME = f"{labels.PLURAL}.{labels.GROUP}"
@@ -154,43 +159,137 @@ def operator_metrics_url(proc: Process) -> str:
     return f"http://127.0.0.1:{port}/metrics"
 
 
-def router_process(cluster: Cluster, namespaces: list[str], log: Path) -> Process:
-    """``bridgepool-router`` on Kubernetes discovery; ready when discovery has synced."""
-    port = free_port()
-    argv = [str(BIN / "bridgepool-router"), "--kubernetes", "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--shutdown-timeout", "10"]
-    for ns in namespaces:
-        argv += ["--namespace", ns]
-    return Process(
-        name="router",
-        argv=argv,
-        env=_env(cluster, {}),
-        log=log,
-        ready_url=f"http://127.0.0.1:{port}/readyz",
-    )
+# --------------------------------------------------------------------------
+# Callers
+# --------------------------------------------------------------------------
 
 
-def base_url(proc: Process) -> str:
-    return proc.ready_url.rsplit("/", 1)[0]
+@dataclass
+class CallLog:
+    """Calls made through the router by a background caller."""
+
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    workers: set[str] = field(default_factory=set)
 
 
-def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig at ``path`` that acts as ServiceAccount ``account`` of
-    ``namespace`` (created here), with a token from the TokenRequest API."""
-    with cluster.api_client() as api:
-        core: Any = client.CoreV1Api(api)
-        core.create_namespaced_service_account(
-            namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account))
+@contextmanager
+def calling(url: str, body: dict[str, Any], period: float) -> Iterator[CallLog]:
+    """POST ``body`` to ``url`` every ``period`` seconds until the block ends."""
+    log = CallLog()
+    stop = threading.Event()
+
+    def loop() -> None:
+        with httpx.Client(trust_env=False, timeout=15) as http:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    resp = http.post(url, json={**body, "id": str(n)})
+                    if HEADER_SESSION_REBOUND in resp.headers:
+                        log.failures.append(f"session moved, state lost: {resp.headers}")
+                    elif resp.status_code == 200 and resp.json()["success"]:
+                        log.ok += 1
+                        log.workers.add(resp.headers[HEADER_WORKER])
+                    else:
+                        log.failures.append(f"{resp.status_code} {resp.text[:300]}")
+                except httpx.HTTPError as exc:
+                    log.failures.append(repr(exc))
+                stop.wait(period)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield log
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+# --------------------------------------------------------------------------
+# The Helm chart
+# --------------------------------------------------------------------------
+
+CHART_DIR = REPO_ROOT / "helm" / "bridgepool"
+
+
+def helm_binary() -> str | None:
+    """``BRIDGEPOOL_HELM`` (e2e/run-local sets it to the cached build), else
+    the ``helm`` on PATH."""
+    return os.environ.get("BRIDGEPOOL_HELM") or shutil.which("helm")
+
+
+@dataclass
+class HelmRelease:
+    """One release of the chart, driven with the real ``helm`` binary."""
+
+    cluster: Cluster
+    helm: str
+    name: str
+    namespace: str
+
+    def run(self, *args: str, timeout: float = 300) -> str:
+        return run_tool(
+            self.helm, "--kubeconfig", str(self.cluster.kubeconfig), *args, timeout=timeout
         )
-        # A plain body: the API server fills in its default audiences.
-        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
-        made = core.create_namespaced_service_account_token(account, namespace, request)
-    token = made.status.token
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    for user in config["users"]:
-        user["user"] = {"token": token}
-    path.write_text(yaml.safe_dump(config))
-    return path
+
+    def _apply(self, verb: str, values: Mapping[str, Any], values_file: Path) -> float:
+        """``helm install|upgrade --wait``; the seconds until every Deployment is ready."""
+        values_file.write_text(yaml.safe_dump(dict(values)))
+        started = time.monotonic()
+        self.run(
+            verb, self.name, str(CHART_DIR), "--namespace", self.namespace,
+            "--create-namespace", "--values", str(values_file), "--wait", "--timeout", "240s",
+        )  # fmt: skip
+        return time.monotonic() - started
+
+    def install(self, values: Mapping[str, Any], values_file: Path) -> float:
+        return self._apply("install", values, values_file)
+
+    def upgrade(self, values: Mapping[str, Any], values_file: Path) -> float:
+        return self._apply("upgrade", values, values_file)
+
+    def uninstall(self) -> None:
+        self.run("uninstall", self.name, "--namespace", self.namespace, "--wait")
+
+    @property
+    def fullname(self) -> str:
+        """The chart's object name prefix (``bridgepool.fullname``)."""
+        return self.name if "bridgepool" in self.name else f"{self.name}-bridgepool"
+
+    @property
+    def instance_selector(self) -> str:
+        return f"app.kubernetes.io/instance={self.name}"
+
+    def component_selector(self, component: str) -> str:
+        return f"{self.instance_selector},app.kubernetes.io/component={component}"
+
+    def router_url(self) -> str:
+        """The router Service's ClusterIP address."""
+        with self.cluster.api_client() as api:
+            service: Any = client.CoreV1Api(api).read_namespaced_service(
+                f"{self.fullname}-router", self.namespace
+            )
+        port = service.spec.ports[0].port
+        return f"http://{service.spec.cluster_ip}:{port}"
+
+    def pods(self, component: str) -> list[Any]:
+        """The component's pods that are not being deleted."""
+        with self.cluster.api_client() as api:
+            found: list[Any] = (
+                client.CoreV1Api(api)
+                .list_namespaced_pod(
+                    self.namespace, label_selector=self.component_selector(component)
+                )
+                .items
+            )
+        return [p for p in found if p.metadata.deletion_timestamp is None]
+
+    def logs(self, component: str) -> str:
+        return self.cluster.kubectl(
+            "-n", self.namespace, "logs", "-l", self.component_selector(component),
+            "--tail", "-1", "--all-containers", "--prefix",
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------

@@ -9,9 +9,9 @@
 - ``http``: POSTs JSON to pod and Service addresses inside the cluster.
 - ``bridgepool_crd`` (session): the BridgePool CRD, applied from ``crds/``.
 - ``pools``: BridgePool objects of the test's namespace.
-- ``operator`` / ``router``: ``bridgepool-operator`` and ``bridgepool-router``
-  (Kubernetes discovery) as real processes serving the test's namespace, out of
-  cluster; their logs go into the report of a failed test.
+- ``operator``: ``bridgepool-operator`` as a real process serving the test's
+  namespace, out of cluster; its log goes into the report of a failed test.
+  (test_chart.py installs the operator and the router with the Helm chart.)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import support
-from components import Pools, Process, install_crd, operator_process, router_process
+from components import Pools, Process, install_crd, operator_process
 from kubernetes import client
 from support import Cluster, ClusterUnavailable, HttpClient
 
@@ -65,26 +65,8 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 def http(cluster: Cluster, core: client.CoreV1Api, namespace: str, worker_image: str) -> HttpClient:
     if cluster.direct_http:
         return HttpClient(cluster, namespace, client_pod=None)
-    # Where this machine cannot reach pod addresses, call from a pod instead;
-    # the worker image has the Python it needs.
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(name="http-client"),
-        spec=client.V1PodSpec(
-            containers=[
-                client.V1Container(
-                    name="client",
-                    image=worker_image,
-                    image_pull_policy="Never",
-                    command=["python3", "-c", "import time; time.sleep(86400)"],
-                )
-            ],
-            termination_grace_period_seconds=0,
-        ),
-    )
-    core.create_namespaced_pod(namespace, pod)
-    support.wait_for_pod(
-        core, namespace, "http-client", until=lambda p: p.status.phase == "Running"
-    )
+    # Where this machine cannot reach pod addresses, call from a pod instead.
+    support.start_client_pod(core, namespace, worker_image, "http-client")
     return HttpClient(cluster, namespace, client_pod="http-client")
 
 
@@ -134,20 +116,20 @@ def operator(
         proc.stop()
 
 
-@pytest.fixture
-def router(
-    cluster: Cluster,
-    namespace: str,
-    bridgepool_crd: str,
-    components_reachable: None,
-    tmp_path: Path,
-) -> Iterator[Process]:
-    proc = router_process(cluster, [namespace], tmp_path / "router.log")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+# Durations the suite measures for the record (printed at the end of the run).
+TIMINGS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def e2e_timings() -> dict[str, str]:
+    return TIMINGS
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.section("e2e timings")
+        for what, value in TIMINGS.items():
+            terminalreporter.write_line(f"{what}: {value}")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -169,7 +151,6 @@ def pytest_runtest_makereport(
     except Exception as exc:  # the report must not hide the test's own failure
         text = f"could not describe namespace {namespace}: {exc!r}"
     report.sections.append((f"cluster state of namespace {namespace}", text))
-    for name in ("operator", "router"):
-        proc = funcargs.get(name)
-        if isinstance(proc, Process):
-            report.sections.append((f"{name} log (last lines)", proc.log_tail(200)))
+    proc = funcargs.get("operator")
+    if isinstance(proc, Process):
+        report.sections.append(("operator log (last lines)", proc.log_tail(200)))

@@ -76,16 +76,9 @@ class Cluster:
         return _api_client(self.kubeconfig)
 
     def kubectl(self, *args: str, timeout: float = 60) -> str:
-        done = subprocess.run(
-            [self.kubectl_path, "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        return run_tool(
+            self.kubectl_path, "--kubeconfig", str(self.kubeconfig), *args, timeout=timeout
         )
-        if done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done.stdout
 
     def check_kubectl_skew(self) -> None:
         """Fail clearly when kubectl is more than one minor version away from
@@ -98,6 +91,18 @@ class Cluster:
                 f"{self.kubectl_path} is 1.{client_minor} but the cluster is 1.{server_minor};"
                 " kubectl supports one minor version of skew (set BRIDGEPOOL_E2E_KUBECTL)"
             )
+
+
+def run_tool(binary: str, *args: str, timeout: float) -> str:
+    """Run a command-line tool (kubectl, helm): its output, or a RuntimeError
+    that carries the command and its error output."""
+    done = subprocess.run(
+        [binary, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        command = " ".join([Path(binary).name, *args])
+        raise RuntimeError(f"{command} failed: {done.stderr.strip()}")
+    return done.stdout
 
 
 # --------------------------------------------------------------------------
@@ -398,6 +403,33 @@ except OSError as err:
 raw = resp.read().decode()
 print(json.dumps({"status": resp.status, "headers": dict(resp.headers), "body": raw}))
 """
+
+
+def start_client_pod(
+    core: client.CoreV1Api,
+    namespace: str,
+    image: str,
+    name: str,
+    pod_labels: dict[str, str] | None = None,
+) -> None:
+    """A pod that idles, for HttpClient to call from; ``image`` must have
+    python3 (the worker image has). Returns once it runs."""
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=pod_labels),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="client",
+                    image=image,
+                    image_pull_policy="Never",
+                    command=["python3", "-c", "import time; time.sleep(86400)"],
+                )
+            ],
+            termination_grace_period_seconds=0,
+        ),
+    )
+    core.create_namespaced_pod(namespace, pod)
+    wait_for_pod(core, namespace, name, until=lambda p: p.status.phase == "Running")
 
 
 class HttpClient:

@@ -2,8 +2,9 @@
 pods that stay the right size, replace sick workers, and roll to a new template
 under load without a failed call or a lost session.
 
-The operator and the router run out of cluster as real processes (fixtures in
-conftest.py); the workers are pods of the worker image.
+The operator runs out of cluster as a real process (fixtures in conftest.py),
+so a test can stop, restart and read it; the workers are pods of the worker
+image. test_chart.py runs the operator and the router as the chart installs them.
 """
 
 from __future__ import annotations
@@ -11,12 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -24,17 +20,13 @@ import httpx
 import kopf
 import pytest
 import support
-import yaml
 from components import (
     PodLedger,
     Pools,
     Process,
-    base_url,
     has_condition,
     operator_metrics_url,
-    operator_process,
     pool_manifest,
-    service_account_kubeconfig,
     settled,
 )
 from kubernetes import client
@@ -44,7 +36,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from support import Cluster
 
 from bridgepool import labels
-from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER, WORKER_PORT
+from bridgepool.protocol import WORKER_PORT
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from bridgepool_operator.handlers import OperatorConfig, PassResult, Runtime, execute
 from bridgepool_operator.planner import Action, CreatePod, UpdateStatus
@@ -185,185 +177,6 @@ def test_a_worker_whose_container_keeps_dying_is_replaced(
     assert any(m.startswith(f"{victim.metadata.name}: ") for m in messages), messages  # deleted
 
 
-@dataclass
-class CallLog:
-    """Calls made through the router by a background caller."""
-
-    ok: int = 0
-    failures: list[str] = field(default_factory=list)
-    workers: set[str] = field(default_factory=set)
-
-
-@contextmanager
-def calling(url: str, body: dict[str, Any], period: float) -> Iterator[CallLog]:
-    """POST ``body`` to ``url`` every ``period`` seconds until the block ends."""
-    log = CallLog()
-    stop = threading.Event()
-
-    def loop() -> None:
-        with httpx.Client(trust_env=False, timeout=15) as http:
-            n = 0
-            while not stop.is_set():
-                n += 1
-                try:
-                    resp = http.post(url, json={**body, "id": str(n)})
-                    if HEADER_SESSION_REBOUND in resp.headers:
-                        log.failures.append(f"session moved, state lost: {resp.headers}")
-                    elif resp.status_code == 200 and resp.json()["success"]:
-                        log.ok += 1
-                        log.workers.add(resp.headers[HEADER_WORKER])
-                    else:
-                        log.failures.append(f"{resp.status_code} {resp.text[:300]}")
-                except httpx.HTTPError as exc:
-                    log.failures.append(repr(exc))
-                stop.wait(period)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield log
-    finally:
-        stop.set()
-        thread.join(30)
-
-
-def test_template_change_rolls_every_worker_without_failing_a_call_or_dropping_a_session(
-    namespace: str, pools: Pools, operator: Process, router: Process, worker_image: str
-) -> None:
-    pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 2, "worker": {"capacity": 4}}))
-    before = pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
-    old_revision = revision(before)
-    old_pods = {p.metadata.name for p in pools.pods(POOL)}
-    api = f"{base_url(router)}/v1/pools/{POOL}"
-
-    def router_sees_workers() -> bool:
-        resp = httpx.get(api, trust_env=False)
-        workers = resp.json()["workers"] if resp.status_code == 200 else []
-        return {w["worker"] for w in workers if w["ready"]} == old_pods
-
-    support.wait_for("the router to see both workers up", router_sees_workers)
-
-    # A session with state (a program) from before the rollout.
-    session_url = f"{api}/sessions/user-1/execute"
-    created = httpx.post(
-        session_url,
-        json={"id": "p", "command": "create_program", "args": {"signature": "question -> answer"}},
-        trust_env=False,
-    )
-    assert created.status_code == 200, created.text
-    program_id = created.json()["result"]["program_id"]
-    session_worker = created.headers[HEADER_WORKER]
-    use_program = {
-        "command": "execute_program",
-        "args": {"program_id": program_id, "inputs": {"question": "2+2?"}},
-    }
-
-    with (
-        calling(f"{api}/execute", {"command": "ping", "args": {}}, period=0.05) as anonymous,
-        calling(session_url, use_program, period=0.5) as session,
-    ):
-        time.sleep(2)  # calls before the change too
-        template = before["spec"]["template"]
-        template["metadata"] = {"labels": {"rollout": "second"}}
-        pools.patch_spec(POOL, {"template": template})
-
-        def rolled_but_session_kept() -> bool:
-            pods = pools.pods(POOL)
-            new_ready = [
-                p
-                for p in pods
-                if p.metadata.labels[labels.LABEL_REVISION] != old_revision and support.pod_ready(p)
-            ]
-            old_left = [p for p in pods if p.metadata.name in old_pods]
-            return (
-                len(new_ready) == 2
-                and [p.metadata.name for p in old_left] == [session_worker]
-                and labels.ANNOTATION_DRAINING in (old_left[0].metadata.annotations or {})
-            )
-
-        # The worker holding the session drains: no new work, its session goes on.
-        support.wait_for("new workers ready, old ones gone but one", rolled_but_session_kept)
-        kept: Any = pools.core.read_namespaced_pod(session_worker, namespace)
-        assert kept.metadata.annotations[labels.ANNOTATION_DRAIN_REASON] == "rollout"
-        calls_before = session.ok
-        support.wait_for(
-            "more session calls on the draining worker", lambda: session.ok > calls_before + 2
-        )
-
-    # The session ends; then its worker is deleted and the rollout completes.
-    ended = httpx.delete(f"{api}/sessions/user-1", trust_env=False)
-    assert ended.status_code == 200, ended.text
-    new_revision = revision(pools.get(POOL))
-    assert new_revision != old_revision
-    pools.wait(POOL, "rollout complete", lambda p: settled(p, 2, new_revision))
-    support.wait_for(
-        "the old workers deleted",
-        lambda: {p.metadata.name for p in pools.pods(POOL)}.isdisjoint(old_pods),
-    )
-
-    assert anonymous.failures == [] and session.failures == [], (
-        anonymous.failures[:5],
-        session.failures[:5],
-    )
-    assert anonymous.ok > 50
-    # Every session call stayed on the worker that holds the program.
-    assert session.workers == {session_worker}
-    new_pods = {p.metadata.name for p in pools.pods(POOL)}
-    assert anonymous.workers >= new_pods  # the new workers took traffic
-
-
-def test_operator_restarted_mid_rollout_finishes_it_without_extra_pods(
-    cluster: Cluster,
-    namespace: str,
-    pools: Pools,
-    operator: Process,
-    worker_image: str,
-    tmp_path: Path,
-) -> None:
-    pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 3}))
-    before = pools.wait(POOL, "3 workers ready", lambda p: settled(p, 3))
-    ledger = PodLedger(pools.api, namespace)
-    ledger.watcher.start()
-    try:
-        template = before["spec"]["template"]
-        template["metadata"] = {"labels": {"rollout": "second"}}
-        patched = pools.patch_spec(POOL, {"template": template})
-
-        # Kill the operator as soon as the rollout has begun (a new worker exists).
-        def new_worker_created() -> bool:
-            return len(ledger.created) > 3
-
-        support.wait_for("the first new worker", new_worker_created, timeout=60)
-        assert operator.stop(signal.SIGKILL) == -signal.SIGKILL
-        restarted = operator_process(cluster, [namespace], tmp_path / "operator.log")
-        restarted.start()
-        try:
-            after = pools.wait(
-                POOL,
-                "rollout complete",
-                lambda p: (
-                    settled(p, 3)
-                    and p["status"].get("observedGeneration") == patched["metadata"]["generation"]
-                ),
-            )
-        finally:
-            restarted.stop()
-        new_revision = revision(after)
-        support.wait_for(
-            "the old workers deleted",
-            lambda: all(
-                p.metadata.labels[labels.LABEL_REVISION] == new_revision for p in pools.pods(POOL)
-            ),
-        )
-    finally:
-        ledger.watcher.stop()
-
-    assert new_revision != revision(before)
-    # Exactly one new worker per old one: the restart created none twice.
-    assert len(ledger.names_with(**{labels.LABEL_REVISION: new_revision})) == 3, ledger.created
-    assert len(pools.pods(POOL)) == 3
-
-
 def test_a_pass_that_fails_part_way_still_reports_the_pods_it_created(
     cluster: Cluster, namespace: str, pools: Pools, worker_image: str
 ) -> None:
@@ -397,56 +210,6 @@ def test_a_pass_that_fails_part_way_still_reports_the_pods_it_created(
     assert posted == ["WorkerCreated"]
     assert result.created == {p.metadata.name for p in pools.pods(POOL)}
     assert len(result.created) == 1
-
-
-RBAC_FILE = support.REPO_ROOT / "operator" / "deploy" / "rbac.yaml"
-
-
-def test_the_operator_needs_no_more_rights_than_its_rbac_grants(
-    cluster: Cluster,
-    namespace: str,
-    pools: Pools,
-    worker_image: str,
-    components_reachable: None,
-    tmp_path: Path,
-) -> None:
-    """The operator acting as a ServiceAccount bound to operator/deploy/rbac.yaml's
-    ClusterRole (the rules the Helm chart reuses) creates, drains and deletes workers."""
-    docs = {d["kind"]: d for d in yaml.safe_load_all(RBAC_FILE.read_text())}
-    role = docs["ClusterRole"]
-    rbac: Any = client.RbacAuthorizationV1Api(pools.api)
-    binding = {
-        **docs["ClusterRoleBinding"],
-        "metadata": {"name": f"{role['metadata']['name']}-{namespace}"},
-        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
-    }
-    try:
-        rbac.replace_cluster_role(role["metadata"]["name"], role)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-        rbac.create_cluster_role(role)
-    rbac.create_cluster_role_binding(binding)
-    kubeconfig = service_account_kubeconfig(
-        cluster, namespace, "operator", tmp_path / "operator.kubeconfig"
-    )
-    proc = operator_process(cluster, [namespace], tmp_path / "operator.log", kubeconfig=kubeconfig)
-    proc.start()
-    try:
-        pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 2}))
-        pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
-        pools.patch_spec(POOL, {"replicas": 1})
-        pools.wait(POOL, "1 worker ready", lambda p: settled(p, 1))
-        support.wait_for("the drained worker deleted", lambda: len(pools.pods(POOL)) == 1)
-        reasons = {e.reason for e in events_of(pools.core, namespace, POOL)}
-        assert {"WorkerCreated", "WorkerDraining", "WorkerDeleted"} <= reasons
-        pools.delete(POOL)  # kopf lifts its finalizer with the same rights
-        support.wait_for("the pool deleted", lambda: POOL not in pools.names())
-    finally:
-        proc.stop()
-        rbac.delete_cluster_role_binding(binding["metadata"]["name"])
-    log = proc.log.read_text()
-    assert "Forbidden" not in log and " 403" not in log, proc.log_tail()
 
 
 def test_deleting_the_pool_removes_its_workers(

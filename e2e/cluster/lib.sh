@@ -66,6 +66,15 @@ bp_cannot_run() {
     exit "$BP_EXIT_CANNOT_RUN"
 }
 
+# Go on PATH, at least 1.<minor>; otherwise "cannot run", saying what needs it.
+bp_require_go() {
+    local min_minor="$1" purpose="$2" v
+    command -v go >/dev/null || bp_cannot_run "no Go toolchain on PATH ($purpose needs Go 1.$min_minor+)"
+    v="$(go env GOVERSION)"  # e.g. go1.26.8
+    [[ "$v" =~ ^go1\.([0-9]+) ]] || bp_die "cannot read the Go version from '$v'"
+    (( BASH_REMATCH[1] >= min_minor )) || bp_cannot_run "Go $v is too old for $purpose (needs 1.$min_minor+)"
+}
+
 # Seconds since the epoch, for phase timings.
 bp_now() { date +%s; }
 

@@ -14,6 +14,18 @@ from prometheus_client import start_http_server
 from .handlers import PREFIX, OperatorConfig
 
 
+def _env_port(p: argparse.ArgumentParser, name: str, default: int) -> int:
+    """A port number from ``BRIDGEPOOL_OPERATOR_<name>``; a bad one stops the
+    operator with a message naming the variable, not a traceback."""
+    raw = os.environ.get(PREFIX + name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        p.error(f"{PREFIX}{name}={raw!r} is not a port number")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     p = argparse.ArgumentParser(
@@ -31,13 +43,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--metrics-port",
         type=int,
-        default=int(env.get(PREFIX + "METRICS_PORT", "9090")),
+        default=_env_port(p, "METRICS_PORT", 9090),
         help="Prometheus metrics port (0: off).",
     )
     p.add_argument(
         "--liveness-port",
         type=int,
-        default=int(env.get(PREFIX + "LIVENESS_PORT", "8081")),
+        default=_env_port(p, "LIVENESS_PORT", 8081),
         help="kopf liveness endpoint port, /healthz (0: off).",
     )
     p.add_argument("--bind", default=env.get(PREFIX + "BIND", "0.0.0.0"), help="Listen address.")

@@ -77,6 +77,10 @@ def _pod_spec(spec: BridgePoolSpec) -> dict[str, Any]:
         spec.template.spec.model_dump(by_alias=True, exclude_none=True)
     )
     pod_spec["terminationGracePeriodSeconds"] = spec.rollout.termination_grace_period_seconds
+    # Service links put <SERVICE>_PORT=tcp://... variables into the pod; a
+    # Service named e.g. "bridgepool-worker" would clash with the worker's own
+    # BRIDGEPOOL_WORKER_* settings. A template may still turn them on.
+    pod_spec.setdefault("enableServiceLinks", False)
     worker = pod_spec["containers"][0]
     ours = worker_env(spec)
     ours_names = {e["name"] for e in ours}

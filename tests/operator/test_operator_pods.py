@@ -102,6 +102,16 @@ def test_building_does_not_mutate_the_spec() -> None:
     assert s.model_dump() == before
 
 
+def test_service_links_are_off_unless_the_template_turns_them_on() -> None:
+    # A Service named "bridgepool-worker" would otherwise set
+    # BRIDGEPOOL_WORKER_PORT=tcp://... in every worker, over its own setting.
+    plain = build_worker_pod(POOL, spec(), revision_of(spec()))
+    assert plain["spec"]["enableServiceLinks"] is False
+    container = {"name": "worker", "image": "w:1"}
+    wanted = spec(template={"spec": {"containers": [container], "enableServiceLinks": True}})
+    assert build_worker_pod(POOL, wanted, revision_of(wanted))["spec"]["enableServiceLinks"]
+
+
 def test_revision_is_stable_and_tracks_what_lands_in_the_pod() -> None:
     base = revision_of(spec())
     assert base == revision_of(spec())

@@ -1,0 +1,521 @@
+"""BridgePool installed the way users install it: `helm install` of the chart
+into `bridgepool-system`, the operator and the router running as pods of
+their images, `kubectl apply` of a pool, and calls through the router's
+Service.
+
+One release serves the module: it watches one namespace of pools, with the
+NetworkPolicy on (the local cluster enforces it with kube-router). Its
+upgrade and uninstall are tested on a release of their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import support
+import yaml
+from components import (
+    CHART_DIR,
+    HelmRelease,
+    PodLedger,
+    Pools,
+    calling,
+    helm_binary,
+    install_crd,
+    merge,
+    pool_manifest,
+    settled,
+)
+from kubernetes import client
+from support import Cluster
+
+from bridgepool import labels
+from bridgepool.protocol import HEADER_WORKER, WORKER_PORT
+
+pytestmark = pytest.mark.e2e
+
+RELEASE_NAMESPACE = "bridgepool-system"
+EXAMPLE_POOL = support.REPO_ROOT / "examples" / "pool.yaml"
+POOL = "web"
+
+
+def chart_values(cluster: Cluster, watch: list[str], **extra: Any) -> dict[str, Any]:
+    """Values for the images this suite built (never pulled), over ``extra``."""
+    images = {"tag": "dev", "pullPolicy": "Never"}
+    base: dict[str, Any] = {
+        "watchNamespaces": watch,
+        "operator": {"image": images},
+        "router": {"image": images},
+    }
+    return merge(base, extra)
+
+
+@dataclass
+class Installed:
+    """The module's release and the namespace whose pools it serves."""
+
+    release: HelmRelease
+    pools: Pools
+    install_seconds: float
+
+    @property
+    def namespace(self) -> str:
+        return self.pools.namespace
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    found = helm_binary()
+    if found is None:
+        pytest.skip("no helm: set BRIDGEPOOL_HELM or put helm on PATH (e2e/cluster/build-tools)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def component_images(cluster: Cluster, worker_image: str) -> None:
+    for image in ("localhost/bridgepool-operator:dev", "localhost/bridgepool-router:dev"):
+        cluster.load_image(image, support.IMAGES[image])
+
+
+@pytest.fixture(scope="module")
+def installed(
+    cluster: Cluster,
+    core: client.CoreV1Api,
+    helm: str,
+    component_images: None,
+    bridgepool_crd: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Installed]:
+    if not cluster.direct_http:
+        pytest.skip("these tests call the router's ClusterIP from this machine")
+    pool_namespace = f"bp-e2e-{time.monotonic_ns() % 10**8:08d}"
+    release = HelmRelease(cluster, helm, "bridgepool", RELEASE_NAMESPACE)
+    values = chart_values(cluster, [pool_namespace], networkPolicy={"enabled": True})
+    with support.fresh_namespace(core, pool_namespace), cluster.api_client() as api:
+        seconds = release.install(values, tmp_path_factory.mktemp("helm") / "values.yaml")
+        pools = Pools(api, pool_namespace)
+        try:
+            yield Installed(release, pools, seconds)
+        finally:
+            # The operator lifts kopf's finalizers while it still runs.
+            pools.delete_all(timeout=120)
+            release.uninstall()
+
+
+def router_sees(url: str, pool: str, workers: set[str]) -> bool:
+    """The router reports exactly ``workers`` of ``pool`` as ready."""
+    try:
+        resp = httpx.get(f"{url}/v1/pools/{pool}", trust_env=False, timeout=5)
+    except httpx.TransportError:
+        return False
+    seen = resp.json()["workers"] if resp.status_code == 200 else []
+    return {w["worker"] for w in seen if w["ready"]} == workers
+
+
+def start_program(http: httpx.Client, session_url: str) -> tuple[dict[str, Any], str]:
+    """Create a program in a session: the call body that runs it, and the
+    worker that holds it."""
+    created = http.post(
+        session_url,
+        json={"command": "create_program", "args": {"signature": "question -> answer"}},
+    )
+    assert created.status_code == 200, created.text
+    run = {
+        "command": "execute_program",
+        "args": {
+            "program_id": created.json()["result"]["program_id"],
+            "inputs": {"question": "2+2?"},
+        },
+    }
+    return run, created.headers[HEADER_WORKER]
+
+
+def test_helm_install_runs_the_components_and_the_example_pool_gets_ready(
+    cluster: Cluster, installed: Installed, e2e_timings: dict[str, str]
+) -> None:
+    release, namespace = installed.release, installed.namespace
+    for component in ("operator", "router"):
+        pods = release.pods(component)
+        assert pods and all(support.pod_ready(p) for p in pods), component
+        for pod in pods:
+            (container,) = pod.spec.containers
+            assert container.security_context.read_only_root_filesystem is True
+            assert pod.spec.security_context.run_as_non_root is True
+    assert len(release.pods("router")) == 2
+    e2e_timings["helm install -> operator and router Ready"] = f"{installed.install_seconds:.1f} s"
+
+    started = time.monotonic()
+    cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE_POOL))
+    cluster.kubectl(
+        "-n", namespace, "wait", "--for=condition=Ready", "bp/example", "--timeout=180s",
+        timeout=200,
+    )  # fmt: skip
+    e2e_timings["kubectl apply example pool -> Ready"] = f"{time.monotonic() - started:.1f} s"
+    pool = installed.pools.get("example")
+    assert pool["status"]["readyReplicas"] == 2
+    # The in-cluster operator read each worker's stats (the NetworkPolicy lets it).
+    assert [w["state"] for w in pool["status"]["workers"]] == ["ready", "ready"]
+
+    # The operator ran on the chart's RBAC alone.
+    logs = release.logs("operator")
+    assert "Forbidden" not in logs and " 403" not in logs, logs[-3000:]
+
+
+def test_calls_through_the_router_service(installed: Installed) -> None:
+    pools = installed.pools
+    pools.create(pool_manifest(POOL, "localhost/bridgepool-worker:dev", spec={"replicas": 2}))
+    pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
+    workers = {p.metadata.name for p in pools.pods(POOL)}
+    url = installed.release.router_url()
+    support.wait_for("the router to see both workers", lambda: router_sees(url, POOL, workers))
+    api = f"{url}/v1/pools/{POOL}"
+
+    with httpx.Client(trust_env=False, timeout=15) as http:
+        served_by = set()
+        for n in range(8):
+            resp = http.post(f"{api}/execute", json={"id": str(n), "command": "ping", "args": {}})
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["success"] is True
+            served_by.add(resp.headers[HEADER_WORKER])
+        assert served_by <= workers
+
+        run, holder = start_program(http, f"{api}/sessions/alice/execute")
+        answers = []
+        for _ in range(5):
+            resp = http.post(f"{api}/sessions/alice/execute", json=run)
+            assert resp.status_code == 200, resp.text
+            # Sticky: both router replicas send the session to the worker holding it.
+            assert resp.headers[HEADER_WORKER] == holder
+            answers.append(resp.json()["result"]["outputs"])
+        assert all(a == answers[0] for a in answers)  # the offline backend is deterministic
+        assert http.delete(f"{api}/sessions/alice").status_code == 200
+    pools.delete(POOL)
+
+
+def test_rollout_through_the_service_fails_no_call_and_keeps_the_session(
+    installed: Installed,
+) -> None:
+    pools = installed.pools
+    pools.create(
+        pool_manifest(
+            "roll",
+            "localhost/bridgepool-worker:dev",
+            spec={"replicas": 2, "worker": {"capacity": 4}},
+        )
+    )
+    before = pools.wait("roll", "2 workers ready", lambda p: settled(p, 2))
+    old_revision = before["status"]["updateRevision"]
+    old_pods = {p.metadata.name for p in pools.pods("roll")}
+    url = installed.release.router_url()
+    support.wait_for("the router to see both workers", lambda: router_sees(url, "roll", old_pods))
+    api = f"{url}/v1/pools/roll"
+
+    session_url = f"{api}/sessions/user-1/execute"
+    with httpx.Client(trust_env=False, timeout=15) as http:
+        use_program, session_worker = start_program(http, session_url)
+
+    with (
+        calling(f"{api}/execute", {"command": "ping", "args": {}}, period=0.05) as anonymous,
+        calling(session_url, use_program, period=0.5) as session,
+    ):
+        support.wait_for("calls flowing", lambda: anonymous.ok > 10 and session.ok > 1)
+        template = before["spec"]["template"]
+        template["metadata"] = {"labels": {"rollout": "second"}}
+        pools.patch_spec("roll", {"template": template})
+
+        def rolled_but_session_kept() -> bool:
+            pods = pools.pods("roll")
+            new_ready = [
+                p
+                for p in pods
+                if p.metadata.labels[labels.LABEL_REVISION] != old_revision and support.pod_ready(p)
+            ]
+            old_left = [p.metadata.name for p in pods if p.metadata.name in old_pods]
+            return len(new_ready) == 2 and old_left == [session_worker]
+
+        # The worker holding the session drains; its session goes on there.
+        support.wait_for(
+            "new workers ready, the session's worker draining", rolled_but_session_kept
+        )
+        calls_before = session.ok
+        support.wait_for("more calls on the draining worker", lambda: session.ok > calls_before + 2)
+
+    assert httpx.delete(f"{api}/sessions/user-1", trust_env=False).status_code == 200
+    new_revision = pools.get("roll")["status"]["updateRevision"]
+    pools.wait("roll", "rollout complete", lambda p: settled(p, 2, new_revision))
+    support.wait_for(
+        "the old workers deleted",
+        lambda: {p.metadata.name for p in pools.pods("roll")}.isdisjoint(old_pods),
+    )
+    assert anonymous.failures == [] and session.failures == [], (
+        anonymous.failures[:5],
+        session.failures[:5],
+    )
+    assert session.workers == {session_worker}
+    assert anonymous.workers >= {p.metadata.name for p in pools.pods("roll")}
+    pools.delete("roll")
+
+
+def test_a_router_pod_deleted_under_load_fails_no_call(
+    installed: Installed, core: client.CoreV1Api
+) -> None:
+    pools, release = installed.pools, installed.release
+    pools.create(
+        pool_manifest(
+            "load",
+            "localhost/bridgepool-worker:dev",
+            spec={"replicas": 2, "worker": {"capacity": 4}},
+        )
+    )
+    pools.wait("load", "2 workers ready", lambda p: settled(p, 2))
+    workers = {p.metadata.name for p in pools.pods("load")}
+    url = release.router_url()
+    support.wait_for("the router to see both workers", lambda: router_sees(url, "load", workers))
+    api = f"{url}/v1/pools/load"
+    routers = {p.metadata.name for p in release.pods("router")}
+    victim = sorted(routers)[0]
+
+    with (
+        calling(f"{api}/execute", {"command": "ping", "args": {}}, period=0.02) as anonymous,
+        calling(
+            f"{api}/sessions/s-1/execute", {"command": "ping", "args": {}}, period=0.1
+        ) as sticky,
+    ):
+        support.wait_for("calls flowing", lambda: anonymous.ok > 20)
+        release.cluster.kubectl("-n", release.namespace, "delete", "pod", victim, "--wait=false")
+
+        def replaced() -> bool:
+            pods = release.pods("router")
+            names = {p.metadata.name for p in pods}
+            return victim not in names and len(pods) == 2 and all(map(support.pod_ready, pods))
+
+        support.wait_for("a new router pod ready", replaced, timeout=120)
+        support.wait_for_pod_gone(core, release.namespace, victim, timeout=120)
+        calls_after = anonymous.ok
+        support.wait_for("calls after the change", lambda: anonymous.ok > calls_after + 20)
+
+    assert anonymous.failures == [] and sticky.failures == [], (
+        anonymous.failures[:5],
+        sticky.failures[:5],
+    )
+    assert anonymous.ok > 100
+    pools.delete("load")
+
+
+def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(
+    installed: Installed,
+) -> None:
+    pools, release = installed.pools, installed.release
+    pools.create(pool_manifest("trio", "localhost/bridgepool-worker:dev", spec={"replicas": 3}))
+    before = pools.wait("trio", "3 workers ready", lambda p: settled(p, 3))
+    (operator_pod,) = release.pods("operator")
+    ledger = PodLedger(pools.api, installed.namespace)
+    ledger.watcher.start()
+    try:
+        template = before["spec"]["template"]
+        template["metadata"] = {"labels": {"rollout": "second"}}
+        patched = pools.patch_spec("trio", {"template": template})
+        support.wait_for("the first new worker", lambda: len(ledger.names_with(
+            **{labels.LABEL_POOL: "trio"})) > 3, timeout=60)  # fmt: skip
+        release.cluster.kubectl(
+            "-n", release.namespace, "delete", "pod", operator_pod.metadata.name, "--wait=false"
+        )
+        after = pools.wait(
+            "trio",
+            "rollout complete",
+            lambda p: (
+                settled(p, 3)
+                and p["status"].get("observedGeneration") == patched["metadata"]["generation"]
+            ),
+            timeout=240,
+        )
+        new_revision = after["status"]["updateRevision"]
+        support.wait_for(
+            "the old workers deleted",
+            lambda: all(
+                p.metadata.labels[labels.LABEL_REVISION] == new_revision for p in pools.pods("trio")
+            ),
+            timeout=120,
+        )
+    finally:
+        ledger.watcher.stop()
+    (new_operator,) = release.pods("operator")
+    assert new_operator.metadata.name != operator_pod.metadata.name
+    assert new_revision != before["status"]["updateRevision"]
+    made = ledger.names_with(**{labels.LABEL_POOL: "trio", labels.LABEL_REVISION: new_revision})
+    assert len(made) == 3, ledger.created  # one new worker per old one, none twice
+    assert len(pools.pods("trio")) == 3
+    pools.delete("trio")
+
+
+def test_the_network_policy_admits_only_the_router_and_the_operator(
+    installed: Installed, core: client.CoreV1Api
+) -> None:
+    pools, release = installed.pools, installed.release
+    pools.create(pool_manifest("guarded", "localhost/bridgepool-worker:dev", spec={"replicas": 1}))
+    pools.wait("guarded", "1 worker ready", lambda p: settled(p, 1))
+    (worker,) = pools.pods("guarded")
+    worker_url = f"http://{worker.status.pod_ip}:{WORKER_PORT}/v1/execute"
+    ping = {"command": "ping", "args": {}}
+
+    # A pod beside the workers that is neither the router nor the operator.
+    support.start_client_pod(
+        core, installed.namespace, "localhost/bridgepool-worker:dev", "intruder"
+    )
+    intruder = support.HttpClient(release.cluster, installed.namespace, client_pod="intruder")
+    with pytest.raises(support.Unreachable):
+        intruder.post_json(worker_url, ping, timeout=5)
+
+    # The same call from a pod with the router's labels, in the release's
+    # namespace, gets through: the policy admits by who calls, not from where.
+    router_labels = {
+        "app.kubernetes.io/name": "bridgepool",
+        "app.kubernetes.io/instance": release.name,
+        "app.kubernetes.io/component": "router",
+    }
+    support.start_client_pod(
+        core, release.namespace, "localhost/bridgepool-worker:dev", "router-lookalike",
+        router_labels,
+    )  # fmt: skip
+    try:
+        lookalike = support.HttpClient(release.cluster, release.namespace, "router-lookalike")
+        answer = lookalike.post_json(worker_url, ping, timeout=10)
+        assert answer.status == 200, answer.body
+    finally:
+        core.delete_namespaced_pod("router-lookalike", release.namespace, grace_period_seconds=0)
+
+    # Calls through the router work, and the operator still reads stats.
+    url = release.router_url()
+    support.wait_for(
+        "the router to see the worker", lambda: router_sees(url, "guarded", {worker.metadata.name})
+    )
+    resp = httpx.post(f"{url}/v1/pools/guarded/execute", json=ping, trust_env=False, timeout=15)
+    assert resp.status_code == 200, resp.text
+    status = pools.get("guarded")["status"]
+    assert [w["state"] for w in status["workers"]] == ["ready"]
+    pools.delete("guarded")
+
+
+def test_helm_upgrade_and_uninstall(
+    cluster: Cluster,
+    core: client.CoreV1Api,
+    helm: str,
+    component_images: None,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """A release of its own: upgrade changes the router's replicas and an
+    operator setting; uninstall leaves nothing of the release but the CRD."""
+    install_crd(cluster)  # stays after uninstall, as Helm's CRD policy is
+    release = HelmRelease(cluster, helm, "second", namespace)
+    values = chart_values(cluster, [namespace], router={"replicas": 1})
+    release.install(values, tmp_path / "values.yaml")
+    assert len(release.pods("router")) == 1
+    (operator_before,) = release.pods("operator")
+
+    upgraded = merge(values, {"router": {"replicas": 3}, "operator": {"intervalSeconds": 7}})
+    release.upgrade(upgraded, tmp_path / "values.yaml")
+    support.wait_for(
+        "3 router pods ready",
+        lambda: (
+            len(release.pods("router")) == 3 and all(map(support.pod_ready, release.pods("router")))
+        ),
+    )
+    operators = release.pods("operator")
+    assert [p.metadata.name for p in operators] != [operator_before.metadata.name]
+    (operator_after,) = operators
+    env = {e.name: e.value for e in operator_after.spec.containers[0].env or []}
+    assert env["BRIDGEPOOL_OPERATOR_INTERVAL_SECONDS"] == "7"
+
+    release.uninstall()
+    left = cluster.kubectl(
+        "get",
+        "deployments,services,poddisruptionbudgets,serviceaccounts,roles,rolebindings,"
+        "networkpolicies,clusterroles,clusterrolebindings",
+        "--all-namespaces",
+        "-l",
+        release.instance_selector,
+        "-o",
+        "name",
+    )
+    assert left.strip() == ""
+    support.wait_for(
+        "the release's pods gone",
+        lambda: not release.pods("operator") and not release.pods("router"),
+        timeout=90,
+    )
+    crds = cluster.kubectl("get", "crd", "-o", "name")
+    assert f"customresourcedefinition.apiextensions.k8s.io/{labels.PLURAL}.{labels.GROUP}" in crds
+
+
+# A stand-in for the Prometheus Operator's ServiceMonitor CRD, which cannot
+# be fetched here: only so the API server knows the kind in a dry run.
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "ServiceMonitor",
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
+def test_the_rendered_chart_is_accepted_by_the_api_server(
+    cluster: Cluster, helm: str, namespace: str, core: client.CoreV1Api, tmp_path: Path, mode: str
+) -> None:
+    """``helm template`` with every toggle on, applied with a server-side dry run."""
+    crd_file = tmp_path / "servicemonitor-crd.yaml"
+    crd_file.write_text(yaml.safe_dump(SERVICE_MONITOR_CRD))
+    cluster.kubectl("apply", "-f", str(crd_file))
+    watched = [namespace] if mode == "namespaced" else []
+    values = chart_values(
+        cluster,
+        watched,
+        networkPolicy={"enabled": True, "namespaces": [namespace]},
+        metrics={"serviceMonitor": {"enabled": True}},
+    )
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    release = HelmRelease(cluster, helm, "dry", namespace)
+    rendered = release.run(
+        "template", "dry", str(CHART_DIR), "--namespace", namespace, "--values", str(values_file)
+    )
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(rendered)
+    kinds = {d["kind"] for d in yaml.safe_load_all(rendered) if d}
+    assert {
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+    } <= kinds
+    assert ("Role" in kinds) == (mode == "namespaced")
+    out = cluster.kubectl("apply", "--dry-run=server", "-f", str(manifest))
+    assert "(server dry run)" in out

@@ -1,0 +1,118 @@
+{{/*
+Names, labels and shared pieces. The per-component helpers take a dict:
+  (dict "root" $ "component" "operator")   or "router"
+*/}}
+
+{{/* The chart's name, or nameOverride. */}}
+{{- define "bridgepool.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object of the release: fullnameOverride, else the release
+name, followed by the chart name unless the release name already holds it.
+*/}}
+{{- define "bridgepool.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := include "bridgepool.name" . }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "bridgepool.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* A component's object name: <fullname>-<component>. */}}
+{{- define "bridgepool.componentFullname" -}}
+{{- printf "%s-%s" (include "bridgepool.fullname" .root | trunc 50 | trimSuffix "-") .component }}
+{{- end }}
+
+{{/* What selects a component's pods; never changes over upgrades. */}}
+{{- define "bridgepool.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "bridgepool.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Labels on every object of a component. */}}
+{{- define "bridgepool.labels" -}}
+helm.sh/chart: {{ include "bridgepool.chart" .root }}
+{{ include "bridgepool.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: bridgepool
+{{- end }}
+
+{{/* The service account a component's pods run as. */}}
+{{- define "bridgepool.serviceAccountName" -}}
+{{- $sa := (index .root.Values .component).serviceAccount }}
+{{- if $sa.create }}
+{{- default (include "bridgepool.componentFullname" .) $sa.name }}
+{{- else }}
+{{- default "default" $sa.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag, the tag defaulting to the chart's appVersion. */}}
+{{- define "bridgepool.image" -}}
+{{- $image := (index .root.Values .component).image }}
+{{- printf "%s:%s" $image.repository (default .root.Chart.AppVersion $image.tag) }}
+{{- end }}
+
+{{/* The label every worker pod carries (bridgepool/labels.py: LABEL_POOL). */}}
+{{- define "bridgepool.workerPoolLabel" -}}
+bridgepool.io/pool
+{{- end }}
+
+{{/*
+Hardening shared by every pod: a fixed non-root uid (the images' user 10001),
+the runtime's default seccomp profile.
+*/}}
+{{- define "bridgepool.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* ...and by every container: nothing written outside /tmp, no privileges. */}}
+{{- define "bridgepool.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+The pod-spec fields every component takes from its values the same way:
+pull secrets, scheduling.
+*/}}
+{{- define "bridgepool.podScheduling" -}}
+{{- $values := index .root.Values .component }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
