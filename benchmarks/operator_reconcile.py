@@ -53,21 +53,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import components  # the e2e helpers (on the path through benchmarks/__init__.py)
 import httpx
+import support
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridgepool import labels
 from bridgepool.spec import BridgePoolSpec, HealthSettings
+from bridgepool.workers import pod_ready
 from bridgepool_operator.pods import PoolRef, build_worker_pod, revision_of
-
-# The e2e helpers import each other as top-level modules.
-E2E_DIR = Path(__file__).resolve().parent.parent / "e2e"
-if str(E2E_DIR) not in sys.path:
-    sys.path.insert(0, str(E2E_DIR))
-
-import components  # noqa: E402
-import support  # noqa: E402
 
 REPLICAS = 1
 ROLLOUT_LABEL = "bench.bridgepool.io/rollout"
@@ -86,11 +81,6 @@ class BenchmarkFailed(Exception):
 
 
 # -- watches -------------------------------------------------------------------------
-
-
-def _pod_ready(pod: Mapping[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _waiting_reason(pod: Mapping[str, Any]) -> str | None:
@@ -130,7 +120,7 @@ class PodBook:
             return
         with self._lock:
             record = self._pods.setdefault(meta["name"], PodRecord(group, now))
-        if record.ready is None and _pod_ready(pod):
+        if record.ready is None and pod_ready(pod):
             record.ready = now
         if record.gone is None and (kind == "DELETED" or meta.get("deletionTimestamp")):
             record.gone = now

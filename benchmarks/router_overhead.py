@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.stats import percentile
+
 BIN = Path(sys.executable).parent
 SESSIONS = 64
 POOL = "bench"
@@ -176,11 +178,6 @@ async def open_loop(target: Target, rate: float, seconds: float) -> tuple[list[f
     for _, writer in conns:
         writer.close()
     return latencies, errors
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 # -- wrk ----------------------------------------------------------------------------------
@@ -332,7 +329,9 @@ def main() -> None:
         for target in targets:
             asyncio.run(open_loop(target, args.rate, 1.0))  # warm-up (connections, sessions)
             lat, errors = asyncio.run(open_loop(target, args.rate, args.seconds))
-            stats[target.name] = {p: percentile(lat, float(p)) * 1000 for p in ("50", "99", "99.9")}
+            stats[target.name] = {
+                p: percentile(lat, float(p) / 100) * 1000 for p in ("50", "99", "99.9")
+            }
             s = stats[target.name]
             print(f"  {target.name:8s} p50 {s['50']:7.3f}  p99 {s['99']:7.3f}  "
                   f"p99.9 {s['99.9']:7.3f}  errors {errors}")  # fmt: skip

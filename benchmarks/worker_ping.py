@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.stats import percentile
+
 BIN = Path(sys.executable).parent
 PING = json.dumps({"id": 1, "command": "ping", "args": {}, "session_id": None}).encode()
 
@@ -135,11 +137,6 @@ async def sequential_latencies(port: int, calls: int) -> list[float]:
     return latencies
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
 # -- throughput: wrk --------------------------------------------------------------------
 
 WRK_SCRIPT = """
@@ -216,8 +213,8 @@ def main() -> None:
                 print(f"warning: {kind}: {non2xx} non-2xx answers under wrk", file=sys.stderr)
             results[kind] = {
                 "start_ms": statistics.median(starts) * 1000,
-                "p50_ms": percentile(latencies, 50) * 1000,
-                "p99_ms": percentile(latencies, 99) * 1000,
+                "p50_ms": percentile(latencies, 0.5) * 1000,
+                "p99_ms": percentile(latencies, 0.99) * 1000,
                 "seq_calls_s": len(latencies) / sum(latencies),
                 "wrk_calls_s": rate,
             }

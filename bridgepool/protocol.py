@@ -25,6 +25,9 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # Headers.
 HEADER_WORKER = "X-BridgePool-Worker"  # response: the worker that served the call
 HEADER_SESSION_REBOUND = "X-BridgePool-Session-Rebound"  # response: "true" if moved
+# response, with a rebound: why (worker_gone | worker_unreachable), and who held it
+HEADER_REBOUND_REASON = "X-BridgePool-Session-Rebound-Reason"
+HEADER_PREVIOUS_WORKER = "X-BridgePool-Previous-Worker"
 HEADER_TIMEOUT = "X-BridgePool-Timeout"  # request: seconds; may only lower the default
 HEADER_IDEMPOTENT = "X-BridgePool-Idempotent"  # request: "true" lets anonymous calls retry
 HEADER_SESSION = "X-BridgePool-Session"  # request/response: the session id, for proxies

@@ -217,9 +217,9 @@ class AutoscalingSettings(SpecModel):
     def _band(self) -> AutoscalingSettings:
         if self.target_utilization_low >= self.target_utilization_high:
             raise ValueError(
-                "autoscaling.targetUtilizationLow "
+                "spec.autoscaling.targetUtilizationLow "
                 f"({self.target_utilization_low}) must be below "
-                f"autoscaling.targetUtilizationHigh ({self.target_utilization_high})"
+                f"spec.autoscaling.targetUtilizationHigh ({self.target_utilization_high})"
             )
         return self
 
@@ -326,7 +326,9 @@ class RolloutSettings(SpecModel):
     @model_validator(mode="after")
     def _progress_possible(self) -> RolloutSettings:
         if self.max_surge == 0 and self.max_unavailable == 0:
-            raise ValueError("rollout.maxSurge and rollout.maxUnavailable cannot both be 0")
+            raise ValueError(
+                "spec.rollout.maxSurge and spec.rollout.maxUnavailable cannot both be 0"
+            )
         return self
 
 
@@ -414,6 +416,13 @@ MAX_WORKER_SUMMARIES = 50
 MAX_RECOMMENDATIONS = 128
 
 
+# What the pool's status says about the pool as a whole, and about each worker.
+PoolPhase = Literal["Pending", "Running", "Progressing", "Degraded", "Invalid"]
+WorkerSummaryState = Literal[
+    "starting", "ready", "busy", "degraded", "draining", "failed", "terminating"
+]
+
+
 class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
@@ -438,7 +447,7 @@ class WorkerSummary(SpecModel):
     """One worker pod as the operator last saw it."""
 
     name: str = Field(description="Pod name.")
-    state: str = Field(
+    state: WorkerSummaryState = Field(
         description="starting, ready, busy, degraded, draining, failed or terminating."
     )
     ready: bool = Field(description="Whether the pod is Ready.")
@@ -453,6 +462,17 @@ class ScaleRecommendation(SpecModel):
 
     time: str = Field(description="RFC 3339 time of the recommendation.")
     replicas: int = Field(ge=0, description="Recommended size.")
+
+
+class TemplateRejection(SpecModel):
+    """The API server refused the worker pod built from a revision of the template
+    (an invalid or unknown field): no pod of it can be made until the template
+    changes, so creating one is retried only with a growing delay."""
+
+    revision: str = Field(description="Revision of the template the API server refused.")
+    message: str = Field(description="The API server's reason, naming the field.")
+    attempts: int = Field(ge=1, description="Refused attempts in a row.")
+    last_attempt_time: str = Field(description="RFC 3339 time of the last refused attempt.")
 
 
 class AutoscalingStatus(SpecModel):
@@ -488,8 +508,12 @@ class BridgePoolStatus(SpecModel):
         default=None, description="The spec generation last reconciled."
     )
     selector: str = Field(default="", description="Label selector of the worker pods.")
-    phase: str = Field(
-        default="Pending", description="Pending, Running, Progressing, Degraded or Invalid."
+    phase: PoolPhase = Field(
+        default="Pending",
+        description=(
+            "Pending (never ready yet), Running, Progressing (rolling out a new template), "
+            "Degraded or Invalid."
+        ),
     )
     workers: list[WorkerSummary] = Field(
         default_factory=list,
@@ -499,4 +523,8 @@ class BridgePoolStatus(SpecModel):
     conditions: list[Condition] = Field(default_factory=list, description="Pool conditions.")
     autoscaling: AutoscalingStatus = Field(
         default_factory=AutoscalingStatus, description="Autoscaler memory."
+    )
+    template_rejection: TemplateRejection | None = Field(
+        default=None,
+        description="Why the API server refuses the current template's worker pods, if it does.",
     )

@@ -535,3 +535,41 @@ class PodLedger:
 
     def names_with(self, **want: str) -> set[str]:
         return {n for n, lb in self.created.items() if all(lb.get(k) == v for k, v in want.items())}
+
+
+class PoolHistory:
+    """Every status one pool had while the history runs, in order: what a
+    user watching ``kubectl get bp -w`` would have seen."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self._statuses: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        custom = client.CustomObjectsApi(api)
+        list_pool = functools.partial(
+            custom.list_namespaced_custom_object,
+            labels.GROUP,
+            labels.VERSION,
+            namespace,
+            labels.PLURAL,
+            field_selector=f"metadata.name={name}",
+        )
+        self.watcher = Watcher(list_pool, self._on_event)
+
+    def _on_event(self, now: float, kind: str, pool: dict[str, Any]) -> None:
+        with self._lock:
+            self._statuses.append(dict(pool.get("status") or {}))
+
+    @property
+    def statuses(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._statuses)
+
+    def conditions(self, type_: str) -> list[tuple[str, str]]:
+        """The (status, reason) pairs the condition ``type_`` went through."""
+        seen: list[tuple[str, str]] = []
+        for status in self.statuses:
+            for cond in status.get("conditions") or []:
+                pair = (cond["status"], cond["reason"])
+                if cond["type"] == type_ and (not seen or seen[-1] != pair):
+                    seen.append(pair)
+        return seen

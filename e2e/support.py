@@ -26,6 +26,9 @@ from typing import Any
 import httpx
 from kubernetes import client, config
 
+# Re-exported: the e2e modules wait on pods with it.
+from bridgepool.workers import pod_ready as pod_ready
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPTS = REPO_ROOT / "e2e" / "cluster"
 # Exit code of the cluster scripts meaning "this machine cannot run the local cluster".
@@ -275,10 +278,6 @@ _HOPELESS_REASONS = {
     "CreateContainerError",
     "RunContainerError",
 }
-
-
-def pod_ready(pod: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def wait_for_pod(

@@ -22,8 +22,10 @@ import pytest
 import support
 from components import (
     PodLedger,
+    PoolHistory,
     Pools,
     Process,
+    condition,
     has_condition,
     operator_metrics_url,
     pool_manifest,
@@ -38,6 +40,7 @@ from support import Cluster
 from bridgepool import labels
 from bridgepool.protocol import WORKER_PORT
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
+from bridgepool.workers import worker_url
 from bridgepool_operator.handlers import OperatorConfig, PassResult, Runtime, execute
 from bridgepool_operator.planner import Action, CreatePod, UpdateStatus
 from bridgepool_operator.pods import revision_of
@@ -116,8 +119,17 @@ def test_kubectl_scale_resizes_the_pool_and_drains_the_surplus(
     pools.create(pool_manifest(POOL, worker_image, spec={"minReplicas": 1, "maxReplicas": 3}))
     pools.wait(POOL, "1 worker ready", lambda p: settled(p, 1))
 
-    cluster.kubectl("-n", namespace, "scale", f"bp/{POOL}", "--replicas=3")
-    pools.wait(POOL, "3 workers ready", lambda p: settled(p, 3))
+    history = PoolHistory(pools.api, namespace, POOL)
+    history.watcher.start()
+    try:
+        cluster.kubectl("-n", namespace, "scale", f"bp/{POOL}", "--replicas=3")
+        pools.wait(POOL, "3 workers ready", lambda p: settled(p, 3))
+    finally:
+        history.watcher.stop()
+    # While it grew, the established pool kept serving and said it was growing.
+    assert {s.get("phase") for s in history.statuses} == {"Running"}, history.statuses
+    progressing = history.conditions("Progressing")
+    assert progressing[-2:] == [("True", "ScalingUp"), ("False", "Complete")], progressing
     # The scale subresource is what HPA and KEDA read and write.
     scale = json.loads(
         cluster.kubectl(
@@ -159,7 +171,7 @@ def test_a_worker_whose_container_keeps_dying_is_replaced(
     # and the kubelet restarts it, which counts against maxRestarts.
     with pytest.raises(httpx.TransportError):
         httpx.post(
-            f"http://{victim.status.pod_ip}:{WORKER_PORT}/v1/execute",
+            f"{worker_url(victim)}/v1/execute",
             json={"id": "1", "command": "fault", "args": {"kind": "crash"}},
             timeout=10,
             trust_env=False,
@@ -172,7 +184,8 @@ def test_a_worker_whose_container_keeps_dying_is_replaced(
     pools.wait(POOL, f"{victim.metadata.name} replaced, 2 workers ready", replaced)
     messages = [e.message for e in events_of(pools.core, namespace, POOL)]
     assert any(
-        m.startswith(f"{victim.metadata.name} draining") and "1 restarts" in m for m in messages
+        m.startswith(f"{victim.metadata.name} draining") and m.endswith("1 restart")
+        for m in messages
     ), messages
     assert any(m.startswith(f"{victim.metadata.name}: ") for m in messages), messages  # deleted
 
@@ -201,7 +214,8 @@ def test_a_pass_that_fails_part_way_still_reports_the_pods_it_created(
         )
         async with k8s.ApiClient(configuration) as api, aiohttp.ClientSession() as http:
             runtime = Runtime(OperatorConfig(), api, http, post_event=post_event)
-            await execute(runtime, kopf.Body(cast(kopf.RawBody, made)), spec, actions, {}, result)
+            body = kopf.Body(cast(kopf.RawBody, made))
+            await execute(runtime, body, spec, actions, {}, result, previous=BridgePoolStatus())
 
     with pytest.raises(ApiException) as refusal:
         asyncio.run(one_pass())
@@ -325,6 +339,8 @@ def test_an_image_that_cannot_start_degrades_the_pool_without_churning_pods(
     (pod,) = pools.pods(POOL)
     assert pool["status"]["readyReplicas"] == 0
     assert has_condition(pool, "Ready", "False")
+    # Not "Complete": the pool cannot get there without a new template.
+    assert has_condition(pool, "Progressing", "False", "Stalled")
     time.sleep(6)  # several passes and health intervals: still the same one pod
     assert [p.metadata.name for p in pools.pods(POOL)] == [pod.metadata.name]
     events = events_of(pools.core, namespace, POOL)
@@ -365,3 +381,131 @@ def test_a_worker_that_serves_but_fails_its_readiness_checks_is_kept_not_churned
     assert [w["state"] for w in pool["status"]["workers"]] == ["degraded"]
     reasons = {e.reason for e in events_of(pools.core, namespace, POOL)}
     assert "WorkerUnhealthy" not in reasons
+
+
+def metric_value(text: str, series: str) -> float:
+    """A sample of the Prometheus text ``text`` (0 when the series is absent)."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_template_the_api_server_refuses_degrades_the_pool_naming_the_field(
+    namespace: str, pools: Pools, operator: Process, worker_image: str
+) -> None:
+    """A container name the API server refuses (no capitals, no "_"): the pool
+    says which field and why, warns once, retries with a growing delay, and
+    makes its workers as soon as the template is fixed."""
+    manifest = pool_manifest(POOL, worker_image, spec={"replicas": 2})
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    container["name"] = "Worker_1"
+    pools.create(manifest)
+
+    pool = pools.wait(
+        POOL,
+        "Degraded: InvalidTemplate",
+        lambda p: has_condition(p, "Degraded", "True", "InvalidTemplate"),
+    )
+    message = (condition(pool, "Degraded") or {})["message"]
+    assert message.startswith('spec.template.spec.containers[0].name: Invalid value: "Worker_1"')
+    metrics_url = operator_metrics_url(operator)
+    passes_before = metric_value(
+        httpx.get(metrics_url, trust_env=False).text,
+        'bridgepool_operator_reconcile_total{result="success"}',
+    )
+    time.sleep(8)  # four more passes (one every 2 s)
+    pool = pools.get(POOL)
+    metrics = httpx.get(metrics_url, trust_env=False).text
+
+    # The status still tells the pods observed (none) and what it waits for.
+    status = pool["status"]
+    assert (status["replicas"], status["readyReplicas"], status["desiredReplicas"]) == (0, 0, 2)
+    assert status["phase"] == "Degraded"
+    assert has_condition(pool, "Progressing", "False", "Stalled")
+    assert has_condition(pool, "Ready", "False")
+    # Backing off: the first retry comes 10 s after the first try, not every pass.
+    passes = metric_value(metrics, 'bridgepool_operator_reconcile_total{result="success"}')
+    assert passes - passes_before >= 3
+    refused = 'bridgepool_operator_pod_actions_total{action="create-refused",reason="scale-up"}'
+    assert metric_value(metrics, refused) <= 2
+    assert status["templateRejection"]["attempts"] <= 2
+    warnings = [e for e in events_of(pools.core, namespace, POOL) if e.reason == "InvalidTemplate"]
+    assert [(e.type, e.message, e.count or 1) for e in warnings] == [("Warning", message, 1)]
+    # `kubectl describe bp` shows it "From" the operator.
+    assert warnings[0].source.component == labels.MANAGED_BY
+    assert warnings[0].reporting_component == labels.MANAGED_BY
+    assert "Traceback" not in operator.log.read_text()
+    assert pools.pods(POOL) == []
+
+    container["name"] = "worker"
+    pools.patch_spec(POOL, {"template": {"spec": {"containers": [container]}}})
+    pool = pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
+    assert has_condition(pool, "Degraded", "False", "Healthy")
+    assert "templateRejection" not in pool["status"]
+
+
+def test_a_typo_in_the_template_is_refused_not_silently_dropped(
+    namespace: str, pools: Pools, operator: Process, worker_image: str
+) -> None:
+    """Fields the Pod API does not know (``imagePullPolcy``, ``resoures``)
+    would be dropped without a word, and the pool would run without its
+    limits: the operator creates pods with strict field validation, so the
+    pool says which fields, and no pod is made without them."""
+    manifest = pool_manifest(POOL, worker_image, spec={"replicas": 1})
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    container["imagePullPolcy"] = "Never"
+    container["resoures"] = {"limits": {"memory": "128Mi"}}
+    ledger = PodLedger(pools.api, namespace)
+    ledger.watcher.start()
+    try:
+        pools.create(manifest)
+        pool = pools.wait(
+            POOL,
+            "Degraded: InvalidTemplate",
+            lambda p: has_condition(p, "Degraded", "True", "InvalidTemplate"),
+        )
+        time.sleep(4)  # two more passes
+    finally:
+        ledger.watcher.stop()
+
+    message = (condition(pool, "Degraded") or {})["message"]
+    assert 'unknown field "spec.template.spec.containers[0].imagePullPolcy"' in message
+    assert 'unknown field "spec.template.spec.containers[0].resoures"' in message
+    assert ledger.created == {}
+    warnings = [e for e in events_of(pools.core, namespace, POOL) if e.reason == "InvalidTemplate"]
+    assert len(warnings) == 1, [(e.reason, e.message) for e in warnings]
+
+
+def test_a_pass_that_fails_shows_on_the_pool_and_the_pool_recovers(
+    namespace: str, pools: Pools, operator: Process, worker_image: str
+) -> None:
+    """A ResourceQuota of no pods makes every pass fail at its pod create:
+    the pool says so (Degraded/ReconcileError with the API server's words)
+    with one event and one traceback, not only in the operator's log; once the
+    quota goes, the pool gets its worker."""
+    quota = {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    pools.core.create_namespaced_resource_quota(namespace, quota)
+    support.wait_for(
+        "the quota in force",
+        lambda: bool(pools.core.read_namespaced_resource_quota("no-pods", namespace).status.hard),
+        timeout=30,
+    )
+    pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 1}))
+
+    pool = pools.wait(
+        POOL,
+        "Degraded: ReconcileError",
+        lambda p: has_condition(p, "Degraded", "True", "ReconcileError"),
+    )
+    message = (condition(pool, "Degraded") or {})["message"]
+    assert message.startswith("the API server answered 403 Forbidden: pods forbidden: "), message
+    assert "exceeded quota: no-pods" in message
+    time.sleep(6)  # more failed passes (2 s, then 4 s apart)
+    failed = [e for e in events_of(pools.core, namespace, POOL) if e.reason == "ReconcileError"]
+    assert [(e.type, e.message, e.count or 1) for e in failed] == [("Warning", message, 1)]
+    assert operator.log.read_text().count("Traceback") == 1
+
+    pools.core.delete_namespaced_resource_quota("no-pods", namespace)
+    pool = pools.wait(POOL, "1 worker ready", lambda p: settled(p, 1))
+    assert has_condition(pool, "Degraded", "False", "Healthy")

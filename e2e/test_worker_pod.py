@@ -13,6 +13,7 @@ from kubernetes import client
 from support import HttpAnswer, HttpClient, Unreachable
 
 from bridgepool.protocol import HEADER_WORKER, WORKER_PORT
+from bridgepool.workers import worker_url
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +64,7 @@ def test_worker_becomes_ready_and_answers_ping(
 ) -> None:
     pod = start_ready_worker(core, namespace, worker_pod("worker", worker_image))
 
-    answer = http.post_json(execute_url(pod.status.pod_ip), PING)
+    answer = http.post_json(f"{worker_url(pod)}/v1/execute", PING)
 
     assert answer.status == 200, answer
     assert answer.body["id"] == "1"
@@ -90,7 +91,7 @@ def test_deleting_a_worker_lets_its_call_in_flight_finish(
 
     def call() -> None:
         try:
-            answers.append(http.post_json(execute_url(pod.status.pod_ip), slow_ping))
+            answers.append(http.post_json(f"{worker_url(pod)}/v1/execute", slow_ping))
         except BaseException as exc:
             errors.append(exc)
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from kubernetes import client
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorCategory, ErrorInfo, counts_against_worker
-from bridgepool.protocol import HEADER_TIMEOUT, ExecuteRequest, ExecuteResponse, call_budget
+from bridgepool.protocol import (
+    HEADER_TIMEOUT,
+    WORKER_PORT,
+    ExecuteRequest,
+    ExecuteResponse,
+    call_budget,
+)
 from bridgepool.spec import RoutingSettings
+from bridgepool.workers import pod_ready, worker_port, worker_url
 
 
 def test_nine_error_categories() -> None:
@@ -82,3 +92,88 @@ def test_call_budget_may_only_lower_the_default(
 def test_call_budget_rejects_what_is_not_a_positive_duration(requested: str) -> None:
     with pytest.raises(ValueError, match=HEADER_TIMEOUT):
         call_budget(requested, 60.0)
+
+
+# -- a worker pod: its worker's URL and its readiness ---------------------------------
+
+
+def worker_pod(
+    ip: str | None = "10.0.0.7",
+    *,
+    phase: str = "Running",
+    ready: str | None = "True",
+    ports: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A worker pod as the API's JSON has it."""
+    conditions = [{"type": "PodScheduled", "status": "True"}]
+    if ready is not None:
+        conditions.append({"type": "Ready", "status": ready})
+    return {
+        "metadata": {"name": "demo-abc"},
+        "spec": {"containers": [{"name": "sidecar"}, {"name": "worker", "ports": ports}]},
+        "status": {"phase": phase, "podIP": ip, "conditions": conditions},
+    }
+
+
+def as_client_model(pod: dict[str, Any]) -> client.V1Pod:
+    """The same pod as the ``kubernetes`` client returns it (e2e and benchmarks)."""
+    spec, status = pod["spec"], pod["status"]
+    containers = [
+        client.V1Container(
+            name=c["name"],
+            ports=[
+                client.V1ContainerPort(name=p["name"], container_port=p["containerPort"])
+                for p in c.get("ports") or []
+            ],
+        )
+        for c in spec["containers"]
+    ]
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=pod["metadata"]["name"]),
+        spec=client.V1PodSpec(containers=containers),
+        status=client.V1PodStatus(
+            phase=status["phase"],
+            pod_ip=status["podIP"],
+            conditions=[
+                client.V1PodCondition(type=c["type"], status=c["status"])
+                for c in status["conditions"]
+            ],
+        ),
+    )
+
+
+BRIDGE_9000 = [
+    {"name": "metrics", "containerPort": 9090},
+    {"name": "bridge", "containerPort": 9000},
+]
+
+WORKER_PODS = [
+    ("defaults", worker_pod(), "http://10.0.0.7:8080", True),
+    ("named bridge port", worker_pod(ports=BRIDGE_9000), "http://10.0.0.7:9000", True),
+    ("other ports only", worker_pod(ports=BRIDGE_9000[:1]), "http://10.0.0.7:8080", True),
+    ("IPv6 in brackets", worker_pod("fd00::7", ports=BRIDGE_9000), "http://[fd00::7]:9000", True),
+    ("not ready", worker_pod(ready="False"), "http://10.0.0.7:8080", False),
+    ("no Ready condition yet", worker_pod(ready=None), "http://10.0.0.7:8080", False),
+    ("no IP yet", worker_pod(None, phase="Pending", ready="False"), None, False),
+    ("not running", worker_pod(phase="Succeeded", ready="False"), None, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("pod", "url", "ready"),
+    [case[1:] for case in WORKER_PODS],
+    ids=[case[0] for case in WORKER_PODS],
+)
+@pytest.mark.parametrize("shape", ["json", "client model"])
+def test_worker_pod_url_and_readiness(
+    pod: dict[str, Any], url: str | None, ready: bool, shape: str
+) -> None:
+    seen: object = pod if shape == "json" else as_client_model(pod)
+    assert worker_url(seen) == url
+    assert pod_ready(seen) is ready
+
+
+def test_a_pod_without_status_or_spec_has_no_worker_yet() -> None:
+    assert worker_url({"metadata": {"name": "new"}}) is None
+    assert not pod_ready({"metadata": {"name": "new"}})
+    assert worker_port({}) == WORKER_PORT

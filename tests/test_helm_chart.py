@@ -22,7 +22,7 @@ import yaml
 from bridgepool.labels import LABEL_POOL
 from bridgepool_operator.cli import parse_args as parse_operator_args
 from bridgepool_operator.handlers import OperatorConfig
-from bridgepool_router.cli import build_parser as router_parser
+from bridgepool_router.cli import load_options as router_options
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "bridgepool"
@@ -38,7 +38,8 @@ VALUE_SETS: dict[str, tuple[str, ...]] = {
     "everything": (
         "--set",
         "networkPolicy.enabled=true,networkPolicy.namespaces={team-a},"
-        "metrics.serviceMonitor.enabled=true",
+        "metrics.serviceMonitor.enabled=true,metrics.dashboard.enabled=true,"
+        "metrics.prometheusRule.enabled=true",
     ),
 }
 
@@ -177,9 +178,9 @@ def test_components_serve_the_watched_namespaces(
     operator_args = parse_operator_args(operator["containers"][0]["args"])
     assert (operator_args.namespace, operator_args.all_namespaces) == (namespaces, all_namespaces)
     router = component(manifests, "Deployment", "router")["spec"]["template"]["spec"]
-    router_args = router_parser().parse_args(router["containers"][0]["args"])
+    router_args = router_options(router["containers"][0]["args"], {})
     assert router_args.kubernetes
-    assert router_args.namespace == namespaces
+    assert list(router_args.namespace) == namespaces
 
 
 def test_operator_settings_reach_the_operator(helm: str) -> None:
@@ -201,7 +202,7 @@ def test_router_stops_after_the_service_forgets_it(helm: str) -> None:
     pod = component(manifests, "Deployment", "router")["spec"]["template"]["spec"]
     router = pod["containers"][0]
     assert router["lifecycle"]["preStop"] == {"sleep": {"seconds": 8}}
-    assert router_parser().parse_args(router["args"]).shutdown_timeout == 20
+    assert router_options(router["args"], {}).shutdown_timeout == 20
     assert pod["terminationGracePeriodSeconds"] > 8 + 20
     assert router["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert router["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -377,6 +378,51 @@ def test_service_monitors_only_when_enabled(helm: str) -> None:
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
 
 
+def test_dashboard_and_alerts_only_when_enabled(helm: str) -> None:
+    manifests = render(helm)
+    assert of_kind(manifests, "PrometheusRule") == []
+    assert of_kind(manifests, "ConfigMap") == []
+
+
+def test_dashboard_configmap_for_the_grafana_sidecar(helm: str) -> None:
+    manifests = render(
+        helm,
+        "--set",
+        "metrics.dashboard.enabled=true,metrics.dashboard.namespace=monitoring",
+        "--set-string",
+        "metrics.dashboard.labels.team=pools,metrics.dashboard.annotations.grafana_folder=BridgePool",
+    )
+    configmap = component(manifests, "ConfigMap", "dashboard")
+    meta = configmap["metadata"]
+    assert meta["namespace"] == "monitoring"  # where the sidecar looks
+    assert meta["labels"]["grafana_dashboard"] == "1"  # the default stays with extra labels
+    assert meta["labels"]["team"] == "pools"
+    assert meta["annotations"] == {"grafana_folder": "BridgePool"}
+    (name,) = configmap["data"]
+    assert name.endswith(".json")  # the sidecar writes the key as the file name
+    dashboard = CHART / "dashboards" / "bridgepool.json"
+    assert configmap["data"][name] == dashboard.read_text().rstrip("\n")
+
+
+def test_prometheus_rule_carries_the_rules_file(helm: str) -> None:
+    manifests = render(
+        helm,
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--set-string",
+        "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+    )
+    rule = component(manifests, "PrometheusRule", "alerts")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # The groups promtool checks, unchanged (alert templates included: Helm must
+    # not render their {{ $labels }}).
+    rules_file = yaml.safe_load((CHART / "alerts" / "bridgepool.rules.yaml").read_text())
+    assert rule["spec"] == rules_file
+    assert "{{ $labels.pool }}" in str(rule["spec"])
+
+
 # -- bad values ------------------------------------------------------------------------
 
 
@@ -389,8 +435,19 @@ def test_service_monitors_only_when_enabled(helm: str) -> None:
         (("--set", "router.replica=3"), r"replica"),
         (("--set", "operator.image.pullPolicy=Sometimes"), r"operator[./]image[./]pullPolicy"),
         (("--set", "networkPolicy.enabled=true"), r"networkPolicy\.namespaces"),
+        (("--set", "metrics.prometheusRule.enable=true"), r"enable"),
+        (("--set", "metrics.dashboard.labels.grafana_dashboard=1"), r"grafana_dashboard"),
     ],
-    ids=["replicas-negative", "replicas-string", "namespaces-string", "typo", "enum", "netpol"],
+    ids=[
+        "replicas-negative",
+        "replicas-string",
+        "namespaces-string",
+        "typo",
+        "enum",
+        "netpol",
+        "rule-typo",
+        "label-number",
+    ],
 )
 def test_bad_values_fail_naming_the_value(helm: str, values: tuple[str, ...], message: str) -> None:
     result = run_helm(helm, "template", RELEASE, str(CHART), *values)

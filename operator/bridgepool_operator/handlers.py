@@ -9,8 +9,11 @@ and whenever one of the pool's pods changes or the pool's spec does.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import re
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,23 +28,23 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from bridgepool import labels
-from bridgepool.protocol import WORKER_PORT, WorkerStats
+from bridgepool.protocol import WorkerStats
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
 from . import metrics
-from .observe import ObservedWorker, format_time, observe_pod
+from .observe import ObservedWorker, format_time, observe_pod, stats_url
 from .planner import (
     Action,
     CreatePod,
     DeletePod,
-    EmitEvent,
     MarkDraining,
     Pool,
     UpdateStatus,
-    invalid_spec_status,
     plan,
+    unplannable,
 )
-from .pods import PoolRef, build_worker_pod
+from .pods import PoolRef, build_worker_pod, refusal_message
+from .status import EmitEvent, after_creates
 
 log = logging.getLogger("bridgepool.operator")
 
@@ -53,6 +56,8 @@ class EventPoster(Protocol):
 
 
 PREFIX = "BRIDGEPOOL_OPERATOR_"
+# Longest wait between passes over a pool whose passes keep failing.
+MAX_FAILURE_DELAY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
         prefix=labels.GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{labels.GROUP}/finalizer"
-    # Only the operator's explicit events reach the pool, not its log lines.
+    # Only the operator's explicit events reach the pool, not its log lines;
+    # `kubectl describe bp` shows them from the operator, not from "kopf".
     settings.posting.loggers = False
+    settings.posting.reporting_component = labels.MANAGED_BY
+    settings.posting.reporting_instance = socket.gethostname()  # the pod's name in a cluster
     settings.watching.server_timeout = 60
 
 
@@ -155,6 +163,12 @@ def index_pod(namespace: str, meta: Mapping[str, Any], body: Mapping[str, Any]) 
                 "deletionTimestamp",
             )
         },
+        # The worker's port, if the template names its own (stats_url reads it).
+        "spec": {
+            "containers": [
+                {"ports": c.get("ports")} for c in (body.get("spec") or {}).get("containers") or []
+            ]
+        },
         "status": dict(body.get("status") or {}),
     }
     return {(namespace, pool): slim}
@@ -178,12 +192,11 @@ def wake_for_pool(
 
 
 async def fetch_stats(runtime: Runtime, pod: Mapping[str, Any]) -> WorkerStats | None:
-    status = pod.get("status") or {}
-    ip = status.get("podIP")
-    if not ip or status.get("phase") != "Running":
+    url = stats_url(pod)
+    if url is None:
         return None
     try:
-        async with runtime.http.get(f"http://{ip}:{WORKER_PORT}/v1/stats") as resp:
+        async with runtime.http.get(url) as resp:
             if resp.status != 200:
                 return None
             return WorkerStats.model_validate(await resp.json())
@@ -236,11 +249,30 @@ def pass_visible(
 
 
 def invalid_spec_message(err: ValidationError) -> str:
+    """What is wrong with a spec, for a human: each problem with its field.
+    Our own validators' messages name their fields already."""
     parts = []
     for e in err.errors():
         where = ".".join(str(x) for x in e["loc"])
-        parts.append(f"{'spec.' + where if where else 'spec'}: {e['msg']}")
+        # pydantic puts "Value error, " before a validator's own message.
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(msg if msg.startswith("spec.") else f"spec.{where}: {msg}" if where else msg)
     return "; ".join(parts)
+
+
+def failure_message(err: BaseException) -> str:
+    """A failed pass's error as one line for the pool's condition and event; the
+    same failure gives the same line (no generated pod names)."""
+    if isinstance(err, ApiException):
+        return f"the API server answered {err.status} {err.reason}: {api_message(err)}"
+    return f"{type(err).__name__}: {err}"
+
+
+def api_message(err: ApiException) -> str:
+    """The message of the API server's Status body, without the name of the
+    object (a generated pod name differs on every try)."""
+    message = str(json_body(err).get("message") or "")
+    return re.sub(r'^(\w+) "[^"]*" is ', r"\1 ", message) or str(err.reason)
 
 
 async def reconcile(
@@ -255,20 +287,56 @@ async def reconcile(
     meta, raw_status = body.get("metadata", {}), body.get("status") or {}
     name = meta["name"]
     generation = int(meta.get("generation") or 0)
-    try:
-        previous = BridgePoolStatus.model_validate(raw_status)
-    except ValidationError:
-        previous = BridgePoolStatus()  # unreadable status: start afresh, pods tell the rest
+    previous = previous_status(body)
     try:
         spec = BridgePoolSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         metrics.RECONCILE_TOTAL.labels("invalid").inc()
-        actions = invalid_spec_status(previous, name, generation, invalid_spec_message(err), now)
-        await execute(runtime, body, None, actions, raw_status, result)
+        message = invalid_spec_message(err)
+        actions = unplannable(previous, name, generation, "InvalidSpec", message, now)
+        await execute(runtime, body, None, actions, raw_status, result, previous=previous)
         return
     workers = await observe(runtime, pods)
     actions = plan(Pool(name, generation, spec, previous), workers, now)
-    await execute(runtime, body, spec, actions, raw_status, result)
+    await execute(runtime, body, spec, actions, raw_status, result, previous=previous)
+
+
+def previous_status(body: kopf.Body) -> BridgePoolStatus:
+    try:
+        return BridgePoolStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return BridgePoolStatus()  # unreadable status: start afresh, pods tell the rest
+
+
+async def report_failure(
+    runtime: Runtime, body: kopf.Body, message: str, result: PassResult
+) -> None:
+    """Show a failed pass on the pool: Degraded/ReconcileError and one event
+    per distinct failure. Best effort: the failure may be the API itself."""
+    meta = body.get("metadata", {})
+    previous = previous_status(body)
+    generation = int(meta.get("generation") or 0)
+    now = datetime.now(UTC)
+    actions = unplannable(previous, meta["name"], generation, "ReconcileError", message, now)
+    try:
+        await execute(
+            runtime, body, None, actions, body.get("status") or {}, result, previous=previous
+        )
+    except Exception as err:  # already failing: say so, and keep the loop going
+        log.warning(
+            "could not report the failed pass on the pool: %s",
+            failure_message(err),
+            extra={"namespace": meta.get("namespace"), "pool": meta.get("name")},
+        )
+
+
+def json_body(err: ApiException) -> dict[str, Any]:
+    """The API server's Status body of a refused request ({} when it is not JSON)."""
+    try:
+        body = json.loads(err.body or "")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _transient(err: ApiException) -> bool:
@@ -282,15 +350,24 @@ async def execute(
     actions: list[Action],
     raw_status: Mapping[str, Any],
     result: PassResult,
+    *,
+    previous: BridgePoolStatus,
 ) -> None:
     """Carry out the actions in order, recording each change in ``result`` as
     it is made: when an action fails, the next pass still waits to see the
-    pods the earlier ones created, and does not create them again."""
+    pods the earlier ones created, and does not create them again.
+
+    A worker pod the API server refuses (an invalid or unknown field in the
+    template) fails no pass: the pass makes no more pods, and the status it
+    writes says why (``previous`` is the status the actions were planned from)."""
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     # The generated client's annotations are loose (models vs dicts); keep it dynamic.
     core: Any = k8s.CoreV1Api(runtime.api)
-    now = format_time(datetime.now(UTC))
+    started = datetime.now(UTC)
+    now = format_time(started)
+    created_revision: str | None = None  # the revision of the pods this pass tried to make
+    refused: str | None = None
 
     def announce(type: str, reason: str, message: str) -> None:
         """An event on the pool, and the same as a log line."""
@@ -302,8 +379,22 @@ async def execute(
         for action in actions:
             if isinstance(action, CreatePod):
                 assert spec is not None
+                created_revision = action.revision
+                if refused is not None:
+                    continue  # the same template: refused again
                 pod = build_worker_pod(PoolRef(name, namespace, meta["uid"]), spec, action.revision)
-                made = await core.create_namespaced_pod(namespace, pod)
+                try:
+                    # Strict: a field the API server does not know (a typo in the
+                    # template) is refused, not silently dropped.
+                    made = await core.create_namespaced_pod(
+                        namespace, pod, field_validation="Strict"
+                    )
+                except ApiException as err:
+                    if err.status not in (400, 422):
+                        raise
+                    refused = refusal_message(json_body(err))
+                    metrics.POD_ACTIONS_TOTAL.labels("create-refused", action.reason).inc()
+                    continue
                 result.created.add(made.metadata.name)
                 metrics.POD_ACTIONS_TOTAL.labels("create", action.reason).inc()
                 announce(
@@ -342,14 +433,26 @@ async def execute(
                     if err.status != 404:
                         raise
                 result.deleted.add(action.pod)
-                metrics.POD_ACTIONS_TOTAL.labels("delete", "drained").inc()
-                announce("Normal", "WorkerDeleted", f"{action.pod}: {action.reason}")
+                metrics.POD_ACTIONS_TOTAL.labels("delete", action.reason).inc()
+                announce("Normal", "WorkerDeleted", f"{action.pod}: {action.message}")
             elif isinstance(action, EmitEvent):
                 announce(action.type, action.reason, action.message)
             elif isinstance(action, UpdateStatus):
-                if await write_status(runtime, namespace, name, action.status, raw_status):
+                status = action.status
+                if created_revision is not None:
+                    status, events = after_creates(
+                        previous,
+                        status,
+                        revision=created_revision,
+                        refused=refused,
+                        generation=int(meta.get("generation") or 0),
+                        now=started,
+                    )
+                    for event in events:
+                        announce(event.type, event.reason, event.message)
+                if await write_status(runtime, namespace, name, status, raw_status):
                     result.status_written_over = meta.get("resourceVersion")
-                record_gauges(namespace, name, action.status)
+                record_gauges(namespace, name, status)
     except ApiException as err:
         if _transient(err):
             raise kopf.TemporaryError(f"API: {err.status} {err.reason}", delay=2) from err
@@ -407,6 +510,8 @@ async def run_pool(
     key: PoolKey = (meta["namespace"], meta["name"])
     wakeup = runtime.wakeup(key)
     interval = runtime.config.interval_seconds
+    failures = 0  # passes failed in a row
+    last_failure: str | None = None
     try:
         while not stopped:
             wakeup.clear()
@@ -416,18 +521,30 @@ async def run_pool(
             try:
                 await reconcile(runtime, body, pods_by_pool.get(key, []), datetime.now(UTC), result)
                 metrics.RECONCILE_TOTAL.labels("success").inc()
+                failures, last_failure = 0, None
             except kopf.TemporaryError as err:
                 metrics.RECONCILE_TOTAL.labels("requeue").inc()
                 logger.warning(f"pass over {key[0]}/{key[1]} will be retried: {err}")
                 delay = float(err.delay or 1.0)
-            except Exception:
+            except Exception as err:
                 metrics.RECONCILE_TOTAL.labels("error").inc()
-                logger.exception(f"pass over {key[0]}/{key[1]} failed")
+                failures += 1
+                delay = failure_delay(interval, failures)
+                message = failure_message(err)
+                if message != last_failure:  # the traceback once per failure, not per pass
+                    logger.exception(f"pass over {key[0]}/{key[1]} failed")
+                else:
+                    logger.warning(
+                        f"pass over {key[0]}/{key[1]} failed again ({failures} in a row, "
+                        f"next in {delay:g} s): {message}"
+                    )
+                last_failure = message
+                await report_failure(runtime, body, message, result)
             finally:
                 metrics.RECONCILE_TIME.observe(time.perf_counter() - started)
             if result.pods_changed or result.status_written_over is not None:
                 await settle(runtime, body, pods_by_pool, key, result, stopped)
-            if result.pods_changed:
+            if result.pods_changed and not failures:
                 continue  # plan again at once from the new pods
             if await next_wakeup(wakeup, stopped, delay):
                 await asyncio.sleep(0.2)  # gather a burst of pod events into one pass
@@ -438,6 +555,13 @@ async def run_pool(
             "stopped reconciling the pool",
             extra={"namespace": key[0], "pool": key[1], "why": str(stopped.reason or "cancelled")},
         )
+
+
+def failure_delay(interval: float, failures: int) -> float:
+    """Seconds before the next pass after ``failures`` failed passes in a row:
+    the interval, doubling per failure, at most ``MAX_FAILURE_DELAY_SECONDS``.
+    A change of the pool or its pods still wakes the loop at once."""
+    return min(interval * 2.0 ** (failures - 1), max(interval, MAX_FAILURE_DELAY_SECONDS))
 
 
 async def next_wakeup(wakeup: asyncio.Event, stopped: Any, delay: float) -> bool:

@@ -19,7 +19,8 @@ RECONCILE_TIME = Histogram(
 )
 POD_ACTIONS_TOTAL = Counter(
     "bridgepool_operator_pod_actions_total",
-    "Pod actions taken (create, drain, delete), by action and reason.",
+    "Pod actions taken (create, drain, delete; create-refused: the API server refused "
+    "the template), by action and reason.",
     ["action", "reason"],
 )
 POOL_DESIRED = Gauge(

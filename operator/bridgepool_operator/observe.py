@@ -14,6 +14,7 @@ from typing import Any
 
 from bridgepool import labels
 from bridgepool.protocol import WorkerStats
+from bridgepool.workers import pod_ready, ready_condition, worker_url
 
 # Waiting reasons that a new pod would hit again: replacing it cannot help,
 # so they degrade the pool instead (fixed by changing the template).
@@ -101,18 +102,21 @@ class ObservedWorker:
         return None if self.stats is None else self.stats.in_flight
 
 
+def stats_url(pod: Mapping[str, Any]) -> str | None:
+    """Where the pod's worker answers ``GET /v1/stats``: on the container port
+    named ``bridge`` (a template may choose its own), else None while the
+    worker cannot be reached."""
+    url = worker_url(pod)
+    return None if url is None else url + "/v1/stats"
+
+
 def observe_pod(pod: Mapping[str, Any], stats: WorkerStats | None = None) -> ObservedWorker:
     """Parse a pod (as the API returns it) into an :class:`ObservedWorker`."""
     meta = pod.get("metadata", {})
     status = pod.get("status") or {}
     annotations = meta.get("annotations") or {}
     pod_labels = meta.get("labels") or {}
-    ready = False
-    ready_changed_at = None
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Ready":
-            ready = cond.get("status") == "True"
-            ready_changed_at = parse_time(cond.get("lastTransitionTime"))
+    ready_changed_at = parse_time((ready_condition(pod) or {}).get("lastTransitionTime"))
     restarts = 0
     waiting_reason = waiting_message = None
     started_at = None
@@ -132,7 +136,7 @@ def observe_pod(pod: Mapping[str, Any], stats: WorkerStats | None = None) -> Obs
         revision=pod_labels.get(labels.LABEL_REVISION, ""),
         created_at=created,
         phase=status.get("phase") or "Pending",
-        ready=ready,
+        ready=pod_ready(pod),
         ready_changed_at=ready_changed_at,
         started_at=started_at,
         deleting=meta.get("deletionTimestamp") is not None,

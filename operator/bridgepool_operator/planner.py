@@ -22,42 +22,58 @@ One pass, in order:
    restarts while still serving) are replaced gracefully.
 5. Too many updated workers: the surplus is drained in victim order.
 6. Missing updated workers are created, at most ``maxSurge`` above the
-   desired size in total.
+   desired size in total; none while the API server's refusal of the
+   current template is being backed off (``status.templateRejection``).
 7. Outdated workers are drained in victim order while at least
    ``desired - maxUnavailable`` ready workers remain (unready ones at once).
 
 Victim order (who is drained first): not ready first, then fewest
 sessions, then old revision, then youngest.
+
+How a worker is judged is in ``health.py``, the status in ``status.py``, the
+size in ``scaling.py``.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from bridgepool.labels import pool_selector
-from bridgepool.protocol import WorkerState
-from bridgepool.spec import (
-    MAX_WORKER_SUMMARIES,
-    AutoscalingStatus,
-    BridgePoolSpec,
-    BridgePoolStatus,
-    Condition,
-    ConditionType,
-    WorkerSummary,
+from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
+
+from .health import Outdated, OutdatedKind, death_reason, outdated_reason
+from .observe import ObservedWorker
+from .pods import revision_of
+from .scaling import decide, measure_load
+from .status import (
+    EmitEvent,
+    build_status,
+    problem_status,
+    retry_time,
+    transition_events,
 )
 
-from .observe import CRASH_LOOP, ObservedWorker, format_time
-from .pods import revision_of
-from .scaling import Load, ScalingDecision, decide
-
+# Why a worker is drained, as its drain-reason annotation and metrics say.
 DrainReason = Literal["scale-down", "rollout", "unhealthy", "recycle"]
-CreateReason = Literal["scale-up", "rollout", "unhealthy"]
-EventType = Literal["Normal", "Warning"]
+# Why a worker is created: the pool grows, or a worker is replaced (it died or
+# went missing; a new template; recycling).
+CreateReason = Literal["scale-up", "replace", "rollout", "recycle"]
+# Why a draining worker is deleted.
+DeleteReason = Literal["drained", "stopped-serving", "drain-timeout"]
+
+DRAIN_REASON: dict[OutdatedKind, DrainReason] = {
+    "rollout": "rollout",
+    "recycle": "recycle",
+    "restarts": "unhealthy",
+}
+CREATE_REASON: dict[OutdatedKind, CreateReason] = {
+    "rollout": "rollout",
+    "recycle": "recycle",
+    "restarts": "replace",
+}
 
 
 @dataclass(frozen=True)
@@ -77,13 +93,7 @@ class MarkDraining:
 class DeletePod:
     pod: str
     grace_seconds: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class EmitEvent:
-    type: EventType
-    reason: str
+    reason: DeleteReason
     message: str
 
 
@@ -116,88 +126,32 @@ def drain_order(workers: Sequence[ObservedWorker], revision: str) -> list[Observ
     return sorted(workers, key=key)
 
 
-def death_reason(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> str | None:
-    """Why a worker must be replaced right away, or None."""
-    if w.phase in ("Failed", "Succeeded"):
-        return f"pod phase {w.phase}"
-    if w.ready:
-        return None
-    if w.waiting_reason == CRASH_LOOP:
-        return f"{CRASH_LOOP} after {w.restart_count} restarts"
-    if w.restart_count >= spec.health.max_restarts:
-        return f"{w.restart_count} restarts"
-    if w.phase != "Running" or w.config_problem:
-        return None
-    waited = w.not_ready_for(now)
-    if w.never_ready:
-        # Starting is slow on a busy node; replacing a starting worker adds load.
-        limit = spec.health.startup_timeout_seconds
-        why = f"not ready {int(waited)}s after its start"
-    else:
-        limit = spec.health.interval_seconds * spec.health.replace_after_failures
-        why = f"not ready for {int(waited)}s"
-    if waited < limit or says_it_serves(w):
-        return None
-    return why
-
-
-def says_it_serves(w: ObservedWorker) -> bool:
-    """The worker answered the operator's stats call and reports itself ready
-    or busy. When the kubelet's readiness checks fail all the same, they are
-    not getting through in time (a node short of CPU); a new pod on that node
-    would fare no better, and starting one adds to the load."""
-    return w.stats is not None and w.stats.state in (WorkerState.READY, WorkerState.BUSY)
-
-
-def is_starting(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> bool:
-    """Not ready yet, but not known to be sick either: pending, or running and
-    never ready since its start, within the startup timeout, without the worker
-    reporting itself degraded. A pool whose new workers are starting is not
-    degraded."""
-    if w.ready:
-        return False
-    if w.phase == "Pending":
-        return True
-    reported_degraded = w.stats is not None and w.stats.state == WorkerState.DEGRADED
-    return (
-        w.phase == "Running"
-        and w.never_ready
-        and not reported_degraded
-        and w.not_ready_for(now) < spec.health.startup_timeout_seconds
-    )
-
-
-def outdated_reason(w: ObservedWorker, spec: BridgePoolSpec, revision: str) -> str | None:
-    """Why a serving worker should be replaced gracefully, or None."""
-    if w.revision != revision:
-        return f"revision {w.revision or '?'} -> {revision}"
-    if w.stats is not None and w.stats.recycle.due:
-        return f"recycling due: {w.stats.recycle.reason or 'limit reached'}"
-    if w.restart_count >= spec.health.max_restarts:
-        return f"{w.restart_count} restarts"
-    return None
-
-
-def drain_done(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> str | None:
+def drain_done(
+    w: ObservedWorker, spec: BridgePoolSpec, now: datetime
+) -> tuple[DeleteReason, str] | None:
     """Why a draining worker may be deleted now, or None."""
     assert w.draining_since is not None
     if w.stats is not None and w.stats.sessions == 0 and w.stats.in_flight == 0:
-        return "drained: no sessions left"
+        return "drained", "drained: no sessions left"
     if w.stats is None and not w.ready:
-        return "drained: worker not serving"
+        return "stopped-serving", "drained: worker not serving"
     waited = (now - w.draining_since).total_seconds()
     if waited >= spec.rollout.drain_timeout_seconds:
-        return f"drain timeout ({spec.rollout.drain_timeout_seconds}s) passed"
+        return "drain-timeout", f"drain timeout ({spec.rollout.drain_timeout_seconds} s) passed"
     return None
 
 
-def measure_load(workers: Sequence[ObservedWorker]) -> Load:
-    reporting = [w for w in workers if w.ready and not w.draining and w.stats is not None]
-    return Load(
-        in_flight=sum(w.stats.in_flight for w in reporting if w.stats),
-        capacity=sum(w.stats.capacity for w in reporting if w.stats),
-        workers=len(reporting),
-    )
+def create_reasons(
+    dead: int, old: Sequence[Outdated], grown: int, count: int
+) -> list[CreateReason]:
+    """Why each of ``count`` new workers is made: replacing the ``dead``
+    workers first, then the ``old`` ones, then growing by ``grown``; any
+    more replace workers that went missing (deleted or evicted by others)."""
+    reasons: list[CreateReason] = ["replace"] * dead
+    reasons += [CREATE_REASON[o.kind] for o in old]
+    reasons += ["scale-up"] * grown
+    reasons += ["replace"] * max(0, count - len(reasons))
+    return reasons[:count]
 
 
 def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[Action]:
@@ -213,9 +167,9 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
 
     # 1. Finished drains.
     for w in draining:
-        why = drain_done(w, spec, now)
-        if why is not None:
-            actions.append(DeletePod(w.name, grace, why))
+        done = drain_done(w, spec, now)
+        if done is not None:
+            actions.append(DeletePod(w.name, grace, *done))
 
     # 2. Dead workers leave at once.
     dead = {w.name: why for w in active if (why := death_reason(w, spec, now)) is not None}
@@ -225,11 +179,8 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
     serving = [w for w in active if w.name not in dead]
 
     # 3. Size.
-    current = (
-        pool.status.desired_replicas
-        if pool.status.observed_generation is not None
-        else spec.min_replicas
-    )
+    planned_before = pool.status.observed_generation is not None
+    current = pool.status.desired_replicas if planned_before else spec.min_replicas
     decision = decide(
         spec, current, pool.status.autoscaling.recommendations, measure_load(live), now
     )
@@ -237,7 +188,7 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
 
     # 4. Updated vs outdated.
     outdated = {
-        w.name: why for w in serving if (why := outdated_reason(w, spec, revision)) is not None
+        w.name: out for w in serving if (out := outdated_reason(w, spec, revision)) is not None
     }
     updated = [w for w in serving if w.name not in outdated]
     old = [w for w in serving if w.name in outdated]
@@ -250,11 +201,18 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
         kept_names = {w.name for w in updated} - {w.name for w in surplus}
         updated = [w for w in updated if w.name in kept_names]
 
-    # 6. Missing updated workers, within the surge budget.
+    # 6. Missing updated workers, within the surge budget, unless the API
+    # server refused this template and its next try is not due.
+    rejection = pool.status.template_rejection
+    if rejection is not None and rejection.revision != revision:
+        rejection = None  # a new template: a new chance
+    retry = None if rejection is None else retry_time(rejection)
+    held_back = retry is not None and now < retry
     room = desired + spec.rollout.max_surge - (len(updated) + len(old))
-    to_create = max(0, min(desired - len(updated), room))
-    why_create: CreateReason = "unhealthy" if dead else "rollout" if old else "scale-up"
-    actions.extend(CreatePod(revision, why_create) for _ in range(to_create))
+    to_create = 0 if held_back else max(0, min(desired - len(updated), room))
+    grown = max(0, desired - current) if planned_before else desired
+    reasons = create_reasons(len(dead), [outdated[w.name] for w in old], grown, to_create)
+    actions.extend(CreatePod(revision, reason) for reason in reasons)
 
     # 7. Outdated workers go while enough ready workers remain.
     min_ready = max(0, desired - spec.rollout.max_unavailable)
@@ -264,215 +222,38 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
             if ready_now - 1 < min_ready:
                 continue
             ready_now -= 1
-        why = outdated[w.name]
-        reason: DrainReason = (
-            "recycle"
-            if why.startswith("recycling")
-            else "unhealthy"
-            if why.endswith("restarts")
-            else "rollout"
-        )
-        actions.append(MarkDraining(w.name, reason, why))
+        out = outdated[w.name]
+        actions.append(MarkDraining(w.name, DRAIN_REASON[out.kind], out.message))
 
-    status = build_status(pool, live, revision, decision, now, dead, to_create)
-    actions.extend(transition_events(pool.status, status, decision, current))
+    status = build_status(
+        name=pool.name,
+        generation=pool.generation,
+        spec=spec,
+        prev=pool.status,
+        live=live,
+        revision=revision,
+        decision=decision,
+        now=now,
+        dead=dead,
+        creating=to_create,
+        rejection=rejection,
+    )
+    actions.extend(transition_events(pool.status, status, current))
     actions.append(UpdateStatus(status))
     return actions
 
 
-def _state(w: ObservedWorker, dead: bool, starting: bool) -> str:
-    if w.deleting:
-        return "terminating"
-    if w.draining:
-        return "draining"
-    if dead:
-        return "failed"
-    if w.ready:
-        return w.stats.state.value if w.stats is not None else "ready"
-    return "starting" if starting else "degraded"
-
-
-def _condition(
+def unplannable(
     prev: BridgePoolStatus,
-    type_: ConditionType,
-    ok: bool,
-    reason: str,
-    message: str,
+    name: str,
     generation: int,
+    reason: Literal["InvalidSpec", "ReconcileError"],
+    message: str,
     now: datetime,
-) -> Condition:
-    status: Literal["True", "False"] = "True" if ok else "False"
-    old = next((c for c in prev.conditions if c.type == type_.value), None)
-    since = (
-        old.last_transition_time if old is not None and old.status == status else format_time(now)
-    )
-    return Condition(
-        type=type_.value,
-        status=status,
-        reason=reason,
-        message=message,
-        last_transition_time=since,
-        observed_generation=generation,
-    )
-
-
-def build_status(
-    pool: Pool,
-    live: Sequence[ObservedWorker],
-    revision: str,
-    decision: ScalingDecision,
-    now: datetime,
-    dead: dict[str, str],
-    creating: int,
-) -> BridgePoolStatus:
-    spec, prev, gen = pool.spec, pool.status, pool.generation
-    active = [w for w in live if not w.draining and w.name not in dead]
-    ready = [w for w in active if w.ready]
-    updated = [w for w in active if w.revision == revision]
-    desired = decision.desired
-    load = measure_load(live)
-    utilization = None if load.utilization is None else round(load.utilization * 100.0, 1)
-    revisions = Counter(w.revision for w in ready)
-    current_revision = revisions.most_common(1)[0][0] if revisions else revision
-
-    # Degraded: problems a new pod would not fix, pods failing, or unready workers.
-    config = [w for w in active if w.config_problem]
-    starting = {w.name for w in live if is_starting(w, spec, now)}
-    unready = [w for w in active if not w.ready and w.phase == "Running" and w.name not in starting]
-    if config:
-        w = config[0]
-        degraded = (True, w.waiting_reason or "ConfigProblem", f"{w.name}: {w.waiting_message}")
-    elif dead:
-        name, why = sorted(dead.items())[0]
-        degraded = (True, "WorkerUnhealthy", f"{name}: {why}; replacing")
-    elif unready:
-        degraded = (True, "WorkersNotReady", ", ".join(sorted(w.name for w in unready)))
-    else:
-        degraded = (False, "Healthy", "all workers healthy")
-
-    rolling = len(updated) != len(active) or any(w.draining for w in live)
-    complete = not rolling and len(updated) == desired and creating == 0
-    if complete:
-        progressing = (False, "Complete", f"{desired} workers at revision {revision}")
-    elif len(updated) != len(active):
-        progressing = (True, "RollingOut", f"{len(updated)}/{desired} at revision {revision}")
-    elif creating or len(active) < desired:
-        progressing = (True, "ScalingUp", f"{len(active)} -> {desired} workers")
-    elif any(w.draining for w in live):
-        progressing = (True, "Draining", f"{sum(w.draining for w in live)} workers draining")
-    else:  # this pass picks the workers to drain
-        progressing = (True, "ScalingDown", f"{len(active)} -> {desired} workers")
-
-    ready_ok = len(ready) >= desired
-    ready_cond = (
-        ready_ok,
-        "WorkersReady" if ready_ok else "WorkersNotReady",
-        f"{len(ready)}/{desired} workers ready",
-    )
-    limited: tuple[bool, str, str]
-    if decision.limited is not None:
-        bound = spec.max_replicas if decision.limited == "AtMaxReplicas" else spec.min_replicas
-        limited = (
-            True,
-            decision.limited,
-            f"recommended {decision.recommendation} workers, bounded to {bound}",
-        )
-    else:
-        limited = (False, "WithinBounds", "scaling within minReplicas..maxReplicas")
-
-    conditions = [
-        _condition(prev, t, ok, reason, msg, gen, now)
-        for t, (ok, reason, msg) in (
-            (ConditionType.READY, ready_cond),
-            (ConditionType.PROGRESSING, progressing),
-            (ConditionType.DEGRADED, degraded),
-            (ConditionType.SCALING_LIMITED, limited),
-        )
-    ]
-    if degraded[0]:
-        phase = "Degraded"
-    elif progressing[0]:
-        phase = "Progressing"
-    elif ready_ok:
-        phase = "Running"
-    else:
-        phase = "Pending"
-
-    summaries = [
-        WorkerSummary(
-            name=w.name,
-            state=_state(w, w.name in dead, w.name in starting),
-            ready=w.ready,
-            draining=w.draining,
-            sessions=w.sessions,
-            in_flight=w.in_flight,
-            revision=w.revision,
-        )
-        for w in sorted(live, key=lambda w: w.name)
-    ][:MAX_WORKER_SUMMARIES]
-
-    return BridgePoolStatus(
-        replicas=len(live),
-        ready_replicas=len(ready),
-        updated_replicas=len(updated),
-        desired_replicas=desired,
-        utilization=utilization,
-        current_revision=current_revision,
-        update_revision=revision,
-        observed_generation=gen,
-        selector=pool_selector(pool.name),
-        phase=phase,
-        workers=summaries,
-        conditions=conditions,
-        autoscaling=AutoscalingStatus(recommendations=list(decision.recommendations)),
-    )
-
-
-def transition_events(
-    prev: BridgePoolStatus, new: BridgePoolStatus, decision: ScalingDecision, current: int
-) -> list[EmitEvent]:
-    """Events for changes of size and of the Degraded/ScalingLimited conditions."""
-    events: list[EmitEvent] = []
-    if prev.observed_generation is not None and new.desired_replicas != current:
-        events.append(
-            EmitEvent(
-                "Normal",
-                "Scaled",
-                f"desired workers {current} -> {new.desired_replicas}"
-                + (f" (utilization {new.utilization}%)" if new.utilization is not None else ""),
-            )
-        )
-    before = {c.type: c for c in prev.conditions}
-    for cond in new.conditions:
-        old = before.get(cond.type)
-        changed = old is None or (old.status, old.reason) != (cond.status, cond.reason)
-        if not changed or cond.status != "True":
-            continue
-        if cond.type == ConditionType.DEGRADED.value:
-            events.append(EmitEvent("Warning", cond.reason, cond.message))
-        elif cond.type == ConditionType.SCALING_LIMITED.value:
-            events.append(EmitEvent("Normal", cond.reason, cond.message))
-    return events
-
-
-def invalid_spec_status(
-    prev: BridgePoolStatus, name: str, generation: int, message: str, now: datetime
 ) -> list[Action]:
-    """A spec the operator cannot act on: say so, touch no pods."""
-    degraded = _condition(
-        prev, ConditionType.DEGRADED, True, "InvalidSpec", message, generation, now
+    """A pass that cannot plan (a spec the models reject, or a pass that
+    failed): say so on the pool, touch no pods."""
+    status, events = problem_status(
+        prev, name=name, generation=generation, reason=reason, message=message, now=now
     )
-    others = [c for c in prev.conditions if c.type != ConditionType.DEGRADED.value]
-    status = prev.model_copy(
-        update={
-            "conditions": [*others, degraded],
-            "phase": "Invalid",
-            "selector": pool_selector(name),
-        }
-    )
-    actions: list[Action] = []
-    old = next((c for c in prev.conditions if c.type == ConditionType.DEGRADED.value), None)
-    if old is None or old.reason != "InvalidSpec" or old.message != message:
-        actions.append(EmitEvent("Warning", "InvalidSpec", message))
-    actions.append(UpdateStatus(status))
-    return actions
+    return [*events, UpdateStatus(status)]

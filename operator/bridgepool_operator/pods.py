@@ -1,4 +1,5 @@
-"""Worker pods built from a pool's spec, as plain dicts; and the revision hash.
+"""Worker pods built from a pool's spec, as plain dicts; the revision hash; and
+the API server's refusal of a worker pod, told in the pool's own fields.
 
 Pure: no API calls. The revision covers everything that lands in the pod
 (template, worker environment, probes, grace period), so any change that
@@ -10,6 +11,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,3 +143,31 @@ def build_worker_pod(pool: PoolRef, spec: BridgePoolSpec, revision: str) -> dict
         },
         "spec": _pod_spec(spec),
     }
+
+
+# A pod field as the API server names it, in a cause or in a strict-decoding
+# error: `unknown field "spec.containers[0].resoures"`.
+_POD_FIELD = re.compile(r'(field )"((?:spec|metadata)(?:[.\[][^"]*)?)"')
+# What the API server puts before its reasons: `Pod "web-x7k2p" is invalid: `,
+# `Pod in version "v1" cannot be handled as a Pod: `.
+_REFUSAL_PREFIX = re.compile(
+    r'^Pod (?:"[^"]*" is invalid|in version "[^"]*" cannot be handled as a Pod): '
+)
+
+
+def template_path(pod_field: str) -> str:
+    """The field of the pool's spec a worker pod's field comes from:
+    ``spec.containers[0].name`` -> ``spec.template.spec.containers[0].name``."""
+    return f"spec.template.{pod_field}"
+
+
+def refusal_message(status: Mapping[str, Any]) -> str:
+    """The API server's reasons for refusing a worker pod (its Status body),
+    naming the pool's fields and not the refused pod (whose generated name
+    changes on every try): ``spec.template.spec.containers[0].name: Invalid
+    value: "Worker_1": ...``."""
+    causes = [c for c in (status.get("details") or {}).get("causes") or [] if c.get("field")]
+    if causes:
+        return "; ".join(f"{template_path(c['field'])}: {c.get('message', '')}" for c in causes)
+    message = _REFUSAL_PREFIX.sub("", str(status.get("message") or "refused"))
+    return _POD_FIELD.sub(lambda m: f'{m[1]}"{template_path(m[2])}"', message)

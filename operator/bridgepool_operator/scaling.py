@@ -17,12 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from bridgepool.spec import MAX_RECOMMENDATIONS, BridgePoolSpec, ScaleRecommendation
 
-from .observe import format_time, parse_time
+from .observe import ObservedWorker, parse_time
 
 Limit = Literal["AtMinReplicas", "AtMaxReplicas"]
 
@@ -48,6 +48,15 @@ class ScalingDecision:
     recommendations: tuple[ScaleRecommendation, ...]  # memory to store in status
 
 
+def measure_load(workers: Sequence[ObservedWorker]) -> Load:
+    reporting = [w for w in workers if w.ready and not w.draining and w.stats is not None]
+    return Load(
+        in_flight=sum(w.stats.in_flight for w in reporting if w.stats),
+        capacity=sum(w.stats.capacity for w in reporting if w.stats),
+        workers=len(reporting),
+    )
+
+
 def raw_recommendation(spec: BridgePoolSpec, current: int, load: Load) -> int | None:
     """The size that brings utilization to the band's middle; ``current`` inside the band."""
     utilization = load.utilization
@@ -61,23 +70,36 @@ def raw_recommendation(spec: BridgePoolSpec, current: int, load: Load) -> int | 
     return math.ceil(load.in_flight / (per_worker * band.target_middle) - 1e-9)
 
 
+def _precise_time(value: datetime) -> str:
+    """RFC 3339 to the millisecond: a window shorter than a second, or one that
+    ends between two whole seconds, must not lose or gain an entry to rounding."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _remember(
     history: Sequence[ScaleRecommendation], raw: int, now: datetime, keep: float
 ) -> tuple[ScaleRecommendation, ...]:
-    horizon = now - timedelta(seconds=keep)
-    kept = [r for r in history if (parse_time(r.time) or now) >= horizon]
+    kept = [r for r in history if _inside(r, now, keep)]
     # A run of equal recommendations needs only its latest time: the run is
     # inside any window that ends now exactly when its latest entry is.
+    latest = ScaleRecommendation(time=_precise_time(now), replicas=raw)
     if kept and kept[-1].replicas == raw:
-        kept[-1] = ScaleRecommendation(time=format_time(now), replicas=raw)
+        kept[-1] = latest
     else:
-        kept.append(ScaleRecommendation(time=format_time(now), replicas=raw))
+        kept.append(latest)
     return tuple(kept[-MAX_RECOMMENDATIONS:])
 
 
-def _within(history: Sequence[ScaleRecommendation], now: datetime, seconds: float) -> list[int]:
-    start = now - timedelta(seconds=seconds)
-    return [r.replicas for r in history if (parse_time(r.time) or now) >= start]
+def _inside(r: ScaleRecommendation, now: datetime, seconds: float) -> bool:
+    return (parse_time(r.time) or now) >= now - timedelta(seconds=seconds)
+
+
+def _window(
+    history: Sequence[ScaleRecommendation], raw: int, now: datetime, seconds: float
+) -> list[int]:
+    """The recommendations of the window that ends now: this pass's own always
+    counts, so a window of 0 s holds exactly that one."""
+    return [raw, *(r.replicas for r in history if _inside(r, now, seconds))]
 
 
 def decide(
@@ -96,9 +118,9 @@ def decide(
     if raw is None:  # nothing to measure (no ready workers): hold the size
         return ScalingDecision(min(max(current, lo), hi), None, None, tuple(history))
     keep = max(band.scale_up_stabilization_seconds, band.scale_down_stabilization_seconds)
+    up_to = min(_window(history, raw, now, band.scale_up_stabilization_seconds))
+    down_to = max(_window(history, raw, now, band.scale_down_stabilization_seconds))
     memory = _remember(history, raw, now, keep)
-    up_to = min(_within(memory, now, band.scale_up_stabilization_seconds))
-    down_to = max(_within(memory, now, band.scale_down_stabilization_seconds))
     desired = current
     if desired < up_to:
         desired = up_to

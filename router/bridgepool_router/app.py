@@ -19,14 +19,17 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridgepool.errors import BridgePoolError
+from bridgepool.errors import BridgePoolError, ErrorCategory
 from bridgepool.protocol import (
     DEFAULT_MAX_BODY_BYTES,
     HEADER_IDEMPOTENT,
+    HEADER_PREVIOUS_WORKER,
+    HEADER_REBOUND_REASON,
     HEADER_SESSION,
     HEADER_SESSION_REBOUND,
     HEADER_TIMEOUT,
     HEADER_WORKER,
+    call_budget,
 )
 from bridgepool_router import router_errors
 from bridgepool_router.call_body import parse_call
@@ -40,8 +43,6 @@ from bridgepool_router.registry import PoolRegistry
 log = logging.getLogger(__name__)
 
 # Response headers the router adds beside the contract's.
-HEADER_REBOUND_REASON = "X-BridgePool-Session-Rebound-Reason"
-HEADER_PREVIOUS_WORKER = "X-BridgePool-Previous-Worker"
 RETRY_AFTER_SECONDS = 1
 
 
@@ -96,21 +97,24 @@ def _respond(result: CallResult, session_id: str | None = None) -> web.Response:
 
 def _http_error(exc: web.HTTPException) -> BridgePoolError:
     """aiohttp's own refusals (no route, wrong method, body too large) as error data."""
-    C = router_errors.C
     if exc.status == 413:
         return BridgePoolError.make(
-            C.RESOURCE, "body_too_large", "request body exceeds the limit", status=413
+            ErrorCategory.RESOURCE, "body_too_large", "request body exceeds the limit", status=413
         )
     if exc.status == 405:
         return BridgePoolError.make(
-            C.COMMUNICATION,
+            ErrorCategory.COMMUNICATION,
             "method_not_allowed",
             f"{exc.reason}; allowed: {exc.headers.get('Allow', '')}",
             status=405,
         )
     if exc.status == 404:
-        return BridgePoolError.make(C.COMMUNICATION, "not_found", "no such endpoint", status=404)
-    return BridgePoolError.make(C.COMMUNICATION, "http_error", exc.reason, status=exc.status)
+        return BridgePoolError.make(
+            ErrorCategory.COMMUNICATION, "not_found", "no such endpoint", status=404
+        )
+    return BridgePoolError.make(
+        ErrorCategory.COMMUNICATION, "http_error", exc.reason, status=exc.status
+    )
 
 
 @web.middleware
@@ -137,24 +141,20 @@ def _pool(request: web.Request) -> PoolRuntime:
     name = request.match_info["pool"]
     pool = registry.pools.get(name)
     if pool is None:
+        # Until discovery has delivered its first complete view, a pool not
+        # seen yet may still turn up: a retryable answer, not a 404.
+        if not registry.synced.is_set():
+            raise router_errors.discovery_not_synced(name)
         raise router_errors.unknown_pool(name)
     return pool
 
 
 def _timeout(request: web.Request, pool: PoolRuntime) -> float:
-    default = pool.routing.call_timeout_seconds
     raw = request.headers.get(HEADER_TIMEOUT)
-    if raw is None:
-        return default
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value != value:
-        raise router_errors.bad_request(
-            "invalid_timeout", f"{HEADER_TIMEOUT} must be a positive number of seconds", value=raw
-        )
-    return min(value, default)
+        return call_budget(raw, pool.routing.call_timeout_seconds)
+    except ValueError as exc:
+        raise router_errors.bad_request("invalid_timeout", str(exc), value=raw) from None
 
 
 def _outcome(status: int) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Annotated
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
+from bridgepool.config import ConfigError, ConfigSources, Items, LogLevel
 from bridgepool_router import logs
 from bridgepool_router.app import RouterConfig, create_app
 from bridgepool_router.discovery import Discovery
@@ -18,53 +21,80 @@ from bridgepool_router.discovery.static import StaticConfigError, StaticDiscover
 
 log = logging.getLogger("bridgepool_router")
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bridgepool-router", description="Session-sticky router for BridgePool workers."
-    )
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument(
-        "--static",
-        action="append",
-        default=[],
-        metavar="POOL=URL[,URL...]",
-        help="route POOL to these worker base URLs (repeatable)",
-    )
-    p.add_argument(
-        "--static-file",
-        type=Path,
-        help="YAML/JSON file of pools (re-read when it changes; see README)",
-    )
-    p.add_argument(
-        "--static-reload-seconds",
-        type=float,
-        default=1.0,
-        help="how often the static file is checked for changes",
-    )
-    p.add_argument("--kubernetes", action="store_true", help="discover pools in Kubernetes")
-    p.add_argument(
-        "--namespace",
-        action="append",
-        default=[],
-        help="namespace to watch (repeatable; default: all namespaces)",
-    )
-    p.add_argument("--shutdown-timeout", type=float, default=30.0)
-    p.add_argument("--log-level", default="INFO")
-    return p
+ENV_PREFIX = "BRIDGEPOOL_ROUTER_"
 
 
-def build_discovery(args: argparse.Namespace) -> Discovery:
-    if args.kubernetes:
-        if args.static or args.static_file:
+class RouterOptions(BaseModel):
+    """How the router process runs: its flags, or ``BRIDGEPOOL_ROUTER_*`` variables."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(default="0.0.0.0", description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port to listen on")
+    static: Annotated[tuple[str, ...], Items(separator=None)] = Field(
+        default=(),
+        description="route POOL to these worker base URLs; repeatable, and space-separated "
+        "in the variable",
+    )
+    static_file: Path | None = Field(
+        default=None, description="YAML/JSON file of pools, re-read when it changes; see README"
+    )
+    static_reload_seconds: float = Field(
+        default=1.0, gt=0, description="how often the static file is checked for changes"
+    )
+    kubernetes: bool = Field(
+        default=False, description="discover pools and their workers in Kubernetes"
+    )
+    namespace: Annotated[tuple[str, ...], Items(separator=",")] = Field(
+        default=(),
+        description="namespace to watch, none for all; repeatable, and comma-separated in "
+        "the variable",
+    )
+    shutdown_timeout: float = Field(
+        default=30.0, ge=0, description="seconds calls in flight get to finish after SIGTERM"
+    )
+    log_level: LogLevel = Field(
+        default="info", description="least severe level logged: debug, info, warning or error"
+    )
+
+
+SOURCES = ConfigSources(
+    RouterOptions,
+    prog="bridgepool-router",
+    description="Session-sticky router for BridgePool workers.",
+    env_prefix=ENV_PREFIX,
+    flags={
+        "host": {},
+        "port": {},
+        "static": {"action": "append", "metavar": "POOL=URL[,URL...]"},
+        "static_file": {"metavar": "PATH"},
+        "static_reload_seconds": {"metavar": "SECONDS"},
+        "kubernetes": {"action": "store_true"},
+        "namespace": {"action": "append"},
+        "shutdown_timeout": {"metavar": "SECONDS"},
+        "log_level": {"metavar": "LEVEL"},
+    },
+)
+
+
+def load_options(argv: Sequence[str], environ: Mapping[str, str]) -> RouterOptions:
+    """Flags over ``BRIDGEPOOL_ROUTER_*`` variables over defaults; raises
+    :class:`~bridgepool.config.ConfigError` naming a bad flag or variable."""
+    return SOURCES.load(argv, environ)
+
+
+def build_discovery(options: RouterOptions) -> Discovery:
+    if options.kubernetes:
+        if options.static or options.static_file:
             raise StaticConfigError("--kubernetes cannot be combined with --static/--static-file")
         from bridgepool_router.discovery.kubernetes import KubernetesDiscovery
 
-        return KubernetesDiscovery(namespaces=args.namespace)
-    if not args.static and not args.static_file:
+        return KubernetesDiscovery(namespaces=options.namespace)
+    if not options.static and not options.static_file:
         raise StaticConfigError("give --static POOL=URL[,URL...], --static-file or --kubernetes")
-    return StaticDiscovery(args.static, args.static_file, reload_seconds=args.static_reload_seconds)
+    return StaticDiscovery(
+        options.static, options.static_file, reload_seconds=options.static_reload_seconds
+    )
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -78,23 +108,23 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    logs.configure(args.log_level)
     try:
-        discovery = build_discovery(args)
-    except (StaticConfigError, OSError) as exc:
+        options = load_options(sys.argv[1:] if argv is None else argv, os.environ)
+        discovery = build_discovery(options)
+    except (ConfigError, StaticConfigError, OSError) as exc:
         print(f"bridgepool-router: {exc}", file=sys.stderr)
         sys.exit(2)
+    logs.configure(options.log_level.upper())
     app = create_app(RouterConfig(discovery=discovery))
-    log.info("router starting", extra={"host": args.host, "port": args.port})
+    log.info("router starting", extra={"host": options.host, "port": options.port})
     # run_app stops accepting on SIGTERM, lets in-flight calls finish (up to the
     # shutdown timeout), runs the cleanup contexts and returns: exit status 0.
     web.run_app(
         app,
         loop=_event_loop(),
-        host=args.host,
-        port=args.port,
-        shutdown_timeout=args.shutdown_timeout,
+        host=options.host,
+        port=options.port,
+        shutdown_timeout=options.shutdown_timeout,
         access_log=None,
         print=None,
     )

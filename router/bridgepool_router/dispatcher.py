@@ -76,13 +76,23 @@ def error_result(err: BridgePoolError, request_id: object = None) -> CallResult:
     return CallResult(err.status, _error_body(err, request_id), error=err)
 
 
-def _answer_retryable(body: bytes) -> bool:
-    """A worker's 503 is retryable unless its error body says otherwise."""
+# The worker's error type for "every call slot is taken" (its 503).
+WORKER_BUSY = "capacity_exceeded"
+
+
+def _refusal(body: bytes) -> FailureKind | None:
+    """What a worker's 503 means for a retry: busy, a retryable refusal, or
+    (its error body says retryable=false) neither."""
     try:
         error = json.loads(body).get("error")
-        return ErrorInfo.model_validate(error).retryable if error else True
+        info = ErrorInfo.model_validate(error) if error else None
     except (ValueError, AttributeError, ValidationError):
-        return True
+        return FailureKind.REFUSED_BY_WORKER
+    if info is None:
+        return FailureKind.REFUSED_BY_WORKER
+    if info.type == WORKER_BUSY:
+        return FailureKind.BUSY
+    return FailureKind.REFUSED_BY_WORKER if info.retryable else None
 
 
 class Dispatcher:
@@ -130,15 +140,15 @@ class Dispatcher:
         attempt.elapsed = self.clock() - start
         now = self.clock()
         if attempt.status is not None:
-            if attempt.status == 503 and _answer_retryable(attempt.body):
-                attempt.failure = FailureKind.REFUSED_BY_WORKER
+            if attempt.status == 503:
+                attempt.failure = _refusal(attempt.body)
             elif attempt.status == 504:
                 attempt.failure = FailureKind.TIMEOUT
             elif counts_against_worker(attempt.status):
                 attempt.failure = FailureKind.WORKER_ERROR
         if attempt.failure is None:
             runtime.breaker.record_success(now)
-        else:
+        elif attempt.failure is not FailureKind.BUSY:  # a busy worker is a healthy one
             runtime.breaker.record_failure(now)
         return attempt
 
@@ -161,7 +171,7 @@ class Dispatcher:
         bound: str | None = None
         placed_now = False
         resolved = False
-        attempt_no = 0
+        attempt_no = busy_waits = 0
         last: _Attempt | None = None
         last_worker: str | None = None
         while True:
@@ -219,17 +229,22 @@ class Dispatcher:
                 idempotent=idempotent,
             ):
                 break
-            if not pool.budget.try_spend(self.clock()):
+            busy = last.failure is FailureKind.BUSY
+            if busy:
+                attempt_no -= 1  # like a wait in the queue: no attempt, no budget spent
+            elif not pool.budget.try_spend(self.clock()):
                 self.metrics.budget_denied.labels(pool.name).inc()
                 break
             self.metrics.retries.labels(pool.name, last.failure.value).inc()
-            if session_id is None or placed_now:
+            if (session_id is None or placed_now) and not busy:
                 # Anonymous calls and fresh sessions never retry on the worker that failed.
                 call.tried.add(runtime.name)
                 if placed_now and session_id is not None:
                     pool.sessions.forget(session_id)
                     bound, placed_now = None, False
-            pause = backoff_seconds(attempt_no, pool.routing.retries, self.jitter())
+            busy_waits = busy_waits + 1 if busy else 0
+            retry_no = max(attempt_no, busy_waits)
+            pause = backoff_seconds(retry_no, pool.routing.retries, self.jitter())
             pause = min(pause, max(call.deadline - self.clock(), 0.0))
             result.waiting_seconds += pause
             await asyncio.sleep(pause)
@@ -385,7 +400,9 @@ class Dispatcher:
         else:
             runtime.health.check_failed()
         if runtime.health.up != was_up:
-            log.warning(
+            # A worker coming back is good news; only going down needs attention.
+            log.log(
+                logging.INFO if runtime.health.up else logging.WARNING,
                 "worker health changed",
                 extra={
                     "pool": pool.name,

@@ -6,8 +6,6 @@ Never a session id.
 
 from __future__ import annotations
 
-import contextlib
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (
@@ -105,13 +103,29 @@ class RouterMetrics:
             registry=r,
         )
 
+        # Every metric above is labelled by pool; these three also by worker.
+        self._by_pool = [
+            m for m in vars(self).values() if isinstance(m, Counter | Gauge | Histogram)
+        ]
+        self._by_worker = (self.breaker_state, self.in_flight, self.worker_up)
+
     def for_pool(self, pool: str) -> PoolMetrics:
         return PoolMetrics(self, pool)
 
     def forget_worker(self, pool: str, worker: str) -> None:
-        for gauge in (self.breaker_state, self.in_flight, self.worker_up):
-            with contextlib.suppress(KeyError):
-                gauge.remove(pool, worker)
+        """Drop a worker's series once it has left its pool."""
+        for metric in self._by_worker:
+            metric.remove_by_labels({"pool": pool, "worker": worker})
+
+    def forget_pool(self, pool: str) -> None:
+        """Drop every series of a pool (and of its workers) once it has left
+        discovery, so label cardinality follows the pools that exist."""
+        for metric in self._by_pool:
+            metric.remove_by_labels({"pool": pool})
+
+
+# Why the queue turns a call away (the ``reason`` of queue_rejected).
+QUEUE_REJECTIONS = ("full", "timeout")
 
 
 class PoolMetrics:
@@ -127,6 +141,11 @@ class PoolMetrics:
         self.queue_wait = metrics.queue_wait.labels(pool)
         self.session_hits = metrics.sessions.labels(pool, "hit")
         self._outcomes: dict[str, Counter] = {}
+        # Counters of rare events start at 0 with the pool, so a rate() over
+        # them reads 0 instead of "no data" until the first one happens.
+        for reason in QUEUE_REJECTIONS:
+            metrics.queue_rejected.labels(pool, reason)
+        metrics.budget_denied.labels(pool)
 
     def outcome(self, outcome: str) -> Counter:
         """The requests counter for one outcome (a small fixed set, bound on first use)."""

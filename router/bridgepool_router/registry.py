@@ -54,7 +54,7 @@ class PoolRegistry:
             return
         for runtime in pool.workers.values():
             self._stop(runtime)
-            self.metrics.forget_worker(name, runtime.name)
+        self.metrics.forget_pool(name)
         log.info("pool removed", extra={"pool": name})
 
     async def expire_sessions(self, every_seconds: float = 10.0) -> None:

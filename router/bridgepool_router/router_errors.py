@@ -11,22 +11,31 @@ from typing import Any
 
 from bridgepool.errors import BridgePoolError, ErrorCategory
 
-C = ErrorCategory
-
 
 def bad_request(type_: str, message: str, **context: Any) -> BridgePoolError:
-    return BridgePoolError.make(C.COMMUNICATION, type_, message, status=400, **context)
+    return BridgePoolError.make(ErrorCategory.COMMUNICATION, type_, message, status=400, **context)
 
 
 def unknown_pool(pool: str) -> BridgePoolError:
     return BridgePoolError.make(
-        C.RESOURCE, "unknown_pool", f"no pool named {pool!r}", status=404, pool=pool
+        ErrorCategory.RESOURCE, "unknown_pool", f"no pool named {pool!r}", status=404, pool=pool
+    )
+
+
+def discovery_not_synced(pool: str) -> BridgePoolError:
+    return BridgePoolError.make(
+        ErrorCategory.INITIALIZATION,
+        "discovery_not_synced",
+        f"the router has not finished discovering its pools; pool {pool!r} may still appear",
+        status=503,
+        retryable=True,
+        pool=pool,
     )
 
 
 def session_mismatch(path_id: str, body_id: object) -> BridgePoolError:
     return BridgePoolError.make(
-        C.SESSION,
+        ErrorCategory.SESSION,
         "session_mismatch",
         f"body session_id {body_id!r} disagrees with the path's {path_id!r}",
         status=400,
@@ -37,7 +46,7 @@ def session_mismatch(path_id: str, body_id: object) -> BridgePoolError:
 
 def session_not_found(pool: str, session_id: str) -> BridgePoolError:
     return BridgePoolError.make(
-        C.SESSION,
+        ErrorCategory.SESSION,
         "session_not_found",
         f"no worker of pool {pool!r} holds session {session_id!r}",
         status=404,
@@ -48,7 +57,7 @@ def session_not_found(pool: str, session_id: str) -> BridgePoolError:
 
 def no_workers(pool: str) -> BridgePoolError:
     return BridgePoolError.make(
-        C.RESOURCE,
+        ErrorCategory.RESOURCE,
         "no_workers",
         f"pool {pool!r} has no worker that can take the call",
         status=503,
@@ -59,7 +68,7 @@ def no_workers(pool: str) -> BridgePoolError:
 
 def queue_full(pool: str, max_length: int) -> BridgePoolError:
     return BridgePoolError.make(
-        C.RESOURCE,
+        ErrorCategory.RESOURCE,
         "queue_full",
         f"every worker of pool {pool!r} is busy and {max_length} calls are already waiting",
         status=503,
@@ -71,7 +80,7 @@ def queue_full(pool: str, max_length: int) -> BridgePoolError:
 
 def queue_timeout(pool: str, waited: float) -> BridgePoolError:
     return BridgePoolError.make(
-        C.RESOURCE,
+        ErrorCategory.RESOURCE,
         "queue_timeout",
         f"no worker of pool {pool!r} became free within {waited:.3f}s",
         status=503,
@@ -83,7 +92,7 @@ def queue_timeout(pool: str, waited: float) -> BridgePoolError:
 
 def call_timeout(pool: str, timeout: float, worker: str | None) -> BridgePoolError:
     return BridgePoolError.make(
-        C.TIMEOUT,
+        ErrorCategory.TIMEOUT,
         "call_timeout",
         f"the call to pool {pool!r} did not finish within {timeout:.3f}s",
         status=504,
@@ -96,7 +105,7 @@ def call_timeout(pool: str, timeout: float, worker: str | None) -> BridgePoolErr
 
 def worker_unreachable(pool: str, worker: str, detail: str) -> BridgePoolError:
     return BridgePoolError.make(
-        C.CONNECTION,
+        ErrorCategory.CONNECTION,
         "worker_unreachable",
         f"worker {worker!r} of pool {pool!r} could not be reached: {detail}",
         status=502,
@@ -108,7 +117,7 @@ def worker_unreachable(pool: str, worker: str, detail: str) -> BridgePoolError:
 
 def worker_disconnected(pool: str, worker: str, detail: str) -> BridgePoolError:
     return BridgePoolError.make(
-        C.CONNECTION,
+        ErrorCategory.CONNECTION,
         "worker_disconnected",
         f"worker {worker!r} of pool {pool!r} dropped the call: {detail}",
         status=502,
@@ -121,7 +130,7 @@ def worker_disconnected(pool: str, worker: str, detail: str) -> BridgePoolError:
 
 def worker_bad_answer(pool: str, worker: str, status: int) -> BridgePoolError:
     return BridgePoolError.make(
-        C.SYSTEM,
+        ErrorCategory.SYSTEM,
         "worker_bad_answer",
         f"worker {worker!r} of pool {pool!r} answered {status} without a valid body",
         status=502,

@@ -9,21 +9,21 @@ from typing import Any
 import pytest
 
 from bridgepool.protocol import RecycleStatus, WorkerState, WorkerStats
-from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
+from bridgepool.spec import BridgePoolSpec, BridgePoolStatus, Condition
 from bridgepool_operator.observe import ObservedWorker
 from bridgepool_operator.planner import (
     Action,
     CreatePod,
     DeletePod,
-    EmitEvent,
     MarkDraining,
     Pool,
     UpdateStatus,
     drain_order,
-    invalid_spec_status,
     plan,
+    unplannable,
 )
 from bridgepool_operator.pods import revision_of
+from bridgepool_operator.status import EmitEvent, after_creates
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 IMAGE = "bridgepool-worker:1"
@@ -113,6 +113,17 @@ def worker(
 def written_status(desired: int) -> BridgePoolStatus:
     """A status as a previous pass left it."""
     return BridgePoolStatus(desired_replicas=desired, observed_generation=1)
+
+
+def established(desired: int) -> BridgePoolStatus:
+    """A status as a previous pass left it, of a pool that has been Ready."""
+    ready = Condition(
+        type="Ready",
+        status="True",
+        reason="WorkersReady",
+        last_transition_time="2024-05-01T11:00:00Z",
+    )
+    return written_status(desired).model_copy(update={"conditions": [ready], "phase": "Running"})
 
 
 def run(
@@ -439,14 +450,15 @@ def test_status_counts_and_conditions() -> None:
         worker("c", ready=False, age=2, phase="Pending"),
         worker("d", draining_for=3, sessions=4),
     ]
-    actions = run(workers)
+    actions = run(workers, status=established(3))
     status = status_of(actions)
     assert (status.replicas, status.ready_replicas, status.desired_replicas) == (4, 2, 3)
     assert status.utilization == 25.0
     assert status.selector == "bridgepool.io/pool=pool"
     assert status.update_revision == REV
     assert condition(actions, "Ready") == ("False", "WorkersNotReady")
-    assert condition(actions, "Progressing") == ("True", "Draining")
+    # c replaces d: the pool grows back to 3 while d drains.
+    assert condition(actions, "Progressing") == ("True", "ScalingUp")
     assert condition(actions, "Degraded") == ("False", "Healthy")
     assert condition(actions, "ScalingLimited") == ("False", "WithinBounds")
     assert [(w.name, w.state) for w in status.workers] == [
@@ -515,7 +527,9 @@ def test_autoscaled_pool_at_max_is_scaling_limited() -> None:
 
 
 def test_invalid_spec_gives_condition_event_and_no_pod_actions() -> None:
-    actions = invalid_spec_status(BridgePoolStatus(), "pool", 4, "spec.minReplicas (5) ...", NOW)
+    actions = unplannable(
+        BridgePoolStatus(), "pool", 4, "InvalidSpec", "spec.minReplicas (5) ...", NOW
+    )
     assert pod_actions(actions) == []
     events = [a for a in actions if isinstance(a, EmitEvent)]
     assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSpec")]
@@ -525,7 +539,7 @@ def test_invalid_spec_gives_condition_event_and_no_pod_actions() -> None:
         ("Degraded", "True", "InvalidSpec")
     ]
     # Same problem next pass: no second event.
-    again = invalid_spec_status(status, "pool", 4, "spec.minReplicas (5) ...", NOW)
+    again = unplannable(status, "pool", 4, "InvalidSpec", "spec.minReplicas (5) ...", NOW)
     assert not [a for a in again if isinstance(a, EmitEvent)]
 
 
@@ -607,14 +621,374 @@ def test_starting_workers_get_time_and_workers_gone_unready_do_not(
 
 
 @pytest.mark.parametrize(
-    ("workers", "reason"),
+    ("workers", "status", "reason"),
     [
-        ([worker("a")], "scale-up"),
-        ([worker("a"), worker("b"), worker("c", OLD)], "rollout"),
-        ([worker("a"), worker("b"), worker("c", phase="Failed", ready=False)], "unhealthy"),
+        pytest.param([], BridgePoolStatus(), "scale-up", id="a new pool"),
+        pytest.param([worker("a")], written_status(1), "scale-up", id="grows 1 -> 3"),
+        pytest.param([worker("a")], written_status(3), "replace", id="two workers went missing"),
+        pytest.param(
+            [worker("a"), worker("b"), worker("c", OLD)], written_status(3), "rollout", id="rollout"
+        ),
+        pytest.param(
+            [worker("a"), worker("b"), worker("c", phase="Failed", ready=False)],
+            written_status(3),
+            "replace",
+            id="a failed worker",
+        ),
+        pytest.param(
+            [worker("a"), worker("b"), worker("c", recycle=True)],
+            written_status(3),
+            "recycle",
+            id="recycling due",
+        ),
+        pytest.param(
+            [worker("a"), worker("b"), worker("c", restarts=3)],
+            written_status(3),
+            "replace",
+            id="too many restarts",
+        ),
     ],
 )
-def test_created_workers_say_why(workers: list[ObservedWorker], reason: str) -> None:
-    created = [a for a in run(workers) if isinstance(a, CreatePod)]
+def test_created_workers_say_why(
+    workers: list[ObservedWorker], status: BridgePoolStatus, reason: str
+) -> None:
+    created = [a for a in run(workers, status=status) if isinstance(a, CreatePod)]
     assert created
     assert {a.reason for a in created} == {reason}
+
+
+# -- what the status says while the pool changes -------------------------------
+
+FIXED_3 = make_spec(minReplicas=1, maxReplicas=10, replicas=3)
+FIXED_1 = make_spec(minReplicas=1, maxReplicas=10, replicas=1)
+
+
+def starting(name: str) -> ObservedWorker:
+    """A worker made a moment ago, not ready yet."""
+    return worker(name, ready=False, age=2)
+
+
+@pytest.mark.parametrize(
+    ("spec", "prev", "workers", "progressing", "phase"),
+    [
+        pytest.param(
+            FIXED_3,
+            BridgePoolStatus(),
+            [],
+            ("True", "ScalingUp"),
+            "Pending",
+            id="a new pool creates its workers",
+        ),
+        pytest.param(
+            FIXED_3,
+            written_status(3),
+            [starting(n) for n in "abc"],
+            ("True", "ScalingUp"),
+            "Pending",
+            id="a new pool's workers start: pending until it was first ready",
+        ),
+        pytest.param(
+            FIXED_3,
+            established(2),
+            [worker("a"), worker("b")],
+            ("True", "ScalingUp"),
+            "Running",
+            id="an established pool grows: creating",
+        ),
+        pytest.param(
+            FIXED_3,
+            established(3),
+            [worker("a"), worker("b"), starting("c")],
+            ("True", "ScalingUp"),
+            "Running",
+            id="an established pool grows: the new worker starts",
+        ),
+        pytest.param(
+            FIXED_3,
+            established(3),
+            [worker("a"), worker("b")],
+            ("True", "ScalingUp"),
+            "Running",
+            id="an established pool replaces a worker that went missing",
+        ),
+        pytest.param(
+            FIXED_3,
+            established(3),
+            [worker("a"), worker("b"), worker("c", recycle=True), starting("n")],
+            ("True", "ScalingUp"),
+            "Running",
+            id="an established pool replaces a worker due for recycling",
+        ),
+        pytest.param(
+            FIXED_1,
+            established(1),
+            [starting("n")],
+            ("True", "ScalingUp"),
+            "Running",
+            id="an established pool's only worker is replaced",
+        ),
+        pytest.param(
+            FIXED_3,
+            established(3),
+            [worker("a"), worker("b"), worker("c")],
+            ("False", "Complete"),
+            "Running",
+            id="steady",
+        ),
+        pytest.param(
+            FIXED_3,
+            established(3),
+            [worker("a"), worker("b"), worker("c"), worker("d")],
+            ("True", "ScalingDown"),
+            "Running",
+            id="an established pool shrinks",
+        ),
+        pytest.param(
+            FIXED_3,
+            established(3),
+            [worker("a", OLD), worker("b", OLD), worker("c", OLD)],
+            ("True", "RollingOut"),
+            "Progressing",
+            id="a new template rolls out",
+        ),
+        pytest.param(
+            FIXED_1,
+            written_status(1),
+            [worker("a", ready=False, phase="Pending", waiting="ErrImagePull")],
+            ("False", "Stalled"),
+            "Degraded",
+            id="the only worker cannot pull its image: not Complete",
+        ),
+        pytest.param(
+            FIXED_3,
+            established(3),
+            [
+                worker("a", OLD),
+                worker("b", OLD),
+                worker("c", OLD),
+                worker("n", ready=False, phase="Pending", waiting="ImagePullBackOff"),
+            ],
+            ("False", "Stalled"),
+            "Degraded",
+            id="a rollout whose new worker cannot pull its image",
+        ),
+    ],
+)
+def test_progressing_and_phase_say_what_the_pool_does(
+    spec: BridgePoolSpec,
+    prev: BridgePoolStatus,
+    workers: list[ObservedWorker],
+    progressing: tuple[str, str],
+    phase: str,
+) -> None:
+    actions = run(workers, spec=spec, status=prev)
+    assert condition(actions, "Progressing") == progressing
+    assert status_of(actions).phase == phase
+
+
+def test_scaling_up_step_by_step_reports_scaling_up_and_stays_running() -> None:
+    """From 3 to 5 workers, pass by pass: never Pending, never Complete while
+    a worker starts, and Complete at the end."""
+    cluster = Cluster([worker(n) for n in "abc"])
+    cluster.status = established(3)
+    bigger = make_spec(minReplicas=1, maxReplicas=10, replicas=5)
+    seen = []
+    for _ in range(4):
+        cluster.step(bigger)
+        progressing = next(c for c in cluster.status.conditions if c.type == "Progressing")
+        seen.append((cluster.status.phase, progressing.reason, cluster.status.ready_replicas))
+    assert seen[0] == ("Running", "ScalingUp", 3)
+    assert seen[-1] == ("Running", "Complete", 5)
+    assert {phase for phase, _, _ in seen} == {"Running"}
+    assert all(reason == "ScalingUp" for _, reason, ready in seen if ready < 5)
+
+
+def test_image_pull_errors_flipping_give_one_warning() -> None:
+    """The kubelet alternates ErrImagePull and ImagePullBackOff while it
+    retries: one problem, one reason, one event."""
+    status = written_status(3)
+    events: list[tuple[str, str]] = []
+    for waiting in ("ErrImagePull", "ImagePullBackOff", "ErrImagePull", "ImagePullBackOff"):
+        workers = [worker(n, ready=False, phase="Pending", waiting=waiting) for n in "abc"]
+        actions = run(workers, status=status)
+        status = status_of(actions)
+        events += [(a.type, a.reason) for a in actions if isinstance(a, EmitEvent)]
+        assert condition(actions, "Degraded") == ("True", "ImagePullBackOff")
+    assert events == [("Warning", "ImagePullBackOff")]
+
+
+def all_messages(actions: list[Action]) -> list[str]:
+    status = status_of(actions)
+    return [
+        *(c.message for c in status.conditions),
+        *(a.message for a in actions if isinstance(a, EmitEvent | MarkDraining | DeletePod)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "prev", "workers"),
+    [
+        (FIXED_1, established(1), [worker("a")]),
+        (
+            FIXED_1,
+            established(1),
+            [worker("a", restarts=1, ready=False, waiting="CrashLoopBackOff")],
+        ),
+        (FIXED_1, established(1), [worker("a"), worker("b", draining_for=1, sessions=1)]),
+        (FIXED_1, established(2), [worker("a"), worker("b")]),
+        (FIXED_1, established(1), [worker("a", OLD)]),
+        (
+            make_spec(
+                minReplicas=1,
+                maxReplicas=1,
+                autoscaling={"enabled": True, "scaleUpStabilizationSeconds": 0},
+            ),
+            established(1),
+            [worker("a", in_flight=1)],
+        ),
+        (
+            make_spec(minReplicas=1, maxReplicas=3, health={"maxRestarts": 1}),
+            established(1),
+            [worker("a", restarts=1), starting("n")],
+        ),
+    ],
+)
+def test_messages_count_one_worker_in_the_singular(
+    spec: BridgePoolSpec, prev: BridgePoolStatus, workers: list[ObservedWorker]
+) -> None:
+    messages = all_messages(run(workers, spec=spec, status=prev))
+    assert messages
+    for wrong in ("1 workers", "1 restarts", "1 more workers"):
+        assert not [m for m in messages if wrong in m], messages
+
+
+def test_workers_not_ready_says_since_when_and_why() -> None:
+    went_unready = worker("c", ready=False, not_ready_for=40)  # no stats: does not answer
+    serving = replace(worker("d", ready=False, not_ready_for=10), stats=stats())
+    actions = run([worker("a"), worker("b"), went_unready, serving], status=established(3))
+    (degraded,) = [c for c in status_of(actions).conditions if c.type == "Degraded"]
+    assert degraded.reason == "WorkersNotReady"
+    assert degraded.message == (
+        "c: not ready since 2024-05-01T11:59:20Z (readiness check failing; the worker does "
+        "not answer the operator either); d: not ready since 2024-05-01T11:59:50Z (readiness "
+        "check failing, though the worker answers as ready: the kubelet's checks are not "
+        "getting through)"
+    )
+    events = [(a.reason, a.message) for a in actions if isinstance(a, EmitEvent)]
+    assert events == [("WorkersNotReady", degraded.message)]
+    # The message stays the same pass after pass (no status write, no event).
+    later = run(
+        [worker("a"), worker("b"), went_unready, serving],
+        status=status_of(actions),
+        now=NOW + timedelta(seconds=5),
+    )
+    assert status_of(later).conditions == status_of(actions).conditions
+    assert not [a for a in later if isinstance(a, EmitEvent)]
+
+
+# -- a template the API server refuses ------------------------------------------
+
+REFUSED = 'spec.template.spec.containers[0].name: Invalid value: "Worker_1": ...'
+
+
+def refused_status(
+    planned_from: BridgePoolStatus, actions: list[Action], at: datetime = NOW
+) -> tuple[BridgePoolStatus, list[EmitEvent]]:
+    """What the executor writes when the API server refuses the pass's pods."""
+    return after_creates(
+        planned_from,
+        status_of(actions),
+        revision=REV,
+        refused=REFUSED,
+        generation=1,
+        now=at,
+    )
+
+
+def test_a_refused_template_degrades_the_pool_once_and_keeps_the_observed_pods() -> None:
+    prev = established(3)
+    workers = [worker("a"), worker("b")]
+    actions = run(workers, status=prev)
+    assert pod_actions(actions) == [("create", REV)]
+    status, events = refused_status(prev, actions)
+
+    assert [(e.type, e.reason, e.message) for e in events] == [
+        ("Warning", "InvalidTemplate", REFUSED)
+    ]
+    assert (status.replicas, status.ready_replicas, status.desired_replicas) == (2, 2, 3)
+    assert [w.name for w in status.workers] == ["a", "b"]
+    assert status.phase == "Degraded"
+    conditions = {c.type: (c.status, c.reason, c.message) for c in status.conditions}
+    assert conditions["Degraded"] == ("True", "InvalidTemplate", REFUSED)
+    assert conditions["Progressing"][:2] == ("False", "Stalled")
+    assert conditions["Ready"][:2] == ("False", "WorkersNotReady")
+    assert status.template_rejection is not None
+    assert status.template_rejection.attempts == 1
+
+
+def test_a_refused_template_is_retried_with_backoff_and_warned_about_once() -> None:
+    workers = [worker("a"), worker("b")]
+    status = established(3)
+    attempts_at = []
+    events: list[EmitEvent] = []
+    now = NOW
+    for _ in range(60):  # a pass every 5 s for 5 minutes
+        actions = run(workers, status=status, now=now)
+        events += [a for a in actions if isinstance(a, EmitEvent)]
+        if pod_actions(actions):
+            attempts_at.append((now - NOW).total_seconds())
+            status, more = refused_status(status, actions, now)
+            events += more
+        else:
+            status = status_of(actions)
+            assert condition(actions, "Degraded") == ("True", "InvalidTemplate")
+            assert condition(actions, "Progressing") == ("False", "Stalled")
+        now += timedelta(seconds=5)
+    # 10 s, 20 s, 40 s, 80 s, 160 s after each refused try (on the next pass).
+    assert attempts_at == [0, 10, 30, 70, 150]
+    assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidTemplate")]
+
+
+def test_a_new_template_is_tried_at_once_and_a_made_pod_clears_the_refusal() -> None:
+    prev = established(3)
+    actions = run([worker("a"), worker("b")], status=prev)
+    refused, _ = refused_status(prev, actions)
+    # The template changed: its pods are tried at once.
+    fixed = make_spec(image="bridgepool-worker:2", minReplicas=3, maxReplicas=10)
+    again = run([worker("a"), worker("b")], spec=fixed, status=refused)
+    assert pod_actions(again) == [("create", revision_of(fixed))] * 2  # surge 1
+    assert status_of(again).template_rejection is None
+    assert condition(again, "Degraded") != ("True", "InvalidTemplate")
+    # Same template, retry due, and this time the API server makes the pod.
+    retry = run([worker("a"), worker("b")], status=refused, now=NOW + timedelta(seconds=10))
+    assert pod_actions(retry) == [("create", REV)]
+    made, events = after_creates(
+        refused, status_of(retry), revision=REV, refused=None, generation=1, now=NOW
+    )
+    assert made.template_rejection is None
+    assert events == []
+
+
+# -- a pass that fails -----------------------------------------------------------
+
+
+def test_a_failed_pass_shows_on_the_pool_once_per_problem() -> None:
+    prev = status_of(run([worker("a"), worker("b"), worker("c")], status=established(3)))
+    message = "ValueError: min() arg is an empty sequence"
+    actions = unplannable(prev, "pool", 1, "ReconcileError", message, NOW)
+    assert pod_actions(actions) == []
+    assert [(a.type, a.reason, a.message) for a in actions if isinstance(a, EmitEvent)] == [
+        ("Warning", "ReconcileError", message)
+    ]
+    status = status_of(actions)
+    assert condition(actions, "Degraded") == ("True", "ReconcileError")
+    assert status.phase == "Degraded"
+    assert status.ready_replicas == 3  # the last status otherwise stands
+    again = unplannable(status, "pool", 1, "ReconcileError", message, NOW)
+    assert not [a for a in again if isinstance(a, EmitEvent)]
+    other = unplannable(status, "pool", 1, "ReconcileError", "KeyError: 'x'", NOW)
+    assert [a.reason for a in other if isinstance(a, EmitEvent)] == ["ReconcileError"]
+    # The next pass that succeeds says what it sees again.
+    healed = run([worker("a"), worker("b"), worker("c")], status=status)
+    assert condition(healed, "Degraded") == ("False", "Healthy")
+    assert status_of(healed).phase == "Running"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bridgepool import labels
 from bridgepool.spec import BridgePoolSpec
-from bridgepool_operator.pods import PoolRef, build_worker_pod, revision_of
+from bridgepool_operator.pods import PoolRef, build_worker_pod, refusal_message, revision_of
 
 POOL = PoolRef(name="demo", namespace="ns1", uid="uid-1")
 
@@ -123,3 +125,62 @@ def test_revision_is_stable_and_tracks_what_lands_in_the_pod() -> None:
     assert revision_of(spec(minReplicas=4, maxReplicas=8)) == base
     assert revision_of(spec(routing={"callTimeoutSeconds": 5})) == base
     assert revision_of(spec(rollout={"drainTimeoutSeconds": 5})) == base
+
+
+INVALID_NAME = {
+    "kind": "Status",
+    "status": "Failure",
+    "message": 'Pod "demo-4znm5" is invalid: spec.containers[0].name: Invalid value: "Worker_1": '
+    "a lowercase RFC 1123 label must consist of ...",
+    "reason": "Invalid",
+    "details": {
+        "name": "demo-4znm5",
+        "kind": "Pod",
+        "causes": [
+            {
+                "reason": "FieldValueInvalid",
+                "message": 'Invalid value: "Worker_1": a lowercase RFC 1123 label must ...',
+                "field": "spec.containers[0].name",
+            }
+        ],
+    },
+    "code": 422,
+}
+UNKNOWN_FIELDS = {
+    "kind": "Status",
+    "status": "Failure",
+    "message": 'Pod in version "v1" cannot be handled as a Pod: strict decoding error: '
+    'unknown field "spec.containers[0].imagePullPolcy", '
+    'unknown field "spec.containers[0].resoures"',
+    "reason": "BadRequest",
+    "code": 400,
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        pytest.param(
+            INVALID_NAME,
+            'spec.template.spec.containers[0].name: Invalid value: "Worker_1": '
+            "a lowercase RFC 1123 label must ...",
+            id="invalid value",
+        ),
+        pytest.param(
+            UNKNOWN_FIELDS,
+            'strict decoding error: unknown field "spec.template.spec.containers[0].imagePullPolcy"'
+            ', unknown field "spec.template.spec.containers[0].resoures"',
+            id="unknown fields",
+        ),
+        pytest.param(
+            {"message": 'Pod "demo-x" is invalid: metadata.labels: Invalid value: "a b"'},
+            'metadata.labels: Invalid value: "a b"',
+            id="no causes: the message without the pod's name",
+        ),
+        pytest.param({}, "refused", id="no message"),
+    ],
+)
+def test_a_refusal_names_the_pools_field_and_not_the_pod(
+    status: dict[str, Any], message: str
+) -> None:
+    assert refusal_message(status) == message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,24 +12,29 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridgepool.errors import ErrorInfo
-from bridgepool_router.app import RouterConfig, create_app
+from bridgepool.spec import RoutingSettings
+from bridgepool_router.app import STATE, RouterConfig, create_app
+from bridgepool_router.discovery import DiscoverySink, PoolSnapshot, WorkerEndpoint
 from bridgepool_router.discovery.static import StaticDiscovery
 from bridgepool_worker.app import create_app as create_worker_app
 from bridgepool_worker.config import WorkerConfig
-from tests.router.conftest import WORKER_HANDLERS
+from tests.router.conftest import FAST_ROUTING, WORKER_HANDLERS
 
 Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-async def router(
-    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
-    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
-) -> Client:
+async def worker(aiohttp_server: Callable[[web.Application], Awaitable[TestServer]]) -> TestServer:
     worker_config = WorkerConfig(
         name="worker", capacity=4, handlers=WORKER_HANDLERS, faults_enabled=True
     )
-    worker = await aiohttp_server(create_worker_app(worker_config))
+    return await aiohttp_server(create_worker_app(worker_config))
+
+
+@pytest.fixture
+async def router(
+    worker: TestServer, aiohttp_client: Callable[[web.Application], Awaitable[Client]]
+) -> Client:
     url = str(worker.make_url("")).rstrip("/")
     config = RouterConfig(discovery=StaticDiscovery([f"demo={url}"]), max_body_bytes=1024)
     return await aiohttp_client(create_app(config))
@@ -88,6 +95,22 @@ async def test_bad_input(
     assert error.message
 
 
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400", "0", "-0.5", "soon", ""])
+async def test_a_timeout_that_is_not_a_positive_duration_is_refused_by_router_and_worker(
+    router: Client,
+    worker: TestServer,
+    aiohttp_client: Callable[[TestServer], Awaitable[Client]],
+    value: str,
+) -> None:
+    direct = await aiohttp_client(worker)
+    for client, path in ((router, EX), (direct, "/v1/execute")):
+        resp = await client.post(path, data=PING, headers={T: value})
+        assert resp.status == 400, (path, await resp.text())
+        error = await error_of(resp)
+        assert (error.category.value, error.type) == (COMM, "invalid_timeout")
+        assert T in error.message
+
+
 async def test_session_id_from_the_path_reaches_the_worker(router: Client) -> None:
     # Same id in body and path is fine; the worker sees the path's id.
     for body in ({"command": "incr"}, {"command": "incr", "session_id": "s1"}):
@@ -130,3 +153,96 @@ async def test_health_metrics_and_pool_listing(router: Client) -> None:
     assert {"worker", "state", "ready", "draining", "breaker", "in_flight", "capacity"} <= set(
         worker
     )
+
+
+class FirstListingInProgress:
+    """Discovery part-way through its first complete view, as after a router
+    restart: one pool delivered, the rest still being listed until ``finish``."""
+
+    def __init__(self, delivered: PoolSnapshot) -> None:
+        self.delivered = delivered
+        self.finish = asyncio.Event()
+
+    async def run(self, sink: DiscoverySink) -> None:
+        sink.apply(self.delivered)
+        await self.finish.wait()
+        sink.mark_synced()
+
+
+async def test_an_unknown_pool_is_a_retryable_503_until_discovery_has_synced(
+    worker: TestServer, aiohttp_client: Callable[[web.Application], Awaitable[Client]]
+) -> None:
+    url = str(worker.make_url("")).rstrip("/")
+    discovery = FirstListingInProgress(PoolSnapshot("demo", (WorkerEndpoint("w", url),)))
+    app = create_app(RouterConfig(discovery=discovery))
+    router = await aiohttp_client(app)
+    assert (await router.get("/readyz")).status == 503
+
+    for resp in (
+        await router.post("/v1/pools/later/execute", data=PING),
+        await router.post("/v1/pools/later/sessions/s1/execute", data=PING),
+        await router.get("/v1/pools/later"),
+    ):
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
+        error = await error_of(resp)
+        assert (error.category.value, error.type, error.retryable) == (
+            "initialization",
+            "discovery_not_synced",
+            True,
+        )
+        assert error.context == {"pool": "later"}
+    # A pool already delivered is served meanwhile.
+    assert (await router.post("/v1/pools/demo/execute", data=PING)).status == 200
+
+    discovery.finish.set()
+    registry = app[STATE].registry
+    assert registry is not None
+    await registry.synced.wait()
+    assert (await router.get("/readyz")).status == 200
+    resp = await router.post("/v1/pools/later/execute", data=PING)
+    assert resp.status == 404
+    assert (await error_of(resp)).type == "unknown_pool"
+
+
+class HealthChanges(logging.Handler):
+    """The router's "worker health changed" records, as (level, up), as they come."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, bool]] = []
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "worker health changed":
+            self.seen.append((record.levelno, record.__dict__["up"]))
+            self.changed.set()
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.seen) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_a_worker_going_down_is_a_warning_and_coming_back_is_info(
+    worker: TestServer,
+    aiohttp_client: Callable[[web.Application | TestServer], Awaitable[Client]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridgepool_router")
+    changes = HealthChanges()
+    logging.getLogger("bridgepool_router").addHandler(changes)
+    try:
+        url = str(worker.make_url("")).rstrip("/")
+        routing = RoutingSettings.model_validate(FAST_ROUTING)
+        discovery = StaticDiscovery([f"demo={url}"], routing=routing)
+        await aiohttp_client(create_app(RouterConfig(discovery=discovery)))
+        direct = await aiohttp_client(worker)
+        for kind in ("unhealthy", "clear"):
+            fault = {"command": "fault", "args": {"kind": kind}}
+            assert (await direct.post("/v1/execute", json=fault)).status == 200
+            await changes.wait_for(len(changes.seen) + 1)
+    finally:
+        logging.getLogger("bridgepool_router").removeHandler(changes)
+    assert changes.seen == [(logging.WARNING, False), (logging.INFO, True)]

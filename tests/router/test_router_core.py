@@ -132,6 +132,7 @@ def test_health_fall_and_rise(checks: str, up: bool) -> None:
         (FailureKind.CONNECT, 1, True, False, True),
         (FailureKind.CONNECT, 3, False, False, False),  # max attempts reached
         (FailureKind.REFUSED_BY_WORKER, 2, True, False, True),
+        (FailureKind.BUSY, 3, True, False, True),  # a busy worker: wait, no attempt spent
         (FailureKind.TIMEOUT, 1, False, False, False),
         (FailureKind.TIMEOUT, 1, False, True, True),
         (FailureKind.TIMEOUT, 1, True, True, False),  # sticky calls are never idempotent

@@ -25,9 +25,9 @@ def pool_entry(*workers: str, routing: dict[str, Any] | None = None, **extra: An
     return {"urls": list(workers), "routing": {**FAST_ROUTING, **(routing or {})}, **extra}
 
 
-def incr(router: str, session: str) -> httpx.Response:
+def incr(router: str, session: str, pool: str = "demo") -> httpx.Response:
     return httpx.post(
-        f"{router}/v1/pools/demo/sessions/{session}/execute", json={"command": "incr"}
+        f"{router}/v1/pools/{pool}/sessions/{session}/execute", json={"command": "incr"}
     )
 
 
@@ -109,10 +109,14 @@ async def test_killed_worker_under_load(procs: Processes) -> None:
                     results.append(f"error: {exc!r}")
 
         load = [asyncio.create_task(anonymous_load()) for _ in range(8)]
-        await asyncio.sleep(0.3)
+        await asyncio.to_thread(wait_until, lambda: len(results) >= 40, what="calls flowing")
         victim.kill(signal.SIGKILL)
         kill_time = time.monotonic()
-        await asyncio.sleep(0.5)
+        # Enough calls after the kill that the last 20 checked below all started after it.
+        killed_at = len(results)
+        await asyncio.to_thread(
+            wait_until, lambda: len(results) >= killed_at + 60, what="calls after the kill"
+        )
 
         # Sticky calls on the dead worker: they may fail until its breaker opens;
         # then they move, flagged as rebound, with fresh state.
@@ -173,6 +177,38 @@ def test_queue_overflow_is_503_with_retry_after(procs: Processes) -> None:
                 "queue_full",
                 True,
             )
+
+
+def test_routers_sharing_a_busy_worker_wait_for_its_slots_instead_of_failing(
+    procs: Processes,
+) -> None:
+    """Each router keeps a worker to its capacity, but two routers offer it
+    twice that. The worker turns the surplus away (503 capacity_exceeded);
+    the routers wait and try again instead of passing the refusal on, and
+    the worker stays healthy in their eyes (its breaker does not count it)."""
+    worker = procs.worker(capacity=1)
+    pools = procs.write_pools({"demo": pool_entry(worker.url)})
+    routers = [procs.router(pools), procs.router(pools)]
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            slow = {"command": "sleep", "args": {"seconds": 0.2}}
+            calls = [
+                http.post(f"{routers[i % 2].url}/v1/pools/demo/execute", json=slow)
+                for i in range(8)
+            ]
+            return await asyncio.gather(*calls)
+
+    answers = asyncio.run(burst())
+    assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers]
+    metrics = "".join(httpx.get(f"{r.url}/metrics").text for r in routers)
+    # The worker did turn calls away: the routers retried them as busy ...
+    assert 'bridgepool_router_retries_total{pool="demo",reason="busy"}' in metrics
+    # ... and no breaker counted it as failing.
+    assert 'to="open"' not in metrics
+    for router in routers:
+        (state,) = pool_state(router.url)["workers"]
+        assert state["breaker"] == "closed"
 
 
 def test_queue_wait_times_out(procs: Processes) -> None:
@@ -279,7 +315,11 @@ def test_sigterm_finishes_in_flight_calls_and_exits_zero(procs: Processes) -> No
                     json={"command": "sleep", "args": {"seconds": 0.5}},
                 )
             )
-            await asyncio.sleep(0.2)
+            await asyncio.to_thread(
+                wait_until,
+                lambda: pool_state(router.url)["workers"][0]["in_flight"] == 1,
+                what="the call in flight",
+            )
             router.popen.send_signal(signal.SIGTERM)
             return await call
 
@@ -320,3 +360,30 @@ async def test_async_client(procs: Processes) -> None:
     async with AsyncBridgePoolClient("http://127.0.0.1:9", "demo") as client:
         with pytest.raises(ConnectionFailedError):
             await client.execute_anonymous("ping")
+
+
+def test_a_pool_that_leaves_discovery_leaves_metrics(procs: Processes) -> None:
+    stays, goes = procs.worker(), procs.worker()
+    pools = {"demo": pool_entry(stays.url), "gone": pool_entry(goes.url)}
+    router = procs.router(procs.write_pools(pools))
+    for pool in ("demo", "gone"):
+        assert incr(router.url, "s", pool).status_code == 200
+        anonymous = httpx.post(f"{router.url}/v1/pools/{pool}/execute", json={"command": "ping"})
+        assert anonymous.status_code == 200
+    before = httpx.get(router.url + "/metrics").text
+    assert 'pool="gone"' in before and f'worker="127.0.0.1:{goes.port}"' in before
+
+    procs.write_pools({"demo": pools["demo"]})
+    wait_until(
+        lambda: (
+            [p["pool"] for p in httpx.get(router.url + "/v1/pools").json()["pools"]] == ["demo"]
+        ),
+        what="pool removed",
+    )
+    after = httpx.get(router.url + "/metrics").text
+    assert 'pool="gone"' not in after
+    assert f'worker="127.0.0.1:{goes.port}"' not in after
+    assert 'bridgepool_router_requests_total{outcome="success",pool="demo"} 2.0' in after
+    # Rare events' counters exist from the start, at 0, so dashboards read 0, not "no data".
+    assert 'bridgepool_router_queue_rejected_total{pool="demo",reason="full"} 0.0' in after
+    assert 'bridgepool_router_retry_budget_denied_total{pool="demo"} 0.0' in after

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from bridgepool.config import ConfigError
 from bridgepool.errors import BridgePoolError, ErrorCategory
 from bridgepool.protocol import WorkerState
-from bridgepool_worker.config import ConfigError, load_config
+from bridgepool_worker.config import SOURCES, WorkerConfig, load_config
 from bridgepool_worker.lifecycle import (
     DEGRADE_AFTER_INTERNAL_ERRORS,
     INTERNAL_ERROR_HOLD_SECONDS,
@@ -232,8 +233,17 @@ def test_config_defaults_env_and_flags() -> None:
         (["--port", "http"], {}, "--port"),
         (["--port", "70000"], {"BRIDGEPOOL_WORKER_PORT": "1"}, "--port"),
         ([], {"BRIDGEPOOL_WORKER_MAX_RSS_BYTES": "-5"}, "BRIDGEPOOL_WORKER_MAX_RSS_BYTES"),
+        ([], {"BRIDGEPOOL_FAULTS_ENABLED": "sometimes"}, "BRIDGEPOOL_FAULTS_ENABLED"),
     ],
 )
 def test_bad_config_names_its_source(argv: list[str], env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_config(argv, env)
+
+
+def test_help_names_every_variable_with_its_default() -> None:
+    text = " ".join(SOURCES.parser().format_help().split())
+    for name in WorkerConfig.model_fields:
+        assert SOURCES.variable(name) in text, name
+    assert "--capacity CAPACITY concurrent calls (default: 1; BRIDGEPOOL_WORKER_CAPACITY)" in text
+    assert "BRIDGEPOOL_WORKER_MAX_SESSIONS: most sessions held at once (default: 1000)" in text

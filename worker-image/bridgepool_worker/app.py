@@ -25,10 +25,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from bridgepool.config import ConfigError
 from bridgepool.errors import BridgePoolError, ErrorCategory
 from bridgepool.protocol import HEADER_TIMEOUT, HEADER_WORKER, ExecuteRequest, call_budget
 from bridgepool_worker.builtins import register_builtins, summarize
-from bridgepool_worker.config import ConfigError, WorkerConfig
+from bridgepool_worker.config import WorkerConfig
 from bridgepool_worker.faults import register_faults
 from bridgepool_worker.metrics import WorkerMetrics
 from bridgepool_worker.programs import configure_dspy_model, dspy_available

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from bridgepool.config import ConfigError
 from bridgepool_worker.app import RUNTIME, create_app
-from bridgepool_worker.config import ConfigError, WorkerConfig, load_config
+from bridgepool_worker.config import WorkerConfig, load_config
 from bridgepool_worker.logs import setup_logging
 from bridgepool_worker.registry import HandlerLoadError
 

@@ -16,6 +16,11 @@ class FailureKind(StrEnum):
     # The worker answered 503 with retryable=true (overloaded, draining,
     # terminating): it did not run the call, so retrying is safe.
     REFUSED_BY_WORKER = "refused_by_worker"
+    # The worker's call slots were all taken (503 capacity_exceeded): other
+    # routers share it, so this router's count of its calls was not the whole
+    # story. The worker is healthy and ran nothing: wait a little and try again,
+    # as a queued call would, without spending an attempt or the retry budget.
+    BUSY = "busy"
     # The worker may have run the call: only safe if the caller says it is idempotent.
     TIMEOUT = "timeout"
     WORKER_ERROR = "worker_error"
@@ -29,6 +34,8 @@ def may_retry(
     Sticky calls are never treated as idempotent: their command may have changed
     the session's state before the failure.
     """
+    if kind is FailureKind.BUSY:
+        return True  # bounded by the call's deadline, like a wait in the queue
     if attempt >= max_attempts:
         return False
     if kind in (FailureKind.CONNECT, FailureKind.REFUSED_BY_WORKER):

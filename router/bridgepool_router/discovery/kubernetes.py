@@ -22,8 +22,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridgepool.labels import ANNOTATION_DRAINING, GROUP, LABEL_POOL, PLURAL, VERSION
-from bridgepool.protocol import WORKER_PORT, WORKER_PORT_NAME
 from bridgepool.spec import RoutingSettings, SessionSettings
+from bridgepool.workers import pod_ready, worker_url
 from bridgepool_router.discovery import DiscoverySink, PoolSnapshot, WorkerEndpoint
 
 log = logging.getLogger(__name__)
@@ -32,15 +32,6 @@ WATCH_TIMEOUT_SECONDS = 300  # the API server closes watches anyway; re-watch fr
 
 
 # -- pure translation ---------------------------------------------------------
-
-
-def worker_port(pod: Mapping[str, Any]) -> int:
-    """The container port named ``bridge``, else the default worker port."""
-    for container in pod.get("spec", {}).get("containers") or []:
-        for port in container.get("ports") or []:
-            if port.get("name") == WORKER_PORT_NAME and port.get("containerPort"):
-                return int(port["containerPort"])
-    return WORKER_PORT
 
 
 def worker_from_pod(pod: Mapping[str, Any]) -> tuple[str, WorkerEndpoint] | None:
@@ -52,25 +43,13 @@ def worker_from_pod(pod: Mapping[str, Any]) -> tuple[str, WorkerEndpoint] | None
     """
     meta = pod.get("metadata") or {}
     pool = (meta.get("labels") or {}).get(LABEL_POOL)
-    status = pod.get("status") or {}
-    ip = status.get("podIP")
-    if not pool or not ip or status.get("phase") != "Running":
+    url = worker_url(pod)
+    if not pool or url is None:
         return None
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
     draining = ANNOTATION_DRAINING in (meta.get("annotations") or {}) or bool(
         meta.get("deletionTimestamp")
     )
-    host = f"[{ip}]" if ":" in ip else ip
-    endpoint = WorkerEndpoint(
-        worker=meta["name"],
-        url=f"http://{host}:{worker_port(pod)}",
-        draining=draining,
-        ready=ready,
-    )
-    return pool, endpoint
+    return pool, WorkerEndpoint(meta["name"], url, draining=draining, ready=pod_ready(pod))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,73 @@
+"""Where the operator asks a worker for its stats: the container port named
+``bridge`` (a template may choose its own), an IPv6 address in brackets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+
+from bridgepool.protocol import WorkerStats
+from bridgepool_operator.handlers import OperatorConfig, Runtime, fetch_stats, index_pod
+from bridgepool_operator.observe import stats_url
+from tests.worker.conftest import Workers
+
+
+def pod(ip: str | None, port: int | None = None, phase: str = "Running") -> dict[str, Any]:
+    ports = [{"name": "bridge", "containerPort": port}] if port else []
+    return {
+        "metadata": {"name": "w"},
+        "spec": {"containers": [{"name": "worker", "ports": ports}]},
+        "status": {"phase": phase, "podIP": ip},
+    }
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(tmp_path)
+    yield started
+    started.stop_all()
+
+
+def test_stats_come_from_the_templates_own_bridge_port(workers: Workers) -> None:
+    worker = workers.start(env={"BRIDGEPOOL_WORKER_NAME": "on-its-own-port"})
+    url = stats_url(pod("127.0.0.1", worker.port))
+    assert url == f"http://127.0.0.1:{worker.port}/v1/stats"
+    stats = WorkerStats.model_validate(httpx.get(url).json())
+    assert stats.worker == "on-its-own-port"
+
+
+@pytest.mark.parametrize(
+    ("observed", "url"),
+    [
+        (pod("10.0.0.7"), "http://10.0.0.7:8080/v1/stats"),
+        (pod("fd00::7", 9000), "http://[fd00::7]:9000/v1/stats"),
+        (pod(None, phase="Pending"), None),
+        (pod("10.0.0.7", phase="Failed"), None),
+    ],
+)
+def test_stats_url(observed: dict[str, Any], url: str | None) -> None:
+    assert stats_url(observed) == url
+
+
+async def test_the_operator_reads_stats_where_the_pod_index_says(workers: Workers) -> None:
+    """The pod index keeps the container ports, and fetch_stats asks there: a
+    template that names its own ``bridge`` port is read on that port (the
+    operator used to ask 8080, whatever the pod said)."""
+    worker = workers.start(env={"BRIDGEPOOL_WORKER_NAME": "indexed"})
+    body = pod("127.0.0.1", worker.port)
+    meta = {
+        "name": "w",
+        "ownerReferences": [
+            {"apiVersion": "bridgepool.io/v1alpha1", "kind": "BridgePool", "name": "demo"}
+        ],
+    }
+    ((_, entry),) = index_pod("ns", meta, body).items()
+    async with aiohttp.ClientSession() as http:
+        runtime = Runtime(OperatorConfig(), api=None, http=http)  # type: ignore[arg-type]
+        stats = await fetch_stats(runtime, entry)
+    assert stats is not None and stats.worker == "indexed"
