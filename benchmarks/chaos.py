@@ -482,19 +482,15 @@ def allowed(call: Call, fault: FaultRecord | None) -> str | None:
     - a call that cannot be retried safely (not idempotent, or tied to its
       session's worker) in flight on a worker killed without warning;
     - a session call that finds its state gone with its worker (the router
-      says so with the rebound header, or the worker was just killed and
-      restarted in place): a worker's sessions live and die with it today,
-      whether it crashed or its drain timed out.
+      says so with the rebound header): a worker's sessions live and die with
+      it today, whether it crashed (and maybe restarted in place) or its drain
+      timed out.
     """
     state_lost = call.kind == SESSION and call.status == 404 and call.category == "session"
     if state_lost and call.rebound:
         return "session state lost with its worker"
     if fault is None or fault.kind not in ABRUPT or call.kind == IDEMPOTENT:
         return None
-    if state_lost and call.worker == fault.target:
-        # The killed worker's container restarted in place under the same name:
-        # the router cannot tell, so no rebound header (yet) says the state is gone.
-        return "session state lost with a worker restarted in place"
     if call.error_type in {"worker_disconnected", "worker_unreachable"} or (
         call.category == "transport"
     ):

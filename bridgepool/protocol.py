@@ -28,6 +28,9 @@ HEADER_SESSION_REBOUND = "X-BridgePool-Session-Rebound"  # response: "true" if m
 # response, with a rebound: why (worker_gone | worker_unreachable), and who held it
 HEADER_REBOUND_REASON = "X-BridgePool-Session-Rebound-Reason"
 HEADER_PREVIOUS_WORKER = "X-BridgePool-Previous-Worker"
+# response of a worker: a token new at every start of its process. A worker
+# restarted in place keeps its name but not its sessions; this tells them apart.
+HEADER_INCARNATION = "X-BridgePool-Worker-Incarnation"
 HEADER_TIMEOUT = "X-BridgePool-Timeout"  # request: seconds; may only lower the default
 HEADER_IDEMPOTENT = "X-BridgePool-Idempotent"  # request: "true" lets anonymous calls retry
 HEADER_SESSION = "X-BridgePool-Session"  # request/response: the session id, for proxies
@@ -148,3 +151,4 @@ class Readiness(BaseModel):
     in_flight: int
     accepting_sessions: bool
     recycle: RecycleStatus = Field(default_factory=RecycleStatus)
+    incarnation: str = ""  # as HEADER_INCARNATION

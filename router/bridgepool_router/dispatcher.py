@@ -14,7 +14,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorInfo, counts_against_worker
-from bridgepool.protocol import HEADER_TIMEOUT, Readiness, SessionsResponse
+from bridgepool.protocol import HEADER_INCARNATION, HEADER_TIMEOUT, Readiness, SessionsResponse
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
@@ -30,6 +30,7 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 # header). Either way the session starts afresh on its new worker.
 REBOUND_WORKER_GONE = "worker_gone"
 REBOUND_WORKER_UNREACHABLE = "worker_unreachable"
+REBOUND_WORKER_RESTARTED = "worker_restarted"
 
 
 @dataclass
@@ -53,6 +54,7 @@ class _Attempt:
     failure: FailureKind | None = None
     error: BridgePoolError | None = None
     elapsed: float = 0.0
+    restarted: bool = False  # the answer came from a new process of the worker
 
 
 @dataclass
@@ -125,6 +127,9 @@ class Dispatcher:
             ) as resp:
                 attempt.status = resp.status
                 attempt.body = await resp.read()
+                attempt.restarted = pool.saw_incarnation(
+                    runtime, resp.headers.get(HEADER_INCARNATION)
+                )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             attempt.failure = FailureKind.CONNECT
             attempt.error = router_errors.worker_unreachable(pool.name, name, str(exc))
@@ -197,7 +202,10 @@ class Dispatcher:
                         )
                         pool.sessions.bind(session_id, runtime.name, self.clock())
                         bound, placed_now = runtime.name, True
-                        if runtime.name == result.previous_worker:
+                        if (
+                            runtime.name == result.previous_worker
+                            and result.rebound_reason != REBOUND_WORKER_RESTARTED
+                        ):
                             # Panic mode put it back where it was: not a move after all.
                             result.rebound_reason = result.previous_worker = None
                     else:
@@ -219,6 +227,11 @@ class Dispatcher:
                 pool.release(runtime)
             last_worker = runtime.name
             result.upstream_seconds += last.elapsed
+            if last.restarted and session_id is not None and not placed_now:
+                # The session's worker restarted under it: this call ran without
+                # the session's old state. Say so; the session now lives there anew.
+                self._rebound(pool, session_id, runtime.name, REBOUND_WORKER_RESTARTED, result)
+                pool.sessions.bind(session_id, runtime.name, self.clock())
             if last.failure is None:
                 break
             if not may_retry(
@@ -274,20 +287,28 @@ class Dispatcher:
         runtime = pool.workers.get(bound)
         if runtime is None:
             reason = REBOUND_WORKER_GONE
+        elif pool.sessions.is_lost(session_id):
+            reason = REBOUND_WORKER_RESTARTED
         elif runtime.breaker.state(self.clock()) is BreakerState.OPEN:
             reason = REBOUND_WORKER_UNREACHABLE
         else:
             return bound
         pool.sessions.forget(session_id)
+        self._rebound(pool, session_id, bound, reason, result)
+        return None
+
+    def _rebound(
+        self, pool: PoolRuntime, session_id: str, previous: str, reason: str, result: CallResult
+    ) -> None:
+        """Flag the answer: the session's state on ``previous`` is gone."""
         if result.previous_worker is None:
-            result.previous_worker = bound
+            result.previous_worker = previous
         result.rebound_reason = reason
         self.metrics.sessions.labels(pool.name, "rebound").inc()
         log.info(
             "session rebound",
-            extra={"pool": pool.name, "previous_worker": bound, "reason": reason},
+            extra={"pool": pool.name, "previous_worker": previous, "reason": reason},
         )
-        return None
 
     # -- sessions -------------------------------------------------------------
 
@@ -382,6 +403,7 @@ class Dispatcher:
                 timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
             ) as resp:
                 readiness = Readiness.model_validate_json(await resp.read())
+            pool.saw_incarnation(runtime, readiness.incarnation)
             runtime.readiness = readiness
             runtime.capacity = max(readiness.capacity, 1)
             runtime.accepting_sessions = readiness.accepting_sessions

@@ -45,6 +45,8 @@ class WorkerRuntime:
     in_flight: int = 0
     accepting_sessions: bool = True
     readiness: Readiness | None = None
+    # The worker process's token (HEADER_INCARNATION): a new one means it restarted.
+    incarnation: str | None = None
     last_error: str | None = None
     health_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -142,6 +144,22 @@ class PoolRuntime:
         self.metrics.worker_up.labels(pool, name).set(1 if endpoint.ready else 0)
         runtime.in_flight_gauge.set(0)
         return runtime
+
+    def saw_incarnation(self, runtime: WorkerRuntime, incarnation: str | None) -> bool:
+        """Note the worker's process token from an answer; True when it differs
+        from the one seen before: the worker restarted, and the sessions this
+        router had on it lost their state."""
+        if not incarnation or incarnation == runtime.incarnation:
+            return False
+        known, runtime.incarnation = runtime.incarnation, incarnation
+        if known is None:
+            return False
+        lost = self.sessions.mark_lost(runtime.name)
+        log.warning(
+            "worker restarted; its sessions' state is gone",
+            extra={"pool": self.name, "worker": runtime.name, "sessions": lost},
+        )
+        return True
 
     def worker_up_changed(self, runtime: WorkerRuntime) -> None:
         self.metrics.worker_up.labels(self.name, runtime.name).set(1 if runtime.health.up else 0)

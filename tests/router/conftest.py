@@ -69,8 +69,9 @@ class Processes:
         self.tmp = tmp
         self.procs: list[Proc] = []
 
-    def worker(self, capacity: int = 8) -> Proc:
-        port = free_port()
+    def worker(self, capacity: int = 8, port: int | None = None) -> Proc:
+        """A worker named after its port; ``port`` restarts one in its place."""
+        port = port or free_port()
         cmd = [str(BIN / "bridgepool-worker"), "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--capacity", str(capacity), "--name", f"worker-{port}"]
         cmd += ["--handlers", *WORKER_HANDLERS]

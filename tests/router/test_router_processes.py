@@ -79,6 +79,36 @@ def test_two_routers_and_a_restarted_router_agree_on_a_session(procs: Processes)
     assert "X-BridgePool-Session-Rebound" not in third.headers
 
 
+def test_a_worker_restarted_in_place_flags_its_sessions_as_rebound(procs: Processes) -> None:
+    """A crashed worker whose container restarts keeps its name and address but
+    not its sessions. The router sees the new process token on the next answer
+    and says the state is gone (a rebound), instead of passing on a session
+    that silently starts afresh; with two routers, the other one learns it from
+    its health checks or its own next call."""
+    worker = procs.worker()
+    pools = procs.write_pools({"demo": pool_entry(worker.url)})
+    router_a, router_b = procs.router(pools), procs.router(pools)
+    assert incr(router_a.url, "kept").json()["result"] == {"count": 1}
+    assert incr(router_b.url, "kept").json()["result"] == {"count": 2}
+
+    worker.kill(signal.SIGKILL)
+    procs.worker(port=worker.port)  # the same name, a new process
+
+    for router in (router_a, router_b):
+        answer = incr(router.url, "kept")
+        assert answer.status_code == 200, answer.text
+        if router is router_a:
+            # The first call after the restart runs on a fresh session ...
+            assert answer.json()["result"] == {"count": 1}
+        # ... and each router says the old state is gone, once.
+        assert answer.headers["X-BridgePool-Session-Rebound"] == "true"
+        assert answer.headers["X-BridgePool-Session-Rebound-Reason"] == "worker_restarted"
+        assert answer.headers["X-BridgePool-Previous-Worker"] == f"127.0.0.1:{worker.port}"
+        again = incr(router.url, "kept")
+        assert "X-BridgePool-Session-Rebound" not in again.headers
+    assert incr(router_a.url, "kept").json()["result"] == {"count": 5}
+
+
 async def test_killed_worker_under_load(procs: Processes) -> None:
     workers = [procs.worker(), procs.worker(), procs.worker()]
     routing = {"circuitBreaker": {"openSeconds": 30}}

@@ -27,7 +27,13 @@ from pydantic import ValidationError
 
 from bridgepool.config import ConfigError
 from bridgepool.errors import BridgePoolError, ErrorCategory
-from bridgepool.protocol import HEADER_TIMEOUT, HEADER_WORKER, ExecuteRequest, call_budget
+from bridgepool.protocol import (
+    HEADER_INCARNATION,
+    HEADER_TIMEOUT,
+    HEADER_WORKER,
+    ExecuteRequest,
+    call_budget,
+)
 from bridgepool_worker.builtins import register_builtins, summarize
 from bridgepool_worker.config import WorkerConfig
 from bridgepool_worker.faults import register_faults
@@ -93,6 +99,7 @@ async def structured_errors(
             )
         )
     response.headers[HEADER_WORKER] = request.app[RUNTIME].name
+    response.headers[HEADER_INCARNATION] = request.app[RUNTIME].incarnation
     return response
 
 

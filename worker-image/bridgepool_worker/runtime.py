@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -76,6 +77,8 @@ class WorkerRuntime:
         self.wall = wall
         self.mono = mono
         self.started = mono()
+        # New at every start: a restarted worker keeps its name, not its sessions.
+        self.incarnation = secrets.token_hex(8)
         self.sessions = SessionStore(config.session_ttl_seconds, config.max_sessions)
         self.lifecycle = Lifecycle(config.capacity, self.started)
         self.limits = RecycleLimits(
@@ -177,6 +180,7 @@ class WorkerRuntime:
             in_flight=self.lifecycle.in_flight,
             accepting_sessions=self.lifecycle.accepting_sessions,
             recycle=self.recycle(),
+            incarnation=self.incarnation,
         )
 
     def stats(self) -> WorkerStats:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 class _Binding:
     worker: str
     last_used: float
+    # Its worker restarted since: the session's state is gone (see mark_lost).
+    lost: bool = False
 
 
 class SessionTable:
@@ -41,6 +43,21 @@ class SessionTable:
 
     def forget(self, session_id: str) -> None:
         self._bindings.pop(session_id, None)
+
+    def mark_lost(self, worker: str) -> int:
+        """``worker`` restarted: its sessions' state is gone. Their bindings stay,
+        marked, so each session's next call can say so (a rebound) instead of
+        starting afresh unnoticed. Returns how many were marked."""
+        marked = 0
+        for binding in self._bindings.values():
+            if binding.worker == worker and not binding.lost:
+                binding.lost = True
+                marked += 1
+        return marked
+
+    def is_lost(self, session_id: str) -> bool:
+        binding = self._bindings.get(session_id)
+        return binding is not None and binding.lost
 
     def count_by_worker(self) -> dict[str, int]:
         counts: dict[str, int] = {}
