@@ -226,7 +226,6 @@ def _describe_pool(pool: PoolRuntime, now: float) -> dict[str, Any]:
                 "capacity": w.capacity,
                 "accepting_sessions": w.accepting_sessions,
                 "sessions": counts.get(name, 0),
-                "incarnation": w.incarnation,
                 "last_error": w.last_error,
             }
         )

@@ -287,15 +287,10 @@ class Dispatcher:
         runtime = pool.workers.get(bound)
         if runtime is None:
             reason = REBOUND_WORKER_GONE
+        elif pool.sessions.is_lost(session_id):
+            reason = REBOUND_WORKER_RESTARTED
         elif runtime.breaker.state(self.clock()) is BreakerState.OPEN:
             reason = REBOUND_WORKER_UNREACHABLE
-        elif pool.sessions.is_lost(session_id):
-            # Its worker restarted: the state is gone, the worker is not. The
-            # session starts afresh where it was, as it does in every router
-            # that learns of the restart, so no two routers place it apart.
-            self._rebound(pool, session_id, bound, REBOUND_WORKER_RESTARTED, result)
-            pool.sessions.bind(session_id, bound, self.clock())
-            return bound
         else:
             return bound
         pool.sessions.forget(session_id)
