@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from components import Pools
+from components import Pools, has_condition
 from kubernetes import client
 from support import Cluster
 
@@ -228,10 +228,7 @@ class Watch:
             except client.ApiException:
                 pool = {}
             status = pool.get("status") or {}
-            ready_cond = any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in status.get("conditions") or []
-            )
+            ready_cond = has_condition(pool, "Ready", "True")
             self.samples.append(
                 Sample(
                     time.monotonic(),
@@ -505,7 +502,7 @@ class Summary:
     allowed_failures: int
     raw_availability: float  # every failure counts
     availability: float  # excluding allowed failures
-    by_kind: dict[str, tuple[int, int]]  # kind -> (calls, failed, not allowed)
+    by_kind: dict[str, tuple[int, int]]  # kind -> (calls, failures not allowed)
     failures_by_category: Counter[str]
     allowed_by_reason: Counter[str]
     sessions_lost: Counter[str]  # fault kind -> sessions whose state was lost
