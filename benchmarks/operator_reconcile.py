@@ -8,10 +8,13 @@ Deployments doing the same on the same cluster? Measured side by side in one run
   (``settled``). Then every pool's template gets a new pod label: seconds from
   the patch to the first pod of the new revision seen, and to the rollout being
   complete (settled at the new generation, the old pod deleted or deleting).
+  Last, every pool is deleted: seconds from the delete call to the object gone
+  (kopf lifts its finalizer once the pool's loop has ended).
 * The baseline: N Deployments of the same pod (the operator's own pod builder
   makes it: same image, probes, port and grace period), 1 replica, surge 1,
   unavailable 0, in another fresh namespace, timed the same way (status ready:
-  ready, updated and available replicas at the observed generation).
+  ready, updated and available replicas at the observed generation); a
+  Deployment has no finalizer, so its deletion is the floor.
 * The operator's reconcile passes, from ``bridgepool_operator_reconcile_time_seconds``
   scraped before and after each window (creation, a steady window with every
   pool settled, rollout): passes/s, the exact mean, and p50/p90/p99 interpolated
@@ -146,13 +149,17 @@ class ObjectBook:
 
     def __init__(self, call: Callable[..., Any]) -> None:
         self._history: dict[str, list[tuple[float, Json]]] = {}
+        self._deleted: dict[str, float] = {}
         self._lock = threading.Lock()
         self.watcher = components.Watcher(call, self._on_event)
 
     def _on_event(self, now: float, kind: str, obj: Json) -> None:
-        if kind in ("ADDED", "MODIFIED"):
-            with self._lock:
-                self._history.setdefault(obj["metadata"]["name"], []).append((now, obj))
+        name = obj["metadata"]["name"]
+        with self._lock:
+            if kind in ("ADDED", "MODIFIED"):
+                self._history.setdefault(name, []).append((now, obj))
+            elif kind == "DELETED":
+                self._deleted[name] = now
 
     def _states(self, name: str) -> list[tuple[float, Json]]:
         with self._lock:
@@ -165,6 +172,12 @@ class ObjectBook:
     def first(self, name: str, after: float, holds: Callable[[Json], bool]) -> float | None:
         """When a state of ``name`` for which ``holds`` is true first arrived after ``after``."""
         return next((t for t, obj in self._states(name) if t >= after and holds(obj)), None)
+
+    def deleted(self, name: str, after: float) -> float | None:
+        """When the watch saw ``name`` removed, if after ``after``."""
+        with self._lock:
+            when = self._deleted.get(name)
+        return when if when is not None and when >= after else None
 
     def updates_between(self, start: float, end: float) -> int:
         with self._lock:
@@ -199,6 +212,7 @@ class Subject:
     pod_label: str  # the pod label naming the pod's pool or Deployment
     create: Callable[[str], object]
     change_template: Callable[[str], object]  # adds a pod label: a new revision
+    delete: Callable[[str], object]
     lister: Callable[[client.ApiClient, str], Callable[..., Any]]  # list call to watch
     all_ready: Callable[[Json], bool]  # the status says: every worker ready and current
 
@@ -228,6 +242,7 @@ def pool_subject(pools: components.Pools, image: str, spec: Json) -> Subject:
         pod_label=labels.LABEL_POOL,
         create=lambda name: pools.create(components.pool_manifest(name, image, spec=spec)),
         change_template=lambda name: pools.patch_spec(name, change),  # a merge patch
+        delete=pools.delete,
         lister=lister,
         all_ready=lambda pool: components.settled(pool, REPLICAS),
     )
@@ -280,6 +295,7 @@ def deployment_subject(api: client.ApiClient, namespace: str, image: str, pool: 
             client.V1Deployment.model_validate(deployment_manifest(name, namespace, image, pool)),
         ),
         change_template=lambda name: apps.patch_namespaced_deployment(name, namespace, change),
+        delete=lambda name: apps.delete_namespaced_deployment(name, namespace),
         lister=lister,
         all_ready=deployment_ready,
     )
@@ -355,9 +371,10 @@ def measure(
     checkpoint: Callable[[str], None] = lambda _: None,
     check: Callable[[], None] = lambda: None,
 ) -> dict[str, list[float]]:
-    """Create, wait, (hold steady), change the template, wait: the milestones' times.
+    """Create, wait, (hold steady), change the template, wait, delete, wait:
+    the milestones' times.
 
-    ``checkpoint`` is called at "start", "created", "steady" and "rolled";
+    ``checkpoint`` is called at "start", "created", "steady", "rolled" and "deleted";
     ``check`` while waiting, to raise BenchmarkFailed when waiting is pointless.
     """
 
@@ -393,6 +410,13 @@ def measure(
     results |= collect(f"{subject.title}s rolled out", changed, rolled, books, timeout, check)
     checkpoint("rolled")
     results["pods"] = [float(len(books.pods.records(name))) for name in names]  # 2 if no churn
+
+    def gone(name: str, t0: float) -> Milestones | None:
+        return _since(t0, {"gone": books.objects.deleted(name, t0)})
+
+    deleted = in_parallel(subject.delete, names)
+    results |= collect(f"{subject.title}s deleted", deleted, gone, books, timeout, check)
+    checkpoint("deleted")
     return results
 
 
@@ -588,10 +612,10 @@ def bench_pools(
                     ("create", "start", "created"),
                     ("steady", "created", "steady"),
                     ("rollout", "steady", "rolled"),
+                    ("delete", "rolled", "deleted"),
                 )
             ]
             _warn_relists(books)
-            progress("  BridgePools: deleting")
     return results, windows
 
 
@@ -613,10 +637,6 @@ def bench_deployments(
                 subject, books, names, timeout=_timeout(len(names)), checkpoint=checkpoint
             )
             _warn_relists(books)
-        progress("  Deployments: deleting")
-        apps = client.AppsV1Api(api)
-        for name in names:
-            apps.delete_namespaced_deployment(name, namespace)
         wait_pods_gone(client.CoreV1Api(api), namespace)
         progress("  Deployments: pods gone")
     return results
@@ -640,6 +660,7 @@ ROWS = (
     ("create -> status all ready", "status_ready"),
     ("template -> first new pod", "new_pod"),
     ("template -> rollout complete", "rolled"),
+    ("delete -> object gone", "gone"),
     ("pods created per object", "pods"),
 )
 

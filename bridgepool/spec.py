@@ -455,6 +455,15 @@ class WorkerSummary(SpecModel):
     sessions: int | None = Field(default=None, description="Sessions the worker holds.")
     in_flight: int | None = Field(default=None, description="Calls running on the worker.")
     revision: str = Field(description="Revision of the template the pod was built from.")
+    drain_reason: str | None = Field(
+        default=None, description="Why the worker drains: rollout, scale-down, unhealthy, recycle."
+    )
+    drain_deadline: str | None = Field(
+        default=None,
+        description=(
+            "RFC 3339 time when a draining worker is deleted whatever sessions it still holds."
+        ),
+    )
 
 
 class ScaleRecommendation(SpecModel):

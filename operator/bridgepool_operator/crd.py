@@ -139,9 +139,14 @@ def build_crd() -> dict[str, Any]:
                     "additionalPrinterColumns": [
                         _column("Desired", "integer", ".status.desiredReplicas"),
                         _column("Ready", "integer", ".status.readyReplicas"),
+                        _column("Updated", "integer", ".status.updatedReplicas"),
                         _column("Utilization", "number", ".status.utilization"),
                         _column("Phase", "string", ".status.phase"),
                         _column("Age", "date", ".metadata.creationTimestamp"),
+                        # What the pool is doing: rolling out, scaling, which
+                        # workers drain and until when.
+                        _column("Progress", "string", PROGRESS_PATH),
+                        _column("Revision", "string", ".status.updateRevision", priority=1),
                     ],
                     "schema": {
                         "openAPIV3Schema": {
@@ -163,8 +168,15 @@ def build_crd() -> dict[str, Any]:
     }
 
 
-def _column(name: str, kind: str, path: str) -> dict[str, str]:
-    return {"name": name, "type": kind, "jsonPath": path}
+PROGRESS_PATH = '.status.conditions[?(@.type=="Progressing")].message'
+
+
+def _column(name: str, kind: str, path: str, priority: int = 0) -> dict[str, Any]:
+    """A ``kubectl get`` column; priority 1 shows only with ``-o wide``."""
+    column: dict[str, Any] = {"name": name, "type": kind, "jsonPath": path}
+    if priority:
+        column["priority"] = priority
+    return column
 
 
 def render_crd() -> str:

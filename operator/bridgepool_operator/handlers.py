@@ -32,7 +32,8 @@ from bridgepool.protocol import WorkerStats
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
 from . import metrics
-from .observe import ObservedWorker, format_time, observe_pod, stats_url
+from .drain import drain_annotations
+from .observe import ObservedWorker, observe_pod, stats_url
 from .planner import (
     Action,
     CreatePod,
@@ -58,6 +59,8 @@ class EventPoster(Protocol):
 PREFIX = "BRIDGEPOOL_OPERATOR_"
 # Longest wait between passes over a pool whose passes keep failing.
 MAX_FAILURE_DELAY_SECONDS = 60.0
+# How long kopf waits for a signalled pool loop to end before it reschedules.
+INSTANT_EXIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.reporting_component = labels.MANAGED_BY
     settings.posting.reporting_instance = socket.gethostname()  # the pod's name in a cluster
     settings.watching.server_timeout = 60
+    # When a pool is deleted, kopf signals its loop to stop and, unless the
+    # loop has ended within this time, checks again only after the daemon's
+    # cancellation backoff (10 s): the pool would wait that long for its
+    # finalizer. The loop ends between passes, well within a second.
+    settings.background.instant_exit_timeout = INSTANT_EXIT_SECONDS
 
 
 async def start(memo: kopf.Memo, config: OperatorConfig) -> None:
@@ -365,7 +373,6 @@ async def execute(
     # The generated client's annotations are loose (models vs dicts); keep it dynamic.
     core: Any = k8s.CoreV1Api(runtime.api)
     started = datetime.now(UTC)
-    now = format_time(started)
     created_revision: str | None = None  # the revision of the pods this pass tried to make
     refused: str | None = None
 
@@ -403,14 +410,7 @@ async def execute(
                     message=f"{made.metadata.name} (revision {action.revision}, {action.reason})",
                 )
             elif isinstance(action, MarkDraining):
-                patch = {
-                    "metadata": {
-                        "annotations": {
-                            labels.ANNOTATION_DRAINING: now,
-                            labels.ANNOTATION_DRAIN_REASON: action.reason,
-                        }
-                    }
-                }
+                patch = {"metadata": {"annotations": drain_annotations(started, action.reason)}}
                 try:
                     await core.patch_namespaced_pod(action.pod, namespace, patch)
                 except ApiException as err:

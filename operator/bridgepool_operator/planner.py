@@ -27,16 +27,12 @@ One pass, in order:
 7. Outdated workers are drained in victim order while at least
    ``desired - maxUnavailable`` ready workers remain (unready ones at once).
 
-Victim order (who is drained first): not ready first, then fewest
-sessions, then old revision, then youngest.
-
-How a worker is judged is in ``health.py``, the status in ``status.py``, the
-size in ``scaling.py``.
+How a worker is judged is in ``health.py``, the drain (and who is drained
+first) in ``drain.py``, the status in ``status.py``, the size in ``scaling.py``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +40,7 @@ from typing import Literal
 
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
+from .drain import DeleteReason, DrainReason, drain_done, drain_order
 from .health import Outdated, OutdatedKind, death_reason, outdated_reason
 from .observe import ObservedWorker
 from .pods import revision_of
@@ -56,13 +53,9 @@ from .status import (
     transition_events,
 )
 
-# Why a worker is drained, as its drain-reason annotation and metrics say.
-DrainReason = Literal["scale-down", "rollout", "unhealthy", "recycle"]
 # Why a worker is created: the pool grows, or a worker is replaced (it died or
 # went missing; a new template; recycling).
 CreateReason = Literal["scale-up", "replace", "rollout", "recycle"]
-# Why a draining worker is deleted.
-DeleteReason = Literal["drained", "stopped-serving", "drain-timeout"]
 
 DRAIN_REASON: dict[OutdatedKind, DrainReason] = {
     "rollout": "rollout",
@@ -113,32 +106,6 @@ class Pool:
     generation: int
     spec: BridgePoolSpec
     status: BridgePoolStatus  # as last written: conditions and autoscaler memory
-
-
-def drain_order(workers: Sequence[ObservedWorker], revision: str) -> list[ObservedWorker]:
-    """Workers in victim order: the first is drained first."""
-
-    def key(w: ObservedWorker) -> tuple[bool, float, bool, float]:
-        # A ready worker that did not report stats may hold sessions: last among equals.
-        sessions = w.sessions if w.sessions is not None else (0 if not w.ready else math.inf)
-        return (w.ready, float(sessions), w.revision == revision, -w.created_at.timestamp())
-
-    return sorted(workers, key=key)
-
-
-def drain_done(
-    w: ObservedWorker, spec: BridgePoolSpec, now: datetime
-) -> tuple[DeleteReason, str] | None:
-    """Why a draining worker may be deleted now, or None."""
-    assert w.draining_since is not None
-    if w.stats is not None and w.stats.sessions == 0 and w.stats.in_flight == 0:
-        return "drained", "drained: no sessions left"
-    if w.stats is None and not w.ready:
-        return "stopped-serving", "drained: worker not serving"
-    waited = (now - w.draining_since).total_seconds()
-    if waited >= spec.rollout.drain_timeout_seconds:
-        return "drain-timeout", f"drain timeout ({spec.rollout.drain_timeout_seconds} s) passed"
-    return None
 
 
 def create_reasons(

@@ -34,6 +34,7 @@ from bridgepool.spec import (
     WorkerSummaryState,
 )
 
+from .drain import drain_deadline, draining_message
 from .health import is_starting, plural, unready_detail
 from .observe import ObservedWorker, format_time, parse_time
 from .scaling import ScalingDecision, measure_load
@@ -233,7 +234,8 @@ def build_status(
         progressing = (
             True,
             "RollingOut",
-            f"{len(updated)} of {plural(desired, 'worker')} at revision {revision}",
+            f"{len(updated)} of {plural(desired, 'worker')} at revision {revision}"
+            + (f"; {draining_message(draining, spec)}" if draining else ""),
         )
     elif creating or len(active) < desired or coming:
         progressing = (
@@ -242,7 +244,7 @@ def build_status(
             f"{len(ready)} of {plural(desired, 'worker')} ready, {creating + len(coming)} starting",
         )
     elif draining:
-        progressing = (True, "Draining", f"{plural(len(draining), 'worker')} draining")
+        progressing = (True, "Draining", draining_message(draining, spec))
     elif len(active) > desired:  # this pass picks the workers to drain
         progressing = (True, "ScalingDown", f"{len(active)} -> {plural(desired, 'worker')}")
     else:
@@ -282,7 +284,8 @@ def build_status(
         phase = "Degraded"
     elif not established:
         phase = "Pending"
-    elif progressing[1] == "RollingOut":
+    elif progressing[1] == "RollingOut" or any(w.revision != revision for w in draining):
+        # Old workers still draining their sessions: the rollout is not over.
         phase = "Progressing"
     else:
         phase = "Running"
@@ -296,6 +299,8 @@ def build_status(
             sessions=w.sessions,
             in_flight=w.in_flight,
             revision=w.revision,
+            drain_reason=w.drain_reason if w.draining else None,
+            drain_deadline=format_time(drain_deadline(w, spec)) if w.draining else None,
         )
         for w in sorted(live, key=lambda w: w.name)
     ][:MAX_WORKER_SUMMARIES]

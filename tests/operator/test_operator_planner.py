@@ -10,6 +10,7 @@ import pytest
 
 from bridgepool.protocol import RecycleStatus, WorkerState, WorkerStats
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus, Condition
+from bridgepool_operator.drain import drain_order
 from bridgepool_operator.observe import ObservedWorker
 from bridgepool_operator.planner import (
     Action,
@@ -18,7 +19,6 @@ from bridgepool_operator.planner import (
     MarkDraining,
     Pool,
     UpdateStatus,
-    drain_order,
     plan,
     unplannable,
 )
@@ -992,3 +992,29 @@ def test_a_failed_pass_shows_on_the_pool_once_per_problem() -> None:
     healed = run([worker("a"), worker("b"), worker("c")], status=status)
     assert condition(healed, "Degraded") == ("False", "Healthy")
     assert status_of(healed).phase == "Running"
+
+
+def test_a_drain_that_waits_on_sessions_says_who_how_many_and_until_when() -> None:
+    """The rollout's last old worker holds one idle session: the status names
+    it, its sessions and when the drain gives up, and the rollout is not over."""
+    workers = [
+        worker("a"),
+        worker("b"),
+        worker("c"),
+        worker("old", OLD, draining_for=60, sessions=1),
+    ]
+    workers[3] = replace(workers[3], drain_reason="rollout")
+    status = status_of(run(workers, status=established(3)))
+    (progressing,) = [c for c in status.conditions if c.type == "Progressing"]
+    gives_up = NOW + timedelta(seconds=300 - 60)
+    assert (progressing.reason, progressing.message) == (
+        "Draining",
+        "waiting for 1 draining worker: old (rollout): 1 session; "
+        f"gives up at {gives_up:%Y-%m-%dT%H:%M:%SZ}",
+    )
+    assert status.phase == "Progressing"
+    (old,) = [w for w in status.workers if w.name == "old"]
+    assert (old.state, old.sessions, old.drain_reason) == ("draining", 1, "rollout")
+    assert old.drain_deadline == f"{gives_up:%Y-%m-%dT%H:%M:%SZ}"
+    ready = [w for w in status.workers if w.name != "old"]
+    assert all(w.drain_deadline is None and w.drain_reason is None for w in ready)

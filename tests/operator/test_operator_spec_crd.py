@@ -103,7 +103,16 @@ def test_crd_shape() -> None:
         "labelSelectorPath": ".status.selector",
     }
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Desired", "Ready", "Utilization", "Phase", "Age"]
+    assert columns == [
+        "Desired",
+        "Ready",
+        "Updated",
+        "Utilization",
+        "Phase",
+        "Age",
+        "Progress",
+        "Revision",
+    ]
     root = version["schema"]["openAPIV3Schema"]
     spec_schema = root["properties"]["spec"]
     rules = [v["message"] for v in spec_schema["x-kubernetes-validations"]]
