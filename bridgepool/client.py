@@ -1,8 +1,22 @@
-"""Python client for the BridgePool router (needs the ``client`` extra: httpx).
+"""Python client for BridgePool (needs the ``client`` extra: httpx).
 
-Two flavours over one implementation: :class:`BridgePoolClient` (sync) and
-:class:`AsyncBridgePoolClient`. Request building and response parsing live in
-:class:`_Calls`; the flavours only send. Failures raise a subclass of
+Two targets, each in a sync and an async flavour, over one implementation:
+
+- :class:`BridgePoolClient` / :class:`AsyncBridgePoolClient`: a pool, through its
+  router;
+- :class:`WorkerClient` / :class:`AsyncWorkerClient`: one worker, directly (no
+  router, no pool: development, tests, a single bridge of your own).
+
+All four speak the interface of :class:`BridgeClient` / :class:`AsyncBridgeClient`
+(annotate with those where code works with either target): calls
+(``execute_in_session``, ``execute_anonymous``, ``delete_session``), typed helpers
+for the worker's program commands (``create_program``, ``execute_program``,
+``list_programs``, ``get_program_info``, ``delete_program``; each in a session, as
+the worker keeps programs per session) and ``health()``. The router's clients add
+``pool_status()``, the worker's ``stats()``.
+
+Requests are built and answers read in :class:`_Calls` (no I/O), once per target;
+the flavours only send. Failures raise a subclass of
 :class:`bridgepool.errors.BridgePoolError` per error category.
 
     with BridgePoolClient("http://router:8000", pool="demo") as client:
@@ -13,25 +27,33 @@ Two flavours over one implementation: :class:`BridgePoolClient` (sync) and
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorCategory, ErrorInfo
 from bridgepool.protocol import (
     HEADER_IDEMPOTENT,
+    HEADER_INCARNATION,
+    HEADER_REBOUND_REASON,
     HEADER_SESSION_REBOUND,
     HEADER_TIMEOUT,
     HEADER_WORKER,
     ExecuteResponse,
+    Readiness,
+    WorkerState,
+    WorkerStats,
 )
+from bridgepool.spec import RoutingSettings
 
-HEADER_REBOUND_REASON = "X-BridgePool-Session-Rebound-Reason"
-
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 # -- typed errors, one per category ---------------------------------------------------
 
@@ -61,7 +83,7 @@ class HealthCheckError(BridgePoolError):
 
 
 class SessionError(BridgePoolError):
-    pass
+    """A session or a program in it is missing, or a command needs a session."""
 
 
 class HandlerError(BridgePoolError):
@@ -89,16 +111,114 @@ def error_from_info(info: ErrorInfo, status: int) -> BridgePoolError:
     return ERROR_CLASSES[info.category](info, status)
 
 
+def _unexpected(message: str, status: int, **context: Any) -> BridgePoolError:
+    """An answer the client cannot read."""
+    info = ErrorInfo(
+        category=ErrorCategory.COMMUNICATION,
+        type="unexpected_answer",
+        message=message,
+        context=context,
+    )
+    return error_from_info(info, status)
+
+
+# -- what the client returns ----------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class ExecuteResult:
     """A successful call: its result, the worker that served it, and whether the
-    session moved to a new worker (its earlier state is then lost)."""
+    session moved to a new worker or its worker restarted (its earlier state is
+    then lost)."""
 
     result: Any
     worker: str | None
     rebound: bool = False
     rebound_reason: str | None = None
     id: str | int | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether the router (discovery synced, not shutting down) or the worker
+    (ready or busy) takes calls, and why not when it does not. A worker's client
+    also carries the worker's whole ``/readyz`` answer."""
+
+    ready: bool
+    reason: str | None = None
+    readiness: Readiness | None = None
+
+
+class _Answer(BaseModel):
+    # Fields a newer server adds are ignored, not refused.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+ProgramBackend = Literal["offline", "dspy"]
+
+
+class ProgramInfo(_Answer):
+    """A program the worker keeps in a session (``create_program``,
+    ``get_program_info``, ``list_programs``)."""
+
+    program_id: str
+    signature: str  # "question, context -> answer"
+    inputs: list[str]
+    outputs: list[str]
+    instructions: str
+    backend: ProgramBackend
+    created_at: float  # unix seconds
+    executions: int
+
+
+class ProgramRun(_Answer):
+    """The outputs of one ``execute_program``, named by the program's signature."""
+
+    program_id: str
+    backend: ProgramBackend
+    outputs: dict[str, Any]
+
+
+class _ProgramList(_Answer):
+    programs: list[ProgramInfo]
+
+
+class PoolWorkerStatus(_Answer):
+    """One worker as the router sees it."""
+
+    worker: str
+    url: str
+    state: WorkerState | Literal["unknown"]  # unknown: no health check answered yet
+    ready: bool  # the router's health checks pass
+    draining: bool
+    breaker: Literal["closed", "open", "half_open"]
+    in_flight: int  # calls from this router
+    capacity: int
+    accepting_sessions: bool
+    sessions: int  # sessions the router knows on it
+    last_error: str | None = None
+
+
+class PoolStatus(_Answer):
+    """``GET /v1/pools/{pool}`` at the router: its workers, queue and sessions."""
+
+    pool: str
+    workers: list[PoolWorkerStatus]
+    queue_length: int
+    sessions: int
+    routing: RoutingSettings
+
+    @property
+    def ready_workers(self) -> int:
+        return sum(1 for w in self.workers if w.ready)
+
+
+class _RouterReadiness(_Answer):
+    ready: bool
+    reason: str | None = None
+
+
+# -- the wire, without I/O ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -109,19 +229,84 @@ class _Request:
     body: bytes | None = None
 
 
-class _Calls:
-    """How calls look on the wire and how answers are read; no I/O."""
+@dataclass(frozen=True)
+class _Op(Generic[T]):
+    """A request and how to read its answer."""
 
-    def __init__(self, pool: str, timeout: float | None) -> None:
-        self.pool = pool
+    request: _Request
+    read: Callable[[httpx.Response], T]
+
+
+def _error_of(response: httpx.Response) -> BridgePoolError:
+    try:
+        data = response.json()
+        info = ErrorInfo.model_validate(data.get("error") if isinstance(data, dict) else None)
+    except (ValueError, ValidationError):
+        return _unexpected(
+            f"HTTP {response.status_code} without an error body",
+            response.status_code,
+            body=response.text[:500],
+        )
+    return error_from_info(info, response.status_code)
+
+
+def _model_of(model: type[M], response: httpx.Response, *, also: int | None = None) -> M:
+    """The answer as ``model``: a 200's body, or that of status ``also`` (a
+    not-ready ``/readyz`` is a 503 with the usual body)."""
+    if response.status_code not in (200, also):
+        raise _error_of(response)
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        if response.status_code != 200:
+            raise _error_of(response) from exc
+        raise _unexpected(f"answer is not a {model.__name__}: {exc}", 502) from exc
+
+
+def _result_as(model: type[M], result: ExecuteResult) -> M:
+    """A built-in command's result as its model."""
+    try:
+        return model.model_validate(result.result)
+    except ValidationError as exc:
+        raise _unexpected(f"result is not a {model.__name__}: {exc}", 502) from exc
+
+
+def _http_timeout(timeout: float | None) -> httpx.Timeout:
+    # The server enforces the call budget; the socket timeout only needs to outlast it.
+    return httpx.Timeout(None if timeout is None else timeout + 5.0, connect=5.0)
+
+
+class _Calls(ABC):
+    """How calls look on the wire and how answers are read. A subclass per target
+    says where things are and how a lost session shows."""
+
+    peer: str  # what the client talks to, for messages
+
+    def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
 
-    def _headers(self, timeout: float | None) -> dict[str, str]:
+    @abstractmethod
+    def execute_path(self, session_id: str | None) -> str: ...
+
+    @abstractmethod
+    def session_path(self, session_id: str) -> str: ...
+
+    @abstractmethod
+    def rebound_reason(self, response: httpx.Response, session_id: str | None) -> str | None:
+        """Why the session's earlier state is gone, if it is."""
+
+    @abstractmethod
+    def read_health(self, response: httpx.Response) -> Health: ...
+
+    def headers(self, timeout: float | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         budget = timeout if timeout is not None else self.timeout
         if budget is not None:
             headers[HEADER_TIMEOUT] = f"{budget:g}"
         return headers
+
+    def get(self, path: str, read: Callable[[httpx.Response], T]) -> _Op[T]:
+        return _Op(_Request("GET", path, self.headers()), read)
 
     def execute(
         self,
@@ -131,111 +316,214 @@ class _Calls:
         *,
         idempotent: bool = False,
         timeout: float | None = None,
-    ) -> _Request:
-        pool = quote(self.pool, safe="")
-        if session_id is None:
-            path = f"/v1/pools/{pool}/execute"
-        else:
-            path = f"/v1/pools/{pool}/sessions/{quote(session_id, safe='')}/execute"
-        headers = self._headers(timeout)
+    ) -> _Op[ExecuteResult]:
+        headers = self.headers(timeout)
         if idempotent:
             headers[HEADER_IDEMPOTENT] = "true"
-        body = {"command": command, "args": args or {}, "session_id": session_id}
-        return _Request("POST", path, headers, json.dumps(body).encode())
+        body = json.dumps({"command": command, "args": args or {}, "session_id": session_id})
+        request = _Request("POST", self.execute_path(session_id), headers, body.encode())
+        return _Op(request, lambda response: self.read_execute(response, session_id))
 
-    def delete_session(self, session_id: str) -> _Request:
-        path = f"/v1/pools/{quote(self.pool, safe='')}/sessions/{quote(session_id, safe='')}"
-        return _Request("DELETE", path, self._headers(None))
-
-    @staticmethod
-    def error_of(response: httpx.Response) -> BridgePoolError:
-        try:
-            data = response.json()
-            info = ErrorInfo.model_validate(data.get("error") if isinstance(data, dict) else None)
-        except (ValueError, ValidationError):
-            info = ErrorInfo(
-                category=ErrorCategory.COMMUNICATION,
-                type="unexpected_answer",
-                message=f"HTTP {response.status_code} without an error body",
-                context={"body": response.text[:500]},
-            )
-        return error_from_info(info, response.status_code)
-
-    @classmethod
-    def parse_execute(cls, response: httpx.Response) -> ExecuteResult:
-        if response.status_code != 200:
-            raise cls.error_of(response)
-        try:
-            answer = ExecuteResponse.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise error_from_info(
-                ErrorInfo(
-                    category=ErrorCategory.COMMUNICATION,
-                    type="unexpected_answer",
-                    message=f"answer is not an execute response: {exc}",
-                ),
-                502,
-            ) from exc
+    def read_execute(self, response: httpx.Response, session_id: str | None) -> ExecuteResult:
+        answer = _model_of(ExecuteResponse, response)
         if not answer.success:
             info = answer.error or ErrorInfo(
                 category=ErrorCategory.SYSTEM, type="unknown", message="call failed"
             )
             raise error_from_info(info, response.status_code)
+        reason = self.rebound_reason(response, session_id)
         return ExecuteResult(
             result=answer.result,
             worker=response.headers.get(HEADER_WORKER),
-            rebound=response.headers.get(HEADER_SESSION_REBOUND, "").lower() == "true",
-            rebound_reason=response.headers.get(HEADER_REBOUND_REASON),
+            rebound=reason is not None,
+            rebound_reason=reason,
             id=answer.id,
         )
 
-    @classmethod
-    def parse_delete(cls, response: httpx.Response) -> None:
-        if response.status_code >= 300:
-            raise cls.error_of(response)
+    def command(
+        self,
+        session_id: str,
+        command: str,
+        args: dict[str, Any],
+        read: Callable[[ExecuteResult], T],
+        timeout: float | None = None,
+    ) -> _Op[T]:
+        """A built-in command in a session, its result read by ``read``."""
+        call = self.execute(command, args, session_id, timeout=timeout)
+        return _Op(call.request, lambda response: read(call.read(response)))
+
+    def delete_session(self, session_id: str) -> _Op[None]:
+        request = _Request("DELETE", self.session_path(session_id), self.headers())
+        return _Op(request, self.read_done)
 
     @staticmethod
-    def transport_error(exc: httpx.TransportError, base_url: str) -> BridgePoolError:
+    def read_done(response: httpx.Response) -> None:
+        if response.status_code >= 300:
+            raise _error_of(response)
+
+    def health(self) -> _Op[Health]:
+        return self.get("/readyz", self.read_health)
+
+    # -- the worker's program commands ------------------------------------------------
+
+    def create_program(self, session_id: str, definition: dict[str, Any]) -> _Op[ProgramInfo]:
+        return self.command(
+            session_id, "create_program", definition, lambda r: _result_as(ProgramInfo, r)
+        )
+
+    def execute_program(
+        self,
+        session_id: str,
+        program_id: str,
+        inputs: dict[str, Any],
+        timeout: float | None,
+    ) -> _Op[ProgramRun]:
+        args = {"program_id": program_id, "inputs": inputs}
+        return self.command(
+            session_id, "execute_program", args, lambda r: _result_as(ProgramRun, r), timeout
+        )
+
+    def list_programs(self, session_id: str) -> _Op[list[ProgramInfo]]:
+        return self.command(
+            session_id, "list_programs", {}, lambda r: _result_as(_ProgramList, r).programs
+        )
+
+    def get_program_info(self, session_id: str, program_id: str) -> _Op[ProgramInfo]:
+        args = {"program_id": program_id}
+        return self.command(
+            session_id, "get_program_info", args, lambda r: _result_as(ProgramInfo, r)
+        )
+
+    def delete_program(self, session_id: str, program_id: str) -> _Op[None]:
+        args = {"program_id": program_id}
+        return self.command(session_id, "delete_program", args, lambda r: None)
+
+    def transport_error(self, exc: httpx.TransportError, base_url: str) -> BridgePoolError:
         if isinstance(exc, httpx.TimeoutException):
             return CallTimeoutError.make(
                 ErrorCategory.TIMEOUT, "client_timeout", str(exc) or "timed out", status=504
             )
         return ConnectionFailedError.make(
             ErrorCategory.CONNECTION,
-            "router_unreachable",
-            f"could not reach the router at {base_url}: {exc!r}",
+            f"{self.peer}_unreachable",
+            f"could not reach the {self.peer} at {base_url}: {exc!r}",
             status=502,
             retryable=True,
         )
 
 
-def _http_timeout(timeout: float | None) -> httpx.Timeout:
-    # The router enforces the call budget; the socket timeout only needs to outlast it.
-    return httpx.Timeout(None if timeout is None else timeout + 5.0, connect=5.0)
+def _program_definition(
+    signature: str | None,
+    inputs: Sequence[str] | None,
+    outputs: Sequence[str] | None,
+    instructions: str,
+    program_id: str | None,
+    backend: ProgramBackend | None,
+) -> dict[str, Any]:
+    """``create_program``'s args; the worker checks them (a 400 names what is wrong)."""
+    given = {
+        "signature": signature,
+        "inputs": None if inputs is None else list(inputs),
+        "outputs": None if outputs is None else list(outputs),
+        "instructions": instructions or None,
+        "program_id": program_id,
+        "backend": backend,
+    }
+    return {name: value for name, value in given.items() if value is not None}
 
 
-class BridgePoolClient:
-    """Synchronous client bound to one router and one pool."""
+class _RouterCalls(_Calls):
+    """A pool behind its router: sessions are in the path; the router says when one
+    moved."""
 
-    def __init__(
-        self,
-        base_url: str,
-        pool: str,
-        *,
-        timeout: float | None = None,
-        http: httpx.Client | None = None,
-    ) -> None:
+    peer = "router"
+
+    def __init__(self, pool: str, timeout: float | None) -> None:
+        super().__init__(timeout)
+        self.pool = pool
+        self._pool_path = f"/v1/pools/{quote(pool, safe='')}"
+
+    def execute_path(self, session_id: str | None) -> str:
+        if session_id is None:
+            return f"{self._pool_path}/execute"
+        return f"{self.session_path(session_id)}/execute"
+
+    def session_path(self, session_id: str) -> str:
+        return f"{self._pool_path}/sessions/{quote(session_id, safe='')}"
+
+    def rebound_reason(self, response: httpx.Response, session_id: str | None) -> str | None:
+        if response.headers.get(HEADER_SESSION_REBOUND, "").lower() != "true":
+            return None
+        return str(response.headers.get(HEADER_REBOUND_REASON, ""))
+
+    def read_health(self, response: httpx.Response) -> Health:
+        answer = _model_of(_RouterReadiness, response, also=503)
+        return Health(ready=answer.ready, reason=answer.reason)
+
+    def pool_status(self) -> _Op[PoolStatus]:
+        return self.get(self._pool_path, lambda response: _model_of(PoolStatus, response))
+
+
+class _WorkerCalls(_Calls):
+    """One worker: sessions are in the body. A worker that restarted has lost its
+    sessions; its incarnation header tells, so a session's next answer says so
+    (``worker_restarted``), as the router's would."""
+
+    peer = "worker"
+
+    def __init__(self, timeout: float | None) -> None:
+        super().__init__(timeout)
+        # session id -> the worker incarnation that last answered in it
+        self._incarnations: dict[str, str] = {}
+
+    def execute_path(self, session_id: str | None) -> str:
+        return "/v1/execute"
+
+    def session_path(self, session_id: str) -> str:
+        return f"/v1/sessions/{quote(session_id, safe='')}"
+
+    def delete_session(self, session_id: str) -> _Op[None]:
+        self._incarnations.pop(session_id, None)
+        return super().delete_session(session_id)
+
+    def rebound_reason(self, response: httpx.Response, session_id: str | None) -> str | None:
+        incarnation = response.headers.get(HEADER_INCARNATION)
+        if session_id is None or incarnation is None:
+            return None
+        seen = self._incarnations.get(session_id)
+        self._incarnations[session_id] = incarnation
+        return "worker_restarted" if seen not in (None, incarnation) else None
+
+    def read_health(self, response: httpx.Response) -> Health:
+        readiness = _model_of(Readiness, response, also=503)
+        return Health(ready=readiness.ready, reason=readiness.reason, readiness=readiness)
+
+    def stats(self) -> _Op[WorkerStats]:
+        return self.get("/v1/stats", lambda response: _model_of(WorkerStats, response))
+
+
+# -- the sync flavour -----------------------------------------------------------------
+
+
+class BridgeClient:
+    """What every synchronous client offers, through a router or to one worker."""
+
+    def __init__(self, base_url: str, calls: _Calls, http: httpx.Client | None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._calls = _Calls(pool, timeout)
-        self._http = http or httpx.Client(base_url=self.base_url, timeout=_http_timeout(timeout))
+        self._calls = calls
+        self._http = http or httpx.Client(
+            base_url=self.base_url, timeout=_http_timeout(calls.timeout)
+        )
 
-    def _send(self, request: _Request) -> httpx.Response:
+    def _run(self, op: _Op[T]) -> T:
+        request = op.request
         try:
-            return self._http.request(
+            response = self._http.request(
                 request.method, request.path, headers=request.headers, content=request.body
             )
         except httpx.TransportError as exc:
-            raise _Calls.transport_error(exc, self.base_url) from exc
+            raise self._calls.transport_error(exc, self.base_url) from exc
+        return op.read(response)
 
     def execute_in_session(
         self,
@@ -245,8 +533,7 @@ class BridgePoolClient:
         *,
         timeout: float | None = None,
     ) -> ExecuteResult:
-        req = self._calls.execute(command, args, session_id, timeout=timeout)
-        return _Calls.parse_execute(self._send(req))
+        return self._run(self._calls.execute(command, args, session_id, timeout=timeout))
 
     def execute_anonymous(
         self,
@@ -256,16 +543,59 @@ class BridgePoolClient:
         *,
         timeout: float | None = None,
     ) -> ExecuteResult:
-        req = self._calls.execute(command, args, None, idempotent=idempotent, timeout=timeout)
-        return _Calls.parse_execute(self._send(req))
+        """``idempotent`` lets the router retry the call after a timeout or a 5xx."""
+        op = self._calls.execute(command, args, None, idempotent=idempotent, timeout=timeout)
+        return self._run(op)
 
     def delete_session(self, session_id: str) -> None:
-        _Calls.parse_delete(self._send(self._calls.delete_session(session_id)))
+        self._run(self._calls.delete_session(session_id))
+
+    def health(self) -> Health:
+        """Raises :class:`ConnectionFailedError` when nothing answers."""
+        return self._run(self._calls.health())
+
+    def create_program(
+        self,
+        session_id: str,
+        signature: str | None = None,
+        *,
+        inputs: Sequence[str] | None = None,
+        outputs: Sequence[str] | None = None,
+        instructions: str = "",
+        program_id: str | None = None,
+        backend: ProgramBackend | None = None,
+    ) -> ProgramInfo:
+        """A program in the session, from ``signature`` (``"question -> answer"``)
+        or from ``inputs`` and ``outputs``; the worker names it unless
+        ``program_id`` does."""
+        definition = _program_definition(
+            signature, inputs, outputs, instructions, program_id, backend
+        )
+        return self._run(self._calls.create_program(session_id, definition))
+
+    def execute_program(
+        self,
+        session_id: str,
+        program_id: str,
+        inputs: dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> ProgramRun:
+        return self._run(self._calls.execute_program(session_id, program_id, inputs, timeout))
+
+    def list_programs(self, session_id: str) -> list[ProgramInfo]:
+        return self._run(self._calls.list_programs(session_id))
+
+    def get_program_info(self, session_id: str, program_id: str) -> ProgramInfo:
+        return self._run(self._calls.get_program_info(session_id, program_id))
+
+    def delete_program(self, session_id: str, program_id: str) -> None:
+        self._run(self._calls.delete_program(session_id, program_id))
 
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> BridgePoolClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -277,7 +607,139 @@ class BridgePoolClient:
         self.close()
 
 
-class AsyncBridgePoolClient:
+class BridgePoolClient(BridgeClient):
+    """Synchronous client bound to one router and one pool."""
+
+    def __init__(
+        self,
+        base_url: str,
+        pool: str,
+        *,
+        timeout: float | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._router = _RouterCalls(pool, timeout)
+        super().__init__(base_url, self._router, http)
+
+    def pool_status(self) -> PoolStatus:
+        return self._run(self._router.pool_status())
+
+
+class WorkerClient(BridgeClient):
+    """Synchronous client of one worker, without a router."""
+
+    def __init__(
+        self, base_url: str, *, timeout: float | None = None, http: httpx.Client | None = None
+    ) -> None:
+        self._worker = _WorkerCalls(timeout)
+        super().__init__(base_url, self._worker, http)
+
+    def stats(self) -> WorkerStats:
+        return self._run(self._worker.stats())
+
+
+# -- the async flavour: the same methods, awaited ------------------------------------
+
+
+class AsyncBridgeClient:
+    """What every asynchronous client offers (see :class:`BridgeClient`)."""
+
+    def __init__(self, base_url: str, calls: _Calls, http: httpx.AsyncClient | None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._calls = calls
+        self._http = http or httpx.AsyncClient(
+            base_url=self.base_url, timeout=_http_timeout(calls.timeout)
+        )
+
+    async def _run(self, op: _Op[T]) -> T:
+        request = op.request
+        try:
+            response = await self._http.request(
+                request.method, request.path, headers=request.headers, content=request.body
+            )
+        except httpx.TransportError as exc:
+            raise self._calls.transport_error(exc, self.base_url) from exc
+        return op.read(response)
+
+    async def execute_in_session(
+        self,
+        session_id: str,
+        command: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call budget
+    ) -> ExecuteResult:
+        return await self._run(self._calls.execute(command, args, session_id, timeout=timeout))
+
+    async def execute_anonymous(
+        self,
+        command: str,
+        args: dict[str, Any] | None = None,
+        idempotent: bool = False,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call budget
+    ) -> ExecuteResult:
+        op = self._calls.execute(command, args, None, idempotent=idempotent, timeout=timeout)
+        return await self._run(op)
+
+    async def delete_session(self, session_id: str) -> None:
+        await self._run(self._calls.delete_session(session_id))
+
+    async def health(self) -> Health:
+        return await self._run(self._calls.health())
+
+    async def create_program(
+        self,
+        session_id: str,
+        signature: str | None = None,
+        *,
+        inputs: Sequence[str] | None = None,
+        outputs: Sequence[str] | None = None,
+        instructions: str = "",
+        program_id: str | None = None,
+        backend: ProgramBackend | None = None,
+    ) -> ProgramInfo:
+        definition = _program_definition(
+            signature, inputs, outputs, instructions, program_id, backend
+        )
+        return await self._run(self._calls.create_program(session_id, definition))
+
+    async def execute_program(
+        self,
+        session_id: str,
+        program_id: str,
+        inputs: dict[str, Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call budget
+    ) -> ProgramRun:
+        op = self._calls.execute_program(session_id, program_id, inputs, timeout)
+        return await self._run(op)
+
+    async def list_programs(self, session_id: str) -> list[ProgramInfo]:
+        return await self._run(self._calls.list_programs(session_id))
+
+    async def get_program_info(self, session_id: str, program_id: str) -> ProgramInfo:
+        return await self._run(self._calls.get_program_info(session_id, program_id))
+
+    async def delete_program(self, session_id: str, program_id: str) -> None:
+        await self._run(self._calls.delete_program(session_id, program_id))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class AsyncBridgePoolClient(AsyncBridgeClient):
     """Asynchronous client bound to one router and one pool."""
 
     def __init__(
@@ -288,55 +750,25 @@ class AsyncBridgePoolClient:
         timeout: float | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._calls = _Calls(pool, timeout)
-        self._http = http or httpx.AsyncClient(
-            base_url=self.base_url, timeout=_http_timeout(timeout)
-        )
+        self._router = _RouterCalls(pool, timeout)
+        super().__init__(base_url, self._router, http)
 
-    async def _send(self, request: _Request) -> httpx.Response:
-        try:
-            return await self._http.request(
-                request.method, request.path, headers=request.headers, content=request.body
-            )
-        except httpx.TransportError as exc:
-            raise _Calls.transport_error(exc, self.base_url) from exc
+    async def pool_status(self) -> PoolStatus:
+        return await self._run(self._router.pool_status())
 
-    async def execute_in_session(
+
+class AsyncWorkerClient(AsyncBridgeClient):
+    """Asynchronous client of one worker, without a router."""
+
+    def __init__(
         self,
-        session_id: str,
-        command: str,
-        args: dict[str, Any] | None = None,
+        base_url: str,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the router's call budget
-    ) -> ExecuteResult:
-        req = self._calls.execute(command, args, session_id, timeout=timeout)
-        return _Calls.parse_execute(await self._send(req))
-
-    async def execute_anonymous(
-        self,
-        command: str,
-        args: dict[str, Any] | None = None,
-        idempotent: bool = False,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the router's call budget
-    ) -> ExecuteResult:
-        req = self._calls.execute(command, args, None, idempotent=idempotent, timeout=timeout)
-        return _Calls.parse_execute(await self._send(req))
-
-    async def delete_session(self, session_id: str) -> None:
-        _Calls.parse_delete(await self._send(self._calls.delete_session(session_id)))
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncBridgePoolClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        timeout: float | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
-        await self.aclose()
+        self._worker = _WorkerCalls(timeout)
+        super().__init__(base_url, self._worker, http)
+
+    async def stats(self) -> WorkerStats:
+        return await self._run(self._worker.stats())
