@@ -41,9 +41,12 @@ from bridgepool import labels
 from bridgepool.protocol import WORKER_PORT
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from bridgepool.workers import worker_url
-from bridgepool_operator.handlers import OperatorConfig, PassResult, Runtime, execute
+from bridgepool_operator.actions import execute
+from bridgepool_operator.config import OperatorConfig
+from bridgepool_operator.expectations import PassResult
 from bridgepool_operator.planner import Action, CreatePod, UpdateStatus
 from bridgepool_operator.pods import revision_of
+from bridgepool_operator.runtime import Runtime
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ import yaml
 
 from bridgepool.labels import LABEL_POOL
 from bridgepool_operator.cli import parse_args as parse_operator_args
-from bridgepool_operator.handlers import OperatorConfig
+from bridgepool_operator.config import OperatorConfig
 from bridgepool_router.cli import load_options as router_options
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import kopf
 from prometheus_client import start_http_server
 
-from .handlers import PREFIX, OperatorConfig
+from .config import PREFIX, OperatorConfig
 
 
 def _env_port(p: argparse.ArgumentParser, name: str, default: int) -> int:

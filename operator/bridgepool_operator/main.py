@@ -1,4 +1,4 @@
-"""kopf registrations, and nothing else: each delegates to ``handlers``."""
+"""kopf registrations, and nothing else: each delegates to the module of its job."""
 
 from __future__ import annotations
 
@@ -9,33 +9,34 @@ import kopf
 
 from bridgepool import labels
 
-from . import handlers
+from . import index, loop, runtime
+from .config import OperatorConfig
 
 POD_FILTER = {labels.LABEL_MANAGED_BY: labels.MANAGED_BY}
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    handlers.configure(settings)
-    config = getattr(memo, "config", None) or handlers.OperatorConfig.from_env()
-    await handlers.start(memo, config)
+    runtime.configure(settings)
+    config = getattr(memo, "config", None) or OperatorConfig.from_env()
+    await runtime.start(memo, config)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    await handlers.stop(memo)
+    await runtime.stop(memo)
 
 
 @kopf.index("pods", labels=POD_FILTER)
 def pods_by_pool(
     namespace: str | None, meta: kopf.Meta, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> dict[Any, Any]:
-    return handlers.index_pod(namespace or "", meta, body)
+    return index.index_pod(namespace or "", meta, body)
 
 
 @kopf.on.event("pods", labels=POD_FILTER)
 def pod_changed(namespace: str | None, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    handlers.wake_for_pod(memo.runtime, namespace or "", meta)
+    index.wake_for_pod(memo.runtime, namespace or "", meta)
 
 
 @kopf.on.event(labels.GROUP, labels.VERSION, labels.PLURAL)
@@ -47,7 +48,7 @@ def pool_changed(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    handlers.wake_for_pool(memo.runtime, namespace or "", name, meta, status)
+    index.wake_for_pool(memo.runtime, namespace or "", name, meta, status)
 
 
 # On a pool's deletion kopf sets ``stopped`` and gives the loop
@@ -68,4 +69,4 @@ async def pool_loop(
     **kwargs: Any,
 ) -> None:
     # kopf passes each index by its function's name.
-    await handlers.run_pool(memo.runtime, body, kwargs["pods_by_pool"], stopped, logger)
+    await loop.run_pool(memo.runtime, body, kwargs["pods_by_pool"], stopped, logger)

@@ -14,15 +14,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
-from bridgepool_operator import handlers
-from bridgepool_operator.handlers import (
-    OperatorConfig,
-    Runtime,
-    failure_delay,
-    failure_message,
-    invalid_spec_message,
-    run_pool,
-)
+from bridgepool_operator import actions, loop
+from bridgepool_operator.actions import failure_message
+from bridgepool_operator.config import OperatorConfig
+from bridgepool_operator.loop import failure_delay, invalid_spec_message, run_pool
+from bridgepool_operator.runtime import Runtime
 
 TEMPLATE = {"spec": {"containers": [{"name": "worker", "image": "i"}]}}
 
@@ -128,15 +124,15 @@ async def test_a_failing_pass_shows_on_the_pool_with_one_event_and_one_traceback
         return True
 
     waits: list[float] = []
-    real_next_wakeup = handlers.next_wakeup
+    real_next_wakeup = loop.next_wakeup
 
     async def next_wakeup(wakeup: asyncio.Event, stopped: Any, delay: float) -> bool:
         waits.append(delay)
         return await real_next_wakeup(wakeup, stopped, 0.001)
 
-    monkeypatch.setattr(handlers, "plan", failing_plan)
-    monkeypatch.setattr(handlers, "write_status", write_status)
-    monkeypatch.setattr(handlers, "next_wakeup", next_wakeup)
+    monkeypatch.setattr(loop, "plan", failing_plan)
+    monkeypatch.setattr(actions, "write_status", write_status)
+    monkeypatch.setattr(loop, "next_wakeup", next_wakeup)
     posted: list[tuple[str, str, str]] = []
 
     def post_event(_body: Any, /, *, type: str, reason: str, message: str) -> None:

@@ -12,8 +12,11 @@ import httpx
 import pytest
 
 from bridgepool.protocol import WorkerStats
-from bridgepool_operator.handlers import OperatorConfig, Runtime, fetch_stats, index_pod
+from bridgepool_operator.config import OperatorConfig
+from bridgepool_operator.index import index_pod
 from bridgepool_operator.observe import stats_url
+from bridgepool_operator.runtime import Runtime
+from bridgepool_operator.worker_stats import fetch_stats
 from tests.worker.conftest import Workers
 
 

@@ -1,0 +1,207 @@
+"""Carry out a pass's actions on the API server: create, drain and delete
+worker pods, post events, write the pool's status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import kopf
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from bridgepool import labels
+from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
+
+from . import metrics
+from .drain import drain_annotations
+from .expectations import PassResult
+from .planner import (
+    Action,
+    CreatePod,
+    DeletePod,
+    MarkDraining,
+    UpdateStatus,
+)
+from .pods import PoolRef, build_worker_pod, refusal_message
+from .runtime import Runtime
+from .status import EmitEvent, after_creates
+
+log = logging.getLogger("bridgepool.operator")
+
+
+def json_body(err: ApiException) -> dict[str, Any]:
+    """The API server's Status body of a refused request ({} when it is not JSON)."""
+    try:
+        body = json.loads(err.body or "")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def api_message(err: ApiException) -> str:
+    """The message of the API server's Status body, without the name of the
+    object (a generated pod name differs on every try)."""
+    message = str(json_body(err).get("message") or "")
+    return re.sub(r'^(\w+) "[^"]*" is ', r"\1 ", message) or str(err.reason)
+
+
+def failure_message(err: BaseException) -> str:
+    """A failed pass's error as one line for the pool's condition and event; the
+    same failure gives the same line (no generated pod names)."""
+    if isinstance(err, ApiException):
+        return f"the API server answered {err.status} {err.reason}: {api_message(err)}"
+    return f"{type(err).__name__}: {err}"
+
+
+def _transient(err: ApiException) -> bool:
+    return err.status in (409, 429) or err.status >= 500
+
+
+async def execute(
+    runtime: Runtime,
+    body: kopf.Body,
+    spec: BridgePoolSpec | None,
+    actions: list[Action],
+    raw_status: Mapping[str, Any],
+    result: PassResult,
+    *,
+    previous: BridgePoolStatus,
+) -> None:
+    """Carry out the actions in order, recording each change in ``result`` as
+    it is made: when an action fails, the next pass still waits to see the
+    pods the earlier ones created, and does not create them again.
+
+    A worker pod the API server refuses (an invalid or unknown field in the
+    template) fails no pass: the pass makes no more pods, and the status it
+    writes says why (``previous`` is the status the actions were planned from)."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    # The generated client's annotations are loose (models vs dicts); keep it dynamic.
+    core: Any = k8s.CoreV1Api(runtime.api)
+    started = datetime.now(UTC)
+    created_revision: str | None = None  # the revision of the pods this pass tried to make
+    refused: str | None = None
+
+    def announce(type: str, reason: str, message: str) -> None:
+        """An event on the pool, and the same as a log line."""
+        level = logging.WARNING if type == "Warning" else logging.INFO
+        log.log(level, message, extra={"namespace": namespace, "pool": name, "reason": reason})
+        runtime.post_event(body, type=type, reason=reason, message=message)
+
+    try:
+        for action in actions:
+            if isinstance(action, CreatePod):
+                assert spec is not None
+                created_revision = action.revision
+                if refused is not None:
+                    continue  # the same template: refused again
+                pod = build_worker_pod(PoolRef(name, namespace, meta["uid"]), spec, action.revision)
+                try:
+                    # Strict: a field the API server does not know (a typo in the
+                    # template) is refused, not silently dropped.
+                    made = await core.create_namespaced_pod(
+                        namespace, pod, field_validation="Strict"
+                    )
+                except ApiException as err:
+                    if err.status not in (400, 422):
+                        raise
+                    refused = refusal_message(json_body(err))
+                    metrics.POD_ACTIONS_TOTAL.labels("create-refused", action.reason).inc()
+                    continue
+                result.created.add(made.metadata.name)
+                metrics.POD_ACTIONS_TOTAL.labels("create", action.reason).inc()
+                announce(
+                    type="Normal",
+                    reason="WorkerCreated",
+                    message=f"{made.metadata.name} (revision {action.revision}, {action.reason})",
+                )
+            elif isinstance(action, MarkDraining):
+                patch = {"metadata": {"annotations": drain_annotations(started, action.reason)}}
+                try:
+                    await core.patch_namespaced_pod(action.pod, namespace, patch)
+                except ApiException as err:
+                    if err.status != 404:
+                        raise
+                result.drained.add(action.pod)
+                metrics.POD_ACTIONS_TOTAL.labels("drain", action.reason).inc()
+                unhealthy = action.reason == "unhealthy"
+                announce(
+                    type="Warning" if unhealthy else "Normal",
+                    reason="WorkerUnhealthy" if unhealthy else "WorkerDraining",
+                    message=f"{action.pod} draining ({action.reason}): {action.message}",
+                )
+            elif isinstance(action, DeletePod):
+                try:
+                    await core.delete_namespaced_pod(
+                        action.pod, namespace, grace_period_seconds=action.grace_seconds
+                    )
+                except ApiException as err:
+                    if err.status != 404:
+                        raise
+                result.deleted.add(action.pod)
+                metrics.POD_ACTIONS_TOTAL.labels("delete", action.reason).inc()
+                announce("Normal", "WorkerDeleted", f"{action.pod}: {action.message}")
+            elif isinstance(action, EmitEvent):
+                announce(action.type, action.reason, action.message)
+            elif isinstance(action, UpdateStatus):
+                status = action.status
+                if created_revision is not None:
+                    status, events = after_creates(
+                        previous,
+                        status,
+                        revision=created_revision,
+                        refused=refused,
+                        generation=int(meta.get("generation") or 0),
+                        now=started,
+                    )
+                    for event in events:
+                        announce(event.type, event.reason, event.message)
+                if await write_status(runtime, namespace, name, status, raw_status):
+                    result.status_written_over = meta.get("resourceVersion")
+                record_gauges(namespace, name, status)
+    except ApiException as err:
+        if _transient(err):
+            raise kopf.TemporaryError(f"API: {err.status} {err.reason}", delay=2) from err
+        raise
+    except aiohttp.ClientError as err:
+        raise kopf.TemporaryError(f"API unreachable: {err}", delay=2) from err
+
+
+async def write_status(
+    runtime: Runtime,
+    namespace: str,
+    name: str,
+    status: BridgePoolStatus,
+    raw_status: Mapping[str, Any],
+) -> bool:
+    """Write the pool's status if it changed; whether it was written."""
+    wire = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if wire == dict(raw_status):
+        return False  # unchanged: no write, no watch event
+    # Merge-patch replaces lists whole; fields that went away are nulled.
+    patch: dict[str, Any] = {k: None for k in raw_status if k not in wire}
+    patch.update(wire)
+    custom: Any = k8s.CustomObjectsApi(runtime.api)
+    await custom.patch_namespaced_custom_object_status(
+        labels.GROUP,
+        labels.VERSION,
+        namespace,
+        labels.PLURAL,
+        name,
+        {"status": patch},
+        _content_type="application/merge-patch+json",
+    )
+    return True
+
+
+def record_gauges(namespace: str, name: str, status: BridgePoolStatus) -> None:
+    metrics.POOL_DESIRED.labels(namespace, name).set(status.desired_replicas)
+    metrics.POOL_READY.labels(namespace, name).set(status.ready_replicas)
+    if status.utilization is not None:
+        metrics.POOL_UTILIZATION.labels(namespace, name).set(status.utilization / 100.0)
