@@ -27,6 +27,10 @@ ANNOTATION_DRAINING = f"{GROUP}/draining"
 # Why the pod is draining (scale-down, rollout, unhealthy, recycle).
 ANNOTATION_DRAIN_REASON = f"{GROUP}/drain-reason"
 
+# Annotation on a BridgePool: the last spec the operator could use (JSON). A
+# later spec it cannot use does not stop the pool healing on this one.
+ANNOTATION_LAST_VALID_SPEC = f"{GROUP}/last-valid-spec"
+
 
 def pool_selector(pool: str) -> str:
     """The label selector of one pool's worker pods."""

@@ -200,6 +200,36 @@ async def write_status(
     return True
 
 
+def spec_json(spec: BridgePoolSpec) -> str:
+    """A spec as the last-valid-spec annotation holds it: compact JSON, defaults filled in."""
+    return spec.model_dump_json(by_alias=True, exclude_none=True)
+
+
+async def remember_valid_spec(runtime: Runtime, body: kopf.Body, spec: BridgePoolSpec) -> None:
+    """Keep ``spec`` on the pool as its last valid spec, if it is not there yet."""
+    meta = body["metadata"]
+    wire = spec_json(spec)
+    if (meta.get("annotations") or {}).get(labels.ANNOTATION_LAST_VALID_SPEC) == wire:
+        return
+    custom: Any = k8s.CustomObjectsApi(runtime.api)
+    try:
+        await custom.patch_namespaced_custom_object(
+            labels.GROUP,
+            labels.VERSION,
+            meta["namespace"],
+            labels.PLURAL,
+            meta["name"],
+            {"metadata": {"annotations": {labels.ANNOTATION_LAST_VALID_SPEC: wire}}},
+            _content_type="application/merge-patch+json",
+        )
+    except (ApiException, aiohttp.ClientError) as err:  # the next pass tries again
+        log.warning(
+            "could not keep the pool's last valid spec: %s",
+            failure_message(err),
+            extra={"namespace": meta["namespace"], "pool": meta["name"]},
+        )
+
+
 def record_gauges(namespace: str, name: str, status: BridgePoolStatus) -> None:
     metrics.POOL_DESIRED.labels(namespace, name).set(status.desired_replicas)
     metrics.POOL_READY.labels(namespace, name).set(status.ready_replicas)

@@ -16,14 +16,16 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from bridgepool import labels
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
 from . import metrics
-from .actions import execute, failure_message
+from .actions import execute, failure_message, remember_valid_spec
 from .expectations import PassResult, pass_visible
 from .planner import (
     Pool,
     plan,
+    plan_invalid,
     unplannable,
 )
 from .runtime import PoolKey, Runtime
@@ -65,13 +67,29 @@ async def reconcile(
         spec = BridgePoolSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         metrics.RECONCILE_TOTAL.labels("invalid").inc()
+        last_valid = last_valid_spec(meta)
+        workers = [] if last_valid is None else await observe(runtime, pods)
         message = invalid_spec_message(err)
-        actions = unplannable(previous, name, generation, "InvalidSpec", message, now)
-        await execute(runtime, body, None, actions, raw_status, result, previous=previous)
+        # The pool keeps healing on its last valid spec while it says this one is invalid.
+        actions = plan_invalid(name, generation, previous, last_valid, workers, message, now)
+        await execute(runtime, body, last_valid, actions, raw_status, result, previous=previous)
         return
     workers = await observe(runtime, pods)
     actions = plan(Pool(name, generation, spec, previous), workers, now)
     await execute(runtime, body, spec, actions, raw_status, result, previous=previous)
+    await remember_valid_spec(runtime, body, spec)
+
+
+def last_valid_spec(meta: Mapping[str, Any]) -> BridgePoolSpec | None:
+    """The last spec the operator could use, from the pool's annotation (None
+    when there is none or it cannot be read)."""
+    raw = (meta.get("annotations") or {}).get(labels.ANNOTATION_LAST_VALID_SPEC)
+    if raw is None:
+        return None
+    try:
+        return BridgePoolSpec.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 def previous_status(body: kopf.Body) -> BridgePoolStatus:

@@ -210,6 +210,37 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
     return actions
 
 
+def plan_invalid(
+    name: str,
+    generation: int,
+    prev: BridgePoolStatus,
+    last_valid: BridgePoolSpec | None,
+    workers: Sequence[ObservedWorker],
+    message: str,
+    now: datetime,
+) -> list[Action]:
+    """The pool's spec at ``generation`` is invalid (``message`` says why):
+    keep the pool healing on ``last_valid``, the last spec that was not, and
+    say the spec is invalid. With no valid spec ever seen, touch no pods."""
+    if last_valid is None:
+        return unplannable(prev, name, generation, "InvalidSpec", message, now)
+    *actions, update = plan(Pool(name, generation, last_valid, prev), workers, now)
+    assert isinstance(update, UpdateStatus)
+    status, events = problem_status(
+        prev,
+        name=name,
+        generation=generation,
+        reason="InvalidSpec",
+        message=message,
+        now=now,
+        base=update.status,
+    )
+    # The planned status's condition events give way to the overlay's; a
+    # change of size is still told.
+    kept = [a for a in actions if not (isinstance(a, EmitEvent) and a.reason != "Scaled")]
+    return [*kept, *events, UpdateStatus(status)]
+
+
 def unplannable(
     prev: BridgePoolStatus,
     name: str,

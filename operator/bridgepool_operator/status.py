@@ -378,14 +378,17 @@ def problem_status(
     reason: Literal["InvalidSpec", "ReconcileError"],
     message: str,
     now: datetime,
+    base: BridgePoolStatus | None = None,
 ) -> tuple[BridgePoolStatus, list[EmitEvent]]:
-    """The status of a pass that could not plan: the last status, Degraded
-    with ``reason``; and one event per problem."""
+    """The status of a pass with a problem: ``base`` (the status planned from
+    the last valid spec; by default the last status written), Degraded with
+    ``reason``; and one event per problem."""
+    base = prev if base is None else base
     degraded = condition(prev, ConditionType.DEGRADED, True, reason, message, generation, now)
     phase: PoolPhase = "Invalid" if reason == "InvalidSpec" else "Degraded"
-    status = prev.model_copy(
+    status = base.model_copy(
         update={
-            "conditions": _with_conditions(prev, degraded),
+            "conditions": _with_conditions(base, degraded),
             "phase": phase,
             "selector": pool_selector(name),
         }

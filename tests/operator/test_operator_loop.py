@@ -13,11 +13,12 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from bridgepool import labels
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from bridgepool_operator import actions, loop
-from bridgepool_operator.actions import failure_message
+from bridgepool_operator.actions import failure_message, spec_json
 from bridgepool_operator.config import OperatorConfig
-from bridgepool_operator.loop import failure_delay, invalid_spec_message, run_pool
+from bridgepool_operator.loop import failure_delay, invalid_spec_message, last_valid_spec, run_pool
 from bridgepool_operator.runtime import Runtime
 
 TEMPLATE = {"spec": {"containers": [{"name": "worker", "image": "i"}]}}
@@ -160,3 +161,12 @@ async def test_a_failing_pass_shows_on_the_pool_with_one_event_and_one_traceback
     assert [r.exc_info is not None for r in failed] == [True, False, False, False]
     assert waits == [2.0, 4.0, 8.0, 16.0]
     assert "did not show" not in caplog.text
+
+
+def test_the_last_valid_spec_is_kept_on_the_pool_and_read_back() -> None:
+    spec = BridgePoolSpec.model_validate({"template": TEMPLATE, "minReplicas": 2})
+    kept = {"annotations": {labels.ANNOTATION_LAST_VALID_SPEC: spec_json(spec)}}
+    assert last_valid_spec(kept) == spec
+    assert last_valid_spec({}) is None
+    # An annotation the operator cannot read is as good as none: no crash loop.
+    assert last_valid_spec({"annotations": {labels.ANNOTATION_LAST_VALID_SPEC: "{"}}) is None

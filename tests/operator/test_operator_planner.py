@@ -20,6 +20,7 @@ from bridgepool_operator.planner import (
     Pool,
     UpdateStatus,
     plan,
+    plan_invalid,
     unplannable,
 )
 from bridgepool_operator.pods import revision_of
@@ -1018,3 +1019,31 @@ def test_a_drain_that_waits_on_sessions_says_who_how_many_and_until_when() -> No
     assert old.drain_deadline == f"{gives_up:%Y-%m-%dT%H:%M:%SZ}"
     ready = [w for w in status.workers if w.name != "old"]
     assert all(w.drain_deadline is None and w.drain_reason is None for w in ready)
+
+
+INVALID = "spec.replicas cannot be set while spec.autoscaling.enabled is true"
+
+
+def test_an_invalid_spec_does_not_stop_the_pool_healing_on_its_last_valid_spec() -> None:
+    """A worker was force-deleted while the pool's spec was invalid: the pool
+    replaces it from the last valid spec, its status counts the pods it sees,
+    and it says the spec is invalid, once."""
+    actions = plan_invalid(
+        "pool", 2, established(3), SPEC, [worker("a"), worker("b")], INVALID, NOW
+    )
+    assert pod_actions(actions) == [("create", REV)]
+    status = status_of(actions)
+    assert (status.replicas, status.ready_replicas, status.desired_replicas) == (2, 2, 3)
+    assert status.observed_generation == 2
+    assert condition(actions, "Degraded") == ("True", "InvalidSpec")
+    assert condition(actions, "Ready") == ("False", "WorkersNotReady")
+    assert status.phase == "Invalid"
+    events = [(a.type, a.reason, a.message) for a in actions if isinstance(a, EmitEvent)]
+    assert events == [("Warning", "InvalidSpec", INVALID)]
+
+
+def test_an_invalid_spec_with_no_valid_one_before_it_touches_no_pods() -> None:
+    actions = plan_invalid("pool", 1, BridgePoolStatus(), None, [], INVALID, NOW)
+    assert pod_actions(actions) == []
+    assert condition(actions, "Degraded") == ("True", "InvalidSpec")
+    assert status_of(actions).phase == "Invalid"
