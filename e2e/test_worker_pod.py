@@ -115,7 +115,7 @@ def test_deleting_a_worker_lets_its_call_in_flight_finish(
     assert log.wait_closed(timeout=grace - (time.monotonic() - deleted) - 5), (
         "the worker was still running well into its grace period"
     )
-    stopped = [r for r in log.records() if r.get("msg") == "worker stopped"]
+    stopped = [r for r in log.records() if r.get("message") == "worker stopped"]
     assert stopped and stopped[-1]["exit_code"] == 0, log.lines[-5:]
     support.wait_for_pod_gone(core, namespace, "worker", timeout=120)
 

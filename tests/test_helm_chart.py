@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from bridgepool.labels import LABEL_POOL
-from bridgepool_operator.cli import parse_args as parse_operator_args
-from bridgepool_operator.config import OperatorConfig
+from bridgepool_operator.config import load_config as operator_config
 from bridgepool_router.cli import load_options as router_options
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,8 +174,11 @@ def test_components_serve_the_watched_namespaces(
     """The real command lines accept the rendered arguments and read them as meant."""
     manifests = render(helm, *values)
     operator = component(manifests, "Deployment", "operator")["spec"]["template"]["spec"]
-    operator_args = parse_operator_args(operator["containers"][0]["args"])
-    assert (operator_args.namespace, operator_args.all_namespaces) == (namespaces, all_namespaces)
+    operator_args = operator_config(operator["containers"][0]["args"], {})
+    assert (list(operator_args.namespace), operator_args.all_namespaces) == (
+        namespaces,
+        all_namespaces,
+    )
     router = component(manifests, "Deployment", "router")["spec"]["template"]["spec"]
     router_args = router_options(router["containers"][0]["args"], {})
     assert router_args.kubernetes
@@ -191,7 +193,8 @@ def test_operator_settings_reach_the_operator(helm: str) -> None:
     container = component(manifests, "Deployment", "operator")["spec"]["template"]["spec"][
         "containers"
     ][0]
-    config = OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
+    env = {e["name"]: e["value"] for e in container["env"]}
+    config = operator_config(container["args"], env)
     assert (config.interval_seconds, config.stats_timeout_seconds) == (7.0, 0.5)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -10,7 +11,7 @@ import kopf
 from bridgepool import labels
 
 from . import index, loop, runtime
-from .config import OperatorConfig
+from .config import SOURCES
 
 POD_FILTER = {labels.LABEL_MANAGED_BY: labels.MANAGED_BY}
 
@@ -18,7 +19,8 @@ POD_FILTER = {labels.LABEL_MANAGED_BY: labels.MANAGED_BY}
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     runtime.configure(settings)
-    config = getattr(memo, "config", None) or OperatorConfig.from_env()
+    # Under `kopf run` (not bridgepool-operator) the settings come from the environment.
+    config = getattr(memo, "config", None) or SOURCES.load([], os.environ)
     await runtime.start(memo, config)
 
 

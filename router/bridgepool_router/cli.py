@@ -13,8 +13,8 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridgepool import logs
 from bridgepool.config import ConfigError, ConfigSources, Items, LogLevel
-from bridgepool_router import logs
 from bridgepool_router.app import RouterConfig, create_app
 from bridgepool_router.discovery import Discovery
 from bridgepool_router.discovery.static import StaticConfigError, StaticDiscovery
@@ -114,7 +114,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ConfigError, StaticConfigError, OSError) as exc:
         print(f"bridgepool-router: {exc}", file=sys.stderr)
         sys.exit(2)
-    logs.configure(options.log_level.upper())
+    logs.configure("router", options.log_level)
+    # Access logs per call would dominate the router's own work at thousands of calls/s.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     app = create_app(RouterConfig(discovery=discovery))
     log.info("router starting", extra={"host": options.host, "port": options.port})
     # run_app stops accepting on SIGTERM, lets in-flight calls finish (up to the

@@ -182,7 +182,7 @@ async def _housekeeping(runtime: WorkerRuntime) -> None:
             await runtime.initialize()
             break
         except Exception as exc:
-            log.error("initialization failed, retrying", extra={"fields": {"error": str(exc)}})
+            log.error("initialization failed, retrying", extra={"error": str(exc)})
             await asyncio.sleep(runtime.config.sweep_interval_seconds)
     while True:
         await asyncio.sleep(runtime.config.sweep_interval_seconds)

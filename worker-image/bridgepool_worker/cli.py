@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from bridgepool import logs
 from bridgepool.config import ConfigError
 from bridgepool_worker.app import RUNTIME, create_app
 from bridgepool_worker.config import WorkerConfig, load_config
-from bridgepool_worker.logs import setup_logging
 from bridgepool_worker.registry import HandlerLoadError
 
 EXIT_OK = 0
@@ -52,19 +52,17 @@ async def serve(app: web.Application, config: WorkerConfig) -> int:
     except OSError as exc:
         log.error(
             "cannot listen",
-            extra={"fields": {"host": config.host, "port": config.port, "error": str(exc)}},
+            extra={"host": config.host, "port": config.port, "error": str(exc)},
         )
         await runner.cleanup()
         return EXIT_ABANDONED
     log.info(
         "worker listening",
         extra={
-            "fields": {
-                "worker": config.name,
-                "host": config.host,
-                "port": config.port,
-                "capacity": config.capacity,
-            }
+            "worker": config.name,
+            "host": config.host,
+            "port": config.port,
+            "capacity": config.capacity,
         },
     )
 
@@ -78,7 +76,7 @@ async def serve(app: web.Application, config: WorkerConfig) -> int:
             code = EXIT_ABANDONED
             log.warning(
                 "grace period over, abandoning calls in flight",
-                extra={"fields": {"in_flight": runtime.lifecycle.in_flight}},
+                extra={"in_flight": runtime.lifecycle.in_flight},
             )
             break
         try:
@@ -88,19 +86,19 @@ async def serve(app: web.Application, config: WorkerConfig) -> int:
         code = EXIT_ABANDONED
         log.warning(
             "second signal, abandoning calls in flight",
-            extra={"fields": {"signal": second.name, "in_flight": runtime.lifecycle.in_flight}},
+            extra={"signal": second.name, "in_flight": runtime.lifecycle.in_flight},
         )
         break
     await runner.cleanup()
-    log.info("worker stopped", extra={"fields": {"worker": config.name, "exit_code": code}})
+    log.info("worker stopped", extra={"worker": config.name, "exit_code": code})
     return code
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    setup_logging()
+    logs.configure("worker")
     try:
         config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
-        logging.getLogger().setLevel(config.log_level.upper())
+        logs.configure("worker", config.log_level)
         app = create_app(config)
     except ConfigError as exc:
         print(f"bridgepool-worker: {exc}", file=sys.stderr)

@@ -45,7 +45,7 @@ def register_faults(registry: CommandRegistry, runtime: WorkerRuntime) -> None:
         parsed = parse_args(FaultArgs, "fault", args)
         log.warning(
             "injected fault",
-            extra={"fields": {"worker": runtime.name, "kind": parsed.kind}},
+            extra={"worker": runtime.name, "kind": parsed.kind},
         )
         if parsed.kind == "slow":
             seconds = 1.0 if parsed.seconds is None else parsed.seconds

@@ -104,13 +104,11 @@ class WorkerRuntime:
             transition.previous.value,
             transition.state.value,
             extra={
-                "fields": {
-                    "worker": self.name,
-                    "from": transition.previous.value,
-                    "to": transition.state.value,
-                    "reason": transition.reason,
-                    "seconds_in_previous": round(transition.seconds_in_previous, 6),
-                }
+                "worker": self.name,
+                "from": transition.previous.value,
+                "to": transition.state.value,
+                "reason": transition.reason,
+                "seconds_in_previous": round(transition.seconds_in_previous, 6),
             },
         )
         self.metrics.set_state(transition.state)
@@ -143,7 +141,7 @@ class WorkerRuntime:
             self.metrics.sessions_closed.labels(reason="expired").inc()
             log.info(
                 "session expired",
-                extra={"fields": {"worker": self.name, "session_id": session.session_id}},
+                extra={"worker": self.name, "session_id": session.session_id},
             )
         self.metrics.sessions.set(len(self.sessions))
         self.record(self.lifecycle.tick(self.mono()))
@@ -163,7 +161,7 @@ class WorkerRuntime:
             self._recycle_logged = True
             log.info(
                 "recycling limit reached",
-                extra={"fields": {"worker": self.name, "reason": status.reason}},
+                extra={"worker": self.name, "reason": status.reason},
             )
         return status
 
@@ -373,7 +371,7 @@ class WorkerRuntime:
             log.error(
                 "built-in command failed",
                 exc_info=exc,
-                extra={"fields": {"worker": self.name, "command": command.name}},
+                extra={"worker": self.name, "command": command.name},
             )
             return BridgePoolError.make(
                 ErrorCategory.SYSTEM,
