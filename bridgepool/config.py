@@ -20,6 +20,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ValidationError
 from pydantic.fields import FieldInfo
 
+from bridgepool.errors import problem_message
+
 Config = TypeVar("Config", bound=BaseModel)
 
 
@@ -130,7 +132,9 @@ class ConfigSources(Generic[Config]):
             problems = []
             for err in exc.errors():
                 name = str(err["loc"][0]) if err["loc"] else "?"
-                problems.append(f"{origin.get(name, name)}={values.get(name)!r}: {err['msg']}")
+                problems.append(
+                    f"{origin.get(name, name)}={values.get(name)!r}: {problem_message(err['msg'])}"
+                )
             raise ConfigError("bad setting: " + "; ".join(problems)) from None
 
 

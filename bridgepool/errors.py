@@ -30,7 +30,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ErrorCategory(StrEnum):
@@ -102,3 +102,35 @@ def counts_against_worker(status: int) -> bool:
     Handler failures (422) and caller mistakes (4xx) never do.
     """
     return status >= 500
+
+
+def error_body(err: BridgePoolError, request_id: Any = None) -> dict[str, Any]:
+    """The answer to a failed call, as the worker and the router both send it."""
+    return {
+        "id": request_id,
+        "success": False,
+        "result": None,
+        "error": err.info.model_dump(mode="json"),
+    }
+
+
+def problem_message(msg: str) -> str:
+    """pydantic's message of one problem, without the ``Value error, `` it puts
+    before a validator's own words."""
+    return msg.removeprefix("Value error, ")
+
+
+def validation_problems(exc: ValidationError, *, root: str = "", where_none: str = "body") -> str:
+    """What is wrong, for a human: ``where: what`` per problem, ``; ``-joined.
+
+    ``where`` is the field's path under ``root`` (``spec`` gives
+    ``spec.minReplicas``), or ``where_none`` for the object itself. A
+    validator's message that names its field already (starts with ``root.``)
+    stands alone."""
+    parts = []
+    for err in exc.errors():
+        path = ".".join(str(x) for x in err["loc"])
+        where = ".".join(p for p in (root, path) if p) or where_none
+        msg = problem_message(err["msg"])
+        parts.append(msg if root and msg.startswith(root + ".") else f"{where}: {msg}")
+    return "; ".join(parts)

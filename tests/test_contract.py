@@ -177,3 +177,34 @@ def test_a_pod_without_status_or_spec_has_no_worker_yet() -> None:
     assert worker_url({"metadata": {"name": "new"}}) is None
     assert not pod_ready({"metadata": {"name": "new"}})
     assert worker_port({}) == WORKER_PORT
+
+
+def test_validation_problems_name_each_field_in_the_callers_terms() -> None:
+    from pydantic import BaseModel, Field, ValidationError, model_validator
+
+    from bridgepool.errors import validation_problems
+
+    class Sizes(BaseModel):
+        low: int = Field(ge=0)
+        high: int = 1
+
+        @model_validator(mode="after")
+        def _order(self) -> Sizes:
+            if self.low > self.high:
+                raise ValueError("spec.low must be <= spec.high")
+            return self
+
+    with pytest.raises(ValidationError) as negative:
+        Sizes.model_validate({"low": -1})
+    with pytest.raises(ValidationError) as crossed:
+        Sizes.model_validate({"low": 3})
+    with pytest.raises(ValidationError) as not_an_object:
+        Sizes.model_validate([])
+    assert validation_problems(negative.value) == "low: Input should be greater than or equal to 0"
+    assert validation_problems(negative.value, root="spec") == (
+        "spec.low: Input should be greater than or equal to 0"
+    )
+    # A validator's own message names its field already; pydantic's prefix is dropped.
+    assert validation_problems(crossed.value, root="spec") == "spec.low must be <= spec.high"
+    assert validation_problems(crossed.value) == "body: spec.low must be <= spec.high"
+    assert validation_problems(not_an_object.value).startswith("body: Input should be")

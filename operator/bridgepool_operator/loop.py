@@ -17,6 +17,7 @@ import kopf
 from pydantic import ValidationError
 
 from bridgepool import labels
+from bridgepool.errors import validation_problems
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
 from . import metrics
@@ -41,13 +42,7 @@ MAX_FAILURE_DELAY_SECONDS = 60.0
 def invalid_spec_message(err: ValidationError) -> str:
     """What is wrong with a spec, for a human: each problem with its field.
     Our own validators' messages name their fields already."""
-    parts = []
-    for e in err.errors():
-        where = ".".join(str(x) for x in e["loc"])
-        # pydantic puts "Value error, " before a validator's own message.
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(msg if msg.startswith("spec.") else f"spec.{where}: {msg}" if where else msg)
-    return "; ".join(parts)
+    return validation_problems(err, root="spec")
 
 
 async def reconcile(

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from bridgepool.config import ConfigError
-from bridgepool.errors import BridgePoolError, ErrorCategory
+from bridgepool.errors import BridgePoolError, ErrorCategory, validation_problems
 from bridgepool.protocol import (
     HEADER_INCARNATION,
     HEADER_TIMEOUT,
@@ -34,7 +34,7 @@ from bridgepool.protocol import (
     ExecuteRequest,
     call_budget,
 )
-from bridgepool_worker.builtins import register_builtins, summarize
+from bridgepool_worker.builtins import register_builtins
 from bridgepool_worker.config import WorkerConfig
 from bridgepool_worker.faults import register_faults
 from bridgepool_worker.metrics import WorkerMetrics
@@ -118,7 +118,7 @@ def _rejected_body(raw: bytes, exc: ValidationError) -> BridgePoolError:
     if any(e["type"] == "model_type" and not e["loc"] for e in errors):
         return _bad_request("invalid_request", "body must be a JSON object (an ExecuteRequest)")
     fields = sorted({str(e["loc"][0]) for e in errors if e["loc"]})
-    return _bad_request("invalid_request", summarize(exc), fields=fields)
+    return _bad_request("invalid_request", validation_problems(exc), fields=fields)
 
 
 def _request_id(raw: bytes) -> str | int | None:

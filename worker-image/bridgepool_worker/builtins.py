@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridgepool.errors import BridgePoolError, ErrorCategory
+from bridgepool.errors import BridgePoolError, ErrorCategory, validation_problems
 from bridgepool_worker import programs
 from bridgepool_worker.programs import Program, ProgramDefinition, invalid_args
 from bridgepool_worker.registry import CommandRegistry
@@ -34,15 +34,7 @@ def parse_args(model: type[M], command: str, args: dict[str, Any]) -> M:
     try:
         return model.model_validate(args)
     except ValidationError as exc:
-        raise invalid_args(f"{command}: {summarize(exc)}", command=command) from None
-
-
-def summarize(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+        raise invalid_args(f"{command}: {validation_problems(exc)}", command=command) from None
 
 
 class _Strict(BaseModel):

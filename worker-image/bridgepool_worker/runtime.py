@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from bridgepool.errors import BridgePoolError, ErrorCategory
+from bridgepool.errors import BridgePoolError, ErrorCategory, error_body
 from bridgepool.protocol import (
     ExecuteRequest,
     Readiness,
@@ -47,17 +47,8 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _error_body(request_id: Any, err: BridgePoolError) -> dict[str, Any]:
-    return {
-        "id": request_id,
-        "success": False,
-        "result": None,
-        "error": err.info.model_dump(mode="json"),
-    }
-
-
 def error_json(err: BridgePoolError, request_id: Any = None) -> str:
-    return json.dumps(_error_body(request_id, err))
+    return json.dumps(error_body(err, request_id))
 
 
 class WorkerRuntime:
