@@ -30,9 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from components import Pools, has_condition
 from kubernetes import client
-from support import Cluster
 
 from benchmarks.stats import percentile
 from bridgepool import labels
@@ -44,6 +42,8 @@ from bridgepool.protocol import (
     WORKER_PORT,
 )
 from bridgepool.workers import pod_ready
+from e2e.components import Pools, has_condition
+from e2e.support import Cluster
 
 SESSION, IDEMPOTENT, ANONYMOUS = "session", "idempotent", "anonymous"
 # Of every 20 calls: 12 in sessions, 5 anonymous idempotent, 3 anonymous.

@@ -56,9 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import components  # the e2e helpers (on the path through benchmarks/__init__.py)
 import httpx
-import support
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -66,6 +64,10 @@ from bridgepool import labels
 from bridgepool.spec import BridgePoolSpec, HealthSettings
 from bridgepool.workers import pod_ready
 from bridgepool_operator.pods import PoolRef, build_worker_pod, revision_of
+from e2e import (
+    components,  # the e2e helpers (on the path through benchmarks/__init__.py)
+    support,
+)
 
 REPLICAS = 1
 ROLLOUT_LABEL = "bench.bridgepool.io/rollout"

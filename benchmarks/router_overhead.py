@@ -1,7 +1,9 @@
-"""What does the router add to a call? Same load, three paths, one run:
+"""What does the router add to a call? Same load, four paths, one run:
 
 * direct to the worker (``POST /v1/execute``): the baseline;
 * through the BridgePool router (``POST /v1/pools/bench/sessions/{id}/execute``);
+* through a bare aiohttp forwarder (``benchmarks/forwarder.py``: the router's own
+  stack, aiohttp server, one ClientSession and uvloop, with no routing logic);
 * through HAProxy, sticky on the ``X-BridgePool-Session`` header (consistent hash).
 
 Latency: an open-loop load at a fixed rate (default 1,000 calls/s): every call
@@ -13,10 +15,13 @@ Throughput: ``wrk`` (C, with a Lua script for the session paths) drives each
 path closed-loop; printed: calls/s. A Python load generator could not saturate
 the router on this machine, hence wrk.
 
+Last, the ratios router/forwarder and router/HAProxy, for throughput and for the
+added p50/p99/p99.9 (an added percentile under 1 µs counts as 1 µs).
+
 The worker is a minimal asyncio server that speaks the worker protocol (fixed
 answers), so the measured cost is the proxy's, not the handler's. The router and
-HAProxy are pinned to CPU 0 (``taskset``), the worker, the load generator and
-wrk to CPU 1. Loopback only; runtime well under two minutes.
+HAProxy (and the forwarder) are pinned to CPU 0 (``taskset``), the worker, the
+load generator and wrk to CPU 1. Loopback only; runtime about two minutes.
 
     .venv/bin/python -m benchmarks.router_overhead [--rate 1000] [--seconds 5]
 """
@@ -43,8 +48,10 @@ from pathlib import Path
 from benchmarks.stats import percentile
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
 SESSIONS = 64
 POOL = "bench"
+PERCENTILES = ("50", "99", "99.9")
 
 # -- a minimal worker ------------------------------------------------------------------
 
@@ -131,9 +138,11 @@ class Target:
         ).encode() + body
 
 
-async def _call(
+async def send_call(
     pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]], port: int, payload: bytes
 ) -> int:
+    """Send one request on a kept-alive connection from ``pool`` (or a new one) and
+    read its answer; returns the HTTP status."""
     if pool:
         reader, writer = pool.pop()
     else:
@@ -159,7 +168,7 @@ async def open_loop(target: Target, rate: float, seconds: float) -> tuple[list[f
     async def one(i: int, scheduled: float) -> None:
         nonlocal errors
         try:
-            status = await _call(conns, target.port, payloads[i % SESSIONS])
+            status = await send_call(conns, target.port, payloads[i % SESSIONS])
         except (OSError, asyncio.IncompleteReadError):
             errors += 1
             return
@@ -264,7 +273,7 @@ def processes(tmp: Path, workers: int) -> Iterator[dict[str, int]]:
         for port in worker_ports:
             code = f"from benchmarks.router_overhead import run_worker; run_worker({port})"
             procs.append(subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", code]))
-        router_port, haproxy_port = free_port(), free_port()
+        router_port, forwarder_port, haproxy_port = free_port(), free_port(), free_port()
         urls = ",".join(f"http://127.0.0.1:{p}" for p in worker_ports)
         procs.append(
             subprocess.Popen(
@@ -284,6 +293,23 @@ def processes(tmp: Path, workers: int) -> Iterator[dict[str, int]]:
                 ],
             )
         )
+        procs.append(
+            subprocess.Popen(
+                [
+                    "taskset",
+                    "-c",
+                    "0",
+                    sys.executable,
+                    "-m",
+                    "benchmarks.forwarder",
+                    "--port",
+                    str(forwarder_port),
+                    "--upstream",
+                    f"http://127.0.0.1:{worker_ports[0]}",
+                ],
+                cwd=REPO,
+            )
+        )
         servers = "\n".join(
             f"    server w{i} 127.0.0.1:{p} maxconn 1024" for i, p in enumerate(worker_ports)
         )
@@ -295,10 +321,15 @@ def processes(tmp: Path, workers: int) -> Iterator[dict[str, int]]:
                 stdout=subprocess.DEVNULL,
             )
         )
-        for port in [*worker_ports, router_port, haproxy_port]:
+        for port in [*worker_ports, router_port, forwarder_port, haproxy_port]:
             wait_port(port)
         time.sleep(0.5)  # the router's first health checks
-        yield {"direct": worker_ports[0], "router": router_port, "haproxy": haproxy_port}
+        yield {
+            "direct": worker_ports[0],
+            "router": router_port,
+            "forwarder": forwarder_port,
+            "haproxy": haproxy_port,
+        }
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -321,6 +352,7 @@ def main() -> None:
         targets = [
             Target("direct", ports["direct"], sticky_path=False),
             Target("router", ports["router"], sticky_path=True),
+            Target("forwarder", ports["forwarder"], sticky_path=False),
             Target("haproxy", ports["haproxy"], sticky_path=False),
         ]
         print(f"latency: open loop, {args.rate:.0f} calls/s for {args.seconds:.0f}s per path, "
@@ -329,30 +361,34 @@ def main() -> None:
         for target in targets:
             asyncio.run(open_loop(target, args.rate, 1.0))  # warm-up (connections, sessions)
             lat, errors = asyncio.run(open_loop(target, args.rate, args.seconds))
-            stats[target.name] = {
-                p: percentile(lat, float(p) / 100) * 1000 for p in ("50", "99", "99.9")
-            }
+            stats[target.name] = {p: percentile(lat, float(p) / 100) * 1000 for p in PERCENTILES}
             s = stats[target.name]
-            print(f"  {target.name:8s} p50 {s['50']:7.3f}  p99 {s['99']:7.3f}  "
+            print(f"  {target.name:9s} p50 {s['50']:7.3f}  p99 {s['99']:7.3f}  "
                   f"p99.9 {s['99.9']:7.3f}  errors {errors}")  # fmt: skip
         print("added over direct (difference of percentiles, ms):")
-        for name in ("router", "haproxy"):
-            d = {p: stats[name][p] - stats["direct"][p] for p in ("50", "99", "99.9")}
-            print(f"  {name:8s} p50 {d['50']:7.3f}  p99 {d['99']:7.3f}  p99.9 {d['99.9']:7.3f}")
-        ratio = {
-            p: (stats["router"][p] - stats["direct"][p])
-            / max(stats["haproxy"][p] - stats["direct"][p], 1e-3)
-            for p in ("50", "99")
-        }
-        print(f"  router/haproxy added: p50 x{ratio['50']:.1f}  p99 x{ratio['99']:.1f}")
+        added: dict[str, dict[str, float]] = {}
+        for name in ("router", "forwarder", "haproxy"):
+            d = added[name] = {p: stats[name][p] - stats["direct"][p] for p in PERCENTILES}
+            print(f"  {name:9s} p50 {d['50']:7.3f}  p99 {d['99']:7.3f}  p99.9 {d['99.9']:7.3f}")
         print(f"throughput: wrk, 1 thread, 32 connections, {args.seconds:.0f}s per path")
         rps: dict[str, float] = {}
         for target in targets:
             rps[target.name], non2xx = wrk_throughput(target, args.seconds, Path(tmpdir))
-            print(f"  {target.name:8s} {rps[target.name]:9.0f} calls/s  (non-2xx: {non2xx})")
-        print(f"  router/haproxy throughput: {rps['router'] / rps['haproxy']:.2f}")
-        print("targets (reported, not asserted): router-added p99 <= 1 ms at 1,000 calls/s; "
-              ">= 5,000 calls/s on one core")  # fmt: skip
+            print(f"  {target.name:9s} {rps[target.name]:9.0f} calls/s  (non-2xx: {non2xx})")
+        print("router / baseline (throughput: higher is better; added latency: lower is better):")
+        print(
+            f"  {'':9s} {'calls/s':>8s} {'added p50':>10s} {'added p99':>10s} {'added p99.9':>12s}"
+        )
+        for base in ("forwarder", "haproxy"):
+            x = {p: max(added["router"][p], 1e-3) / max(added[base][p], 1e-3) for p in PERCENTILES}
+            print(
+                f"  {base:9s} {rps['router'] / rps[base]:7.2f}x {x['50']:9.2f}x "
+                f"{x['99']:9.2f}x {x['99.9']:11.2f}x"
+            )
+        print(
+            "targets (reported, not asserted): router >= 1.5x the forwarder's calls/s; "
+            f"router-added p99 <= 1 ms and p99.9 <= 5 ms at {args.rate:.0f} calls/s"
+        )
 
 
 if __name__ == "__main__":

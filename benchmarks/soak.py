@@ -39,8 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import components
-import support
 from kubernetes import client
 
 from benchmarks.chaos import (
@@ -57,6 +55,7 @@ from benchmarks.chaos import (
     summarize,
 )
 from benchmarks.stats import percentile
+from e2e import components, support
 
 RELEASE = "soak"
 RELEASE_NAMESPACE = "bridgepool-soak"

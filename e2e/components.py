@@ -30,10 +30,10 @@ from typing import Any
 import httpx
 import yaml
 from kubernetes import client, watch
-from support import REPO_ROOT, Cluster, run_tool, wait_for
 
 from bridgepool import labels
 from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
+from e2e.support import REPO_ROOT, Cluster, run_tool, wait_for
 
 CRD_FILE = REPO_ROOT / "crds" / "bridgepool.io_bridgepools.yaml"
 CRD_NAME = f"{labels.PLURAL}.{labels.GROUP}"

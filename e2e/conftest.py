@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import support
-from components import Pools, Process, install_crd, operator_process
 from kubernetes import client
-from support import Cluster, ClusterUnavailable, HttpClient
+
+from e2e import support
+from e2e.components import Pools, Process, install_crd, operator_process
+from e2e.support import Cluster, ClusterUnavailable, HttpClient
 
 
 @pytest.fixture(scope="session")

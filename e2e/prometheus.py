@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 import yaml
 from kubernetes import client
-from support import wait_for
 
 from bridgepool import labels
+from e2e.support import wait_for
 
 SCRAPE_SECONDS = 2
 

@@ -21,24 +21,8 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-import support
 import yaml
-from components import (
-    CHART_DIR,
-    HelmRelease,
-    PodLedger,
-    Pools,
-    calling,
-    helm_binary,
-    install_crd,
-    merge,
-    pool_manifest,
-    settled,
-)
 from kubernetes import client
-from monitoring import dashboard_queries
-from prometheus import SCRAPE_SECONDS, prometheus_binary, running_prometheus
-from support import Cluster
 
 from benchmarks.chaos import (
     ABRUPT,
@@ -54,6 +38,22 @@ from benchmarks.chaos import (
 from bridgepool import labels
 from bridgepool.protocol import HEADER_WORKER
 from bridgepool.workers import pod_ready, worker_url
+from e2e import support
+from e2e.components import (
+    CHART_DIR,
+    HelmRelease,
+    PodLedger,
+    Pools,
+    calling,
+    helm_binary,
+    install_crd,
+    merge,
+    pool_manifest,
+    settled,
+)
+from e2e.monitoring import dashboard_queries
+from e2e.prometheus import SCRAPE_SECONDS, prometheus_binary, running_prometheus
+from e2e.support import Cluster
 
 pytestmark = pytest.mark.e2e
 

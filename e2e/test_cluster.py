@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import support
 from kubernetes import client
+
+from e2e import support
 
 pytestmark = pytest.mark.e2e
 

@@ -19,23 +19,10 @@ import aiohttp
 import httpx
 import kopf
 import pytest
-import support
-from components import (
-    PodLedger,
-    PoolHistory,
-    Pools,
-    Process,
-    condition,
-    has_condition,
-    operator_metrics_url,
-    pool_manifest,
-    settled,
-)
 from kubernetes import client
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
-from support import Cluster
 
 from bridgepool import labels
 from bridgepool.protocol import WORKER_PORT
@@ -47,6 +34,19 @@ from bridgepool_operator.expectations import PassResult
 from bridgepool_operator.planner import Action, CreatePod, UpdateStatus
 from bridgepool_operator.pods import revision_of
 from bridgepool_operator.runtime import Runtime
+from e2e import support
+from e2e.components import (
+    PodLedger,
+    PoolHistory,
+    Pools,
+    Process,
+    condition,
+    has_condition,
+    operator_metrics_url,
+    pool_manifest,
+    settled,
+)
+from e2e.support import Cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -8,12 +8,12 @@ import time
 from typing import Any
 
 import pytest
-import support
 from kubernetes import client
-from support import HttpAnswer, HttpClient, Unreachable
 
 from bridgepool.protocol import HEADER_WORKER, WORKER_PORT
 from bridgepool.workers import worker_url
+from e2e import support
+from e2e.support import HttpAnswer, HttpClient, Unreachable
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +28,15 @@ from prometheus_client.metrics import MetricWrapperBase
 import bridgepool_operator.metrics as operator_metrics
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_worker.metrics import WorkerMetrics
-
-REPO = Path(__file__).resolve().parents[1]
-# The e2e helpers import each other as top-level modules.
-E2E_DIR = REPO / "e2e"
-if str(E2E_DIR) not in sys.path:
-    sys.path.insert(0, str(E2E_DIR))
-
-from monitoring import (  # noqa: E402
+from e2e.monitoring import (
     DASHBOARD,
     RULES,
     dashboard_panels,
     dashboard_queries,
     rule_queries,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 RULE_TESTS = REPO / "tests" / "monitoring" / "bridgepool.rules.test.yaml"
 

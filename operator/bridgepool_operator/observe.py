@@ -63,7 +63,6 @@ class ObservedWorker:
     restart_count: int = 0
     waiting_reason: str | None = None
     waiting_message: str | None = None
-    pod_ip: str | None = None
     stats: WorkerStats | None = None
 
     @property
@@ -150,6 +149,5 @@ def observe_pod(pod: Mapping[str, Any], stats: WorkerStats | None = None) -> Obs
         restart_count=restarts,
         waiting_reason=waiting_reason,
         waiting_message=waiting_message,
-        pod_ip=status.get("podIP"),
         stats=stats,
     )

@@ -102,7 +102,6 @@ def worker(
         restart_count=restarts,
         waiting_reason=waiting,
         waiting_message="boom" if waiting else None,
-        pod_ip="198.18.0.1",
         stats=(
             stats(sessions, in_flight, capacity, recycle)
             if sessions is not None and ready
