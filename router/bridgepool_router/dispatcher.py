@@ -20,7 +20,7 @@ from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
 from bridgepool_router.core.retry import FailureKind, backoff_seconds, may_retry
 from bridgepool_router.metrics import RouterMetrics
-from bridgepool_router.pool import PoolRuntime, WorkerGone, WorkerRuntime
+from bridgepool_router.pool import PoolRuntime, TrackedWorker, WorkerGone
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,9 @@ class Dispatcher:
     # -- one attempt --------------------------------------------------------
 
     async def _send(
-        self, call: _Call, runtime: WorkerRuntime, payload: bytes, remaining: float
+        self, call: _Call, worker: TrackedWorker, payload: bytes, remaining: float
     ) -> _Attempt:
-        pool, name = call.pool, runtime.name
+        pool, name = call.pool, worker.name
         connect_timeout = min(remaining, pool.routing.health.timeout_seconds)
         timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=connect_timeout)
         headers = {**JSON_HEADERS, HEADER_TIMEOUT: f"{remaining:.3f}"}
@@ -123,19 +123,19 @@ class Dispatcher:
         attempt = _Attempt()
         try:
             async with self.http.post(
-                runtime.endpoint.url + "/v1/execute", data=payload, headers=headers, timeout=timeout
+                worker.endpoint.url + "/v1/execute", data=payload, headers=headers, timeout=timeout
             ) as resp:
                 attempt.status = resp.status
                 attempt.body = await resp.read()
                 attempt.restarted = pool.saw_incarnation(
-                    runtime, resp.headers.get(HEADER_INCARNATION)
+                    worker, resp.headers.get(HEADER_INCARNATION)
                 )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             attempt.failure = FailureKind.CONNECT
             attempt.error = router_errors.worker_unreachable(pool.name, name, str(exc))
-            if runtime.health.mark_down():
+            if worker.health.mark_down():
                 log.warning("worker marked down", extra={"pool": pool.name, "worker": name})
-                pool.worker_up_changed(runtime)
+                pool.worker_up_changed(worker)
         except TimeoutError:
             attempt.failure = FailureKind.TIMEOUT
             attempt.error = router_errors.call_timeout(pool.name, call.timeout, name)
@@ -152,9 +152,9 @@ class Dispatcher:
             elif counts_against_worker(attempt.status):
                 attempt.failure = FailureKind.WORKER_ERROR
         if attempt.failure is None:
-            runtime.breaker.record_success(now)
+            worker.breaker.record_success(now)
         elif attempt.failure is not FailureKind.BUSY:  # a busy worker is a healthy one
-            runtime.breaker.record_failure(now)
+            worker.breaker.record_failure(now)
         return attempt
 
     # -- the call -----------------------------------------------------------
@@ -188,7 +188,7 @@ class Dispatcher:
                 )
             try:
                 if session_id is None:
-                    runtime, waited = await pool.acquire(
+                    worker, waited = await pool.acquire(
                         exclude=frozenset(call.tried), wait_seconds=remaining
                     )
                 else:
@@ -197,19 +197,19 @@ class Dispatcher:
                         resolved = True
                     bound = self._check_binding(pool, session_id, bound, result)
                     if bound is None:
-                        runtime, waited = await pool.acquire(
+                        worker, waited = await pool.acquire(
                             new_session=True, exclude=frozenset(call.tried), wait_seconds=remaining
                         )
-                        pool.sessions.bind(session_id, runtime.name, self.clock())
-                        bound, placed_now = runtime.name, True
+                        pool.sessions.bind(session_id, worker.name, self.clock())
+                        bound, placed_now = worker.name, True
                         if (
-                            runtime.name == result.previous_worker
+                            worker.name == result.previous_worker
                             and result.rebound_reason != REBOUND_WORKER_RESTARTED
                         ):
                             # Panic mode put it back where it was: not a move after all.
                             result.rebound_reason = result.previous_worker = None
                     else:
-                        runtime, waited = await pool.acquire(target=bound, wait_seconds=remaining)
+                        worker, waited = await pool.acquire(target=bound, wait_seconds=remaining)
             except WorkerGone:
                 attempt_no -= 1  # nothing was sent; the binding check moves the session
                 continue
@@ -222,16 +222,16 @@ class Dispatcher:
             result.waiting_seconds += waited
             remaining = call.deadline - self.clock()
             try:
-                last = await self._send(call, runtime, payload, max(remaining, 0.001))
+                last = await self._send(call, worker, payload, max(remaining, 0.001))
             finally:
-                pool.release(runtime)
-            last_worker = runtime.name
+                pool.release(worker)
+            last_worker = worker.name
             result.upstream_seconds += last.elapsed
             if last.restarted and session_id is not None and not placed_now:
                 # The session's worker restarted under it: this call ran without
                 # the session's old state. Say so; the session now lives there anew.
-                self._rebound(pool, session_id, runtime.name, REBOUND_WORKER_RESTARTED, result)
-                pool.sessions.bind(session_id, runtime.name, self.clock())
+                self._rebound(pool, session_id, worker.name, REBOUND_WORKER_RESTARTED, result)
+                pool.sessions.bind(session_id, worker.name, self.clock())
             if last.failure is None:
                 break
             if not may_retry(
@@ -251,7 +251,7 @@ class Dispatcher:
             self.metrics.retries.labels(pool.name, last.failure.value).inc()
             if (session_id is None or placed_now) and not busy:
                 # Anonymous calls and fresh sessions never retry on the worker that failed.
-                call.tried.add(runtime.name)
+                call.tried.add(worker.name)
                 if placed_now and session_id is not None:
                     pool.sessions.forget(session_id)
                     bound, placed_now = None, False
@@ -284,12 +284,12 @@ class Dispatcher:
         (breaker open); then forget it, so it is placed afresh and flagged rebound."""
         if bound is None:
             return None
-        runtime = pool.workers.get(bound)
-        if runtime is None:
+        worker = pool.workers.get(bound)
+        if worker is None:
             reason = REBOUND_WORKER_GONE
         elif pool.sessions.is_lost(session_id):
             reason = REBOUND_WORKER_RESTARTED
-        elif runtime.breaker.state(self.clock()) is BreakerState.OPEN:
+        elif worker.breaker.state(self.clock()) is BreakerState.OPEN:
             reason = REBOUND_WORKER_UNREACHABLE
         else:
             return bound
@@ -348,10 +348,10 @@ class Dispatcher:
         most recently used copy wins."""
         timeout = aiohttp.ClientTimeout(total=min(remaining, pool.routing.health.timeout_seconds))
 
-        async def ask(runtime: WorkerRuntime) -> tuple[float, str] | None:
+        async def ask(worker: TrackedWorker) -> tuple[float, str] | None:
             try:
                 async with self.http.get(
-                    runtime.endpoint.url + "/v1/sessions", timeout=timeout
+                    worker.endpoint.url + "/v1/sessions", timeout=timeout
                 ) as resp:
                     if resp.status != 200:
                         return None
@@ -360,7 +360,7 @@ class Dispatcher:
                 return None
             for info in listing.sessions:
                 if info.session_id == session_id:
-                    return (info.last_activity, runtime.name)
+                    return (info.last_activity, worker.name)
             return None
 
         answers = await asyncio.gather(*(ask(w) for w in list(pool.workers.values())))
@@ -375,71 +375,71 @@ class Dispatcher:
     ) -> CallResult:
         holder = await self.resolve_session(pool, session_id, timeout)
         pool.sessions.forget(session_id)
-        runtime = pool.workers.get(holder) if holder else None
-        if runtime is None:
+        worker = pool.workers.get(holder) if holder else None
+        if worker is None:
             return error_result(router_errors.session_not_found(pool.name, session_id))
         try:
             async with self.http.delete(
-                f"{runtime.endpoint.url}/v1/sessions/{session_id}",
+                f"{worker.endpoint.url}/v1/sessions/{session_id}",
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
-                return CallResult(resp.status, await resp.read(), worker=runtime.name)
+                return CallResult(resp.status, await resp.read(), worker=worker.name)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            err = router_errors.worker_unreachable(pool.name, runtime.name, repr(exc))
+            err = router_errors.worker_unreachable(pool.name, worker.name, repr(exc))
             result = error_result(err)
-            result.worker = runtime.name
+            result.worker = worker.name
             return result
 
     # -- health ---------------------------------------------------------------
 
-    async def check_health(self, pool: PoolRuntime, runtime: WorkerRuntime) -> None:
+    async def check_health(self, pool: PoolRuntime, worker: TrackedWorker) -> None:
         """One active check of the worker's /readyz, which also reports its capacity."""
         settings = pool.routing.health
         ready = False
         refused = False
         try:
             async with self.http.get(
-                runtime.endpoint.url + "/readyz",
+                worker.endpoint.url + "/readyz",
                 timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
             ) as resp:
                 readiness = Readiness.model_validate_json(await resp.read())
-            pool.saw_incarnation(runtime, readiness.incarnation)
-            runtime.readiness = readiness
-            runtime.capacity = max(readiness.capacity, 1)
-            runtime.accepting_sessions = readiness.accepting_sessions
+            pool.saw_incarnation(worker, readiness.incarnation)
+            worker.readiness = readiness
+            worker.capacity = max(readiness.capacity, 1)
+            worker.accepting_sessions = readiness.accepting_sessions
             ready = resp.status == 200 and readiness.ready
-            runtime.last_error = None if ready else (readiness.reason or readiness.state.value)
+            worker.last_error = None if ready else (readiness.reason or readiness.state.value)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             refused = True
-            runtime.last_error = str(exc)
+            worker.last_error = str(exc)
         except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
-            runtime.last_error = repr(exc)
-        was_up = runtime.health.up
+            worker.last_error = repr(exc)
+        was_up = worker.health.up
         if ready:
-            runtime.health.check_passed()
+            worker.health.check_passed()
         elif refused:
-            runtime.health.mark_down()
+            worker.health.mark_down()
         else:
-            runtime.health.check_failed()
-        if runtime.health.up != was_up:
+            worker.health.check_failed()
+        if worker.health.up != was_up:
             # A worker coming back is good news; only going down needs attention.
             log.log(
-                logging.INFO if runtime.health.up else logging.WARNING,
+                logging.INFO if worker.health.up else logging.WARNING,
                 "worker health changed",
                 extra={
                     "pool": pool.name,
-                    "worker": runtime.name,
-                    "up": runtime.health.up,
-                    "reason": runtime.last_error,
+                    "worker": worker.name,
+                    "up": worker.health.up,
+                    "reason": worker.last_error,
                 },
             )
         # Capacity may have grown, or the worker came up: queued calls may proceed.
-        pool.worker_up_changed(runtime)
+        pool.worker_up_changed(worker)
 
-    async def health_loop(self, pool: PoolRuntime, runtime: WorkerRuntime) -> None:
+    async def health_loop(self, pool: PoolRuntime, worker: TrackedWorker) -> None:
         while True:
             try:
-                await self.check_health(pool, runtime)
+                await self.check_health(pool, worker)
             except Exception:  # a bug here must not end the worker's checks
-                log.exception("health check failed", extra={"worker": runtime.name})
+                log.exception("health check failed", extra={"worker": worker.name})
             await asyncio.sleep(pool.routing.health.interval_seconds)

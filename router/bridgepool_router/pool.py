@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Gauge
 
 from bridgepool.protocol import Readiness
-from bridgepool.spec import RoutingSettings, SessionSettings
+from bridgepool.spec import RoutingSettings
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.balancer import WorkerView, candidates, least_loaded
@@ -36,7 +36,10 @@ class WorkerGone(Exception):
 
 
 @dataclass
-class WorkerRuntime:
+class TrackedWorker:
+    """One worker of a pool as this router tracks it: its endpoint, breaker and
+    health, the calls this router has in flight there, and what its /readyz said."""
+
     endpoint: WorkerEndpoint
     breaker: CircuitBreaker
     health: HealthTracker
@@ -76,12 +79,11 @@ class PoolRuntime:
         self.stats: PoolMetrics = metrics.for_pool(snapshot.name)
         self.clock = clock
         self.routing: RoutingSettings = snapshot.routing
-        self.session_settings: SessionSettings = snapshot.sessions
-        self.workers: dict[str, WorkerRuntime] = {}
+        self.workers: dict[str, TrackedWorker] = {}
         self.sessions = SessionTable(snapshot.sessions.idle_ttl_seconds)
         self.queue = WaitQueue(snapshot.routing.queue.max_length)
         self.budget = RetryBudget(snapshot.routing.retries)
-        self._futures: dict[int, asyncio.Future[WorkerRuntime]] = {}
+        self._futures: dict[int, asyncio.Future[TrackedWorker]] = {}
         self._rotation = 0
         # Session ids being looked up on the workers right now: concurrent first
         # calls of one session share one lookup, so they agree on one worker.
@@ -89,10 +91,9 @@ class PoolRuntime:
 
     # -- discovery ---------------------------------------------------------
 
-    def update(self, snapshot: PoolSnapshot) -> tuple[list[WorkerRuntime], list[WorkerRuntime]]:
+    def update(self, snapshot: PoolSnapshot) -> tuple[list[TrackedWorker], list[TrackedWorker]]:
         """Apply a new snapshot; returns (added, removed) workers."""
         self.routing = snapshot.routing
-        self.session_settings = snapshot.sessions
         self.sessions.idle_ttl_seconds = snapshot.sessions.idle_ttl_seconds
         self.queue.max_length = snapshot.routing.queue.max_length
         self.budget.settings = snapshot.routing.retries
@@ -102,26 +103,26 @@ class PoolRuntime:
             if name not in wanted or wanted[name].url != self.workers[name].endpoint.url:
                 removed.append(self.workers.pop(name))
         for name, endpoint in wanted.items():
-            runtime = self.workers.get(name)
-            if runtime is None:
-                runtime = self._new_worker(endpoint)
-                self.workers[name] = runtime
-                added.append(runtime)
+            worker = self.workers.get(name)
+            if worker is None:
+                worker = self._new_worker(endpoint)
+                self.workers[name] = worker
+                added.append(worker)
             else:
-                runtime.endpoint = endpoint
-                runtime.breaker.settings = snapshot.routing.circuit_breaker
-                runtime.health.settings = snapshot.routing.health
-        for runtime in removed:
-            self.metrics.forget_worker(self.name, runtime.name)
-            for waiter in self.queue.waiting_for(runtime.name):
+                worker.endpoint = endpoint
+                worker.breaker.settings = snapshot.routing.circuit_breaker
+                worker.health.settings = snapshot.routing.health
+        for worker in removed:
+            self.metrics.forget_worker(self.name, worker.name)
+            for waiter in self.queue.waiting_for(worker.name):
                 self.queue.remove(waiter.ticket)
                 fut = self._futures.pop(waiter.ticket, None)
                 if fut is not None and not fut.done():
-                    fut.set_exception(WorkerGone(runtime.name))
+                    fut.set_exception(WorkerGone(worker.name))
         self.wake()
         return added, removed
 
-    def _new_worker(self, endpoint: WorkerEndpoint) -> WorkerRuntime:
+    def _new_worker(self, endpoint: WorkerEndpoint) -> TrackedWorker:
         pool, name = self.name, endpoint.worker
         gauge = self.metrics.breaker_state.labels(pool, name)
         gauge.set(0)
@@ -135,34 +136,34 @@ class PoolRuntime:
             )
             self.wake()
 
-        runtime = WorkerRuntime(
+        worker = TrackedWorker(
             endpoint=endpoint,
             breaker=CircuitBreaker(self.routing.circuit_breaker, on_transition),
             health=HealthTracker(self.routing.health, up=endpoint.ready),
             in_flight_gauge=self.stats.in_flight(name),
         )
         self.metrics.worker_up.labels(pool, name).set(1 if endpoint.ready else 0)
-        runtime.in_flight_gauge.set(0)
-        return runtime
+        worker.in_flight_gauge.set(0)
+        return worker
 
-    def saw_incarnation(self, runtime: WorkerRuntime, incarnation: str | None) -> bool:
+    def saw_incarnation(self, worker: TrackedWorker, incarnation: str | None) -> bool:
         """Note the worker's process token from an answer; True when it differs
         from the one seen before: the worker restarted, and the sessions this
         router had on it lost their state."""
-        if not incarnation or incarnation == runtime.incarnation:
+        if not incarnation or incarnation == worker.incarnation:
             return False
-        known, runtime.incarnation = runtime.incarnation, incarnation
+        known, worker.incarnation = worker.incarnation, incarnation
         if known is None:
             return False
-        lost = self.sessions.mark_lost(runtime.name)
+        lost = self.sessions.mark_lost(worker.name)
         log.warning(
             "worker restarted; its sessions' state is gone",
-            extra={"pool": self.name, "worker": runtime.name, "sessions": lost},
+            extra={"pool": self.name, "worker": worker.name, "sessions": lost},
         )
         return True
 
-    def worker_up_changed(self, runtime: WorkerRuntime) -> None:
-        self.metrics.worker_up.labels(self.name, runtime.name).set(1 if runtime.health.up else 0)
+    def worker_up_changed(self, worker: TrackedWorker) -> None:
+        self.metrics.worker_up.labels(self.name, worker.name).set(1 if worker.health.up else 0)
         self.wake()
 
     # -- choosing and reserving workers ------------------------------------
@@ -174,13 +175,13 @@ class PoolRuntime:
 
     def _pick(
         self, target: str | None, exclude: frozenset[str], new_session: bool
-    ) -> tuple[WorkerRuntime | None, bool]:
+    ) -> tuple[TrackedWorker | None, bool]:
         """(worker with room or None, whether any candidate exists at all)."""
         if target is not None:
-            runtime = self.workers.get(target)
-            if runtime is None:
+            worker = self.workers.get(target)
+            if worker is None:
                 return None, False
-            return (runtime if runtime.in_flight < runtime.capacity else None), True
+            return (worker if worker.in_flight < worker.capacity else None), True
         cands = candidates(
             self.views(),
             new_session=new_session,
@@ -193,11 +194,11 @@ class PoolRuntime:
         best = least_loaded(cands.workers, self._rotation)
         return (self.workers[best.worker] if best else None), True
 
-    def _reserve(self, runtime: WorkerRuntime) -> WorkerRuntime:
-        runtime.in_flight += 1
-        runtime.breaker.on_dispatch(self.clock())
-        runtime.in_flight_gauge.set(runtime.in_flight)
-        return runtime
+    def _reserve(self, worker: TrackedWorker) -> TrackedWorker:
+        worker.in_flight += 1
+        worker.breaker.on_dispatch(self.clock())
+        worker.in_flight_gauge.set(worker.in_flight)
+        return worker
 
     async def acquire(
         self,
@@ -206,28 +207,28 @@ class PoolRuntime:
         exclude: frozenset[str] = frozenset(),
         new_session: bool = False,
         wait_seconds: float,
-    ) -> tuple[WorkerRuntime, float]:
+    ) -> tuple[TrackedWorker, float]:
         """Reserve a slot on a worker (``target``, or the best candidate), waiting in
         the pool's queue if all are busy. Returns the worker and the time waited."""
-        runtime, any_candidate = self._pick(target, exclude, new_session)
-        if runtime is not None:
-            return self._reserve(runtime), 0.0
+        worker, any_candidate = self._pick(target, exclude, new_session)
+        if worker is not None:
+            return self._reserve(worker), 0.0
         if not any_candidate:
             if target is not None:
                 raise WorkerGone(target)
             raise router_errors.no_workers(self.name)
         start = self.clock()
-        waiter = self.queue.admit(start, target=target, new_session=new_session, exclude=exclude)
+        waiter = self.queue.admit(target=target, new_session=new_session, exclude=exclude)
         if waiter is None:
             self.metrics.queue_rejected.labels(self.name, "full").inc()
             raise router_errors.queue_full(self.name, self.queue.max_length)
-        fut: asyncio.Future[WorkerRuntime] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[TrackedWorker] = asyncio.get_running_loop().create_future()
         self._futures[waiter.ticket] = fut
         self.stats.queue_depth.set(len(self.queue))
         timeout = min(wait_seconds, self.routing.queue.timeout_seconds)
         try:
             async with asyncio.timeout(timeout):
-                runtime = await fut
+                worker = await fut
         except TimeoutError:
             self.metrics.queue_rejected.labels(self.name, "timeout").inc()
             raise router_errors.queue_timeout(self.name, self.clock() - start) from None
@@ -236,32 +237,32 @@ class PoolRuntime:
             self._futures.pop(waiter.ticket, None)
             self.stats.queue_depth.set(len(self.queue))
             served = fut.done() and not fut.cancelled() and fut.exception() is None
-            if served and runtime is not fut.result():
+            if served and worker is not fut.result():
                 # Served at the moment the wait was abandoned: hand the slot back.
                 self.release(fut.result())
         waited = self.clock() - start
         self.stats.queue_wait.observe(waited)
-        return runtime, waited
+        return worker, waited
 
-    def release(self, runtime: WorkerRuntime) -> None:
-        runtime.in_flight -= 1
-        runtime.in_flight_gauge.set(runtime.in_flight)
+    def release(self, worker: TrackedWorker) -> None:
+        worker.in_flight -= 1
+        worker.in_flight_gauge.set(worker.in_flight)
         self.wake()
 
     def wake(self) -> None:
         """Serve queued calls, oldest first, while workers have room."""
         if not self._futures:
             return
-        chosen: dict[int, WorkerRuntime] = {}
+        chosen: dict[int, TrackedWorker] = {}
 
         def can_serve(waiter: Waiter) -> bool:
             fut = self._futures.get(waiter.ticket)
             if fut is None or fut.done():
                 return False
-            runtime, _ = self._pick(waiter.target, waiter.exclude, waiter.new_session)
-            if runtime is None:
+            worker, _ = self._pick(waiter.target, waiter.exclude, waiter.new_session)
+            if worker is None:
                 return False
-            chosen[waiter.ticket] = runtime
+            chosen[waiter.ticket] = worker
             return True
 
         while (waiter := self.queue.take_first(can_serve)) is not None:

@@ -10,7 +10,7 @@ from bridgepool_router.core import Clock
 from bridgepool_router.discovery import PoolSnapshot
 from bridgepool_router.dispatcher import Dispatcher
 from bridgepool_router.metrics import RouterMetrics
-from bridgepool_router.pool import PoolRuntime, WorkerRuntime
+from bridgepool_router.pool import PoolRuntime, TrackedWorker
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,11 @@ class PoolRegistry:
             added, removed = pool.update(snapshot)
         else:
             added, removed = pool.update(snapshot)
-        for runtime in removed:
-            self._stop(runtime)
-        for runtime in added:
-            runtime.health_task = asyncio.create_task(
-                self.dispatcher.health_loop(pool, runtime), name=f"health {runtime.name}"
+        for worker in removed:
+            self._stop(worker)
+        for worker in added:
+            worker.health_task = asyncio.create_task(
+                self.dispatcher.health_loop(pool, worker), name=f"health {worker.name}"
             )
         if added or removed:
             log.info(
@@ -52,8 +52,8 @@ class PoolRegistry:
         pool = self.pools.pop(name, None)
         if pool is None:
             return
-        for runtime in pool.workers.values():
-            self._stop(runtime)
+        for worker in pool.workers.values():
+            self._stop(worker)
         self.metrics.forget_pool(name)
         log.info("pool removed", extra={"pool": name})
 
@@ -69,9 +69,9 @@ class PoolRegistry:
     def mark_synced(self) -> None:
         self.synced.set()
 
-    def _stop(self, runtime: WorkerRuntime) -> None:
-        if runtime.health_task is not None:
-            runtime.health_task.cancel()
+    def _stop(self, worker: TrackedWorker) -> None:
+        if worker.health_task is not None:
+            worker.health_task.cancel()
 
     async def close(self) -> None:
         tasks = [

@@ -126,15 +126,3 @@ def worker_disconnected(pool: str, worker: str, detail: str) -> BridgePoolError:
         pool=pool,
         worker=worker,
     )
-
-
-def worker_bad_answer(pool: str, worker: str, status: int) -> BridgePoolError:
-    return BridgePoolError.make(
-        ErrorCategory.SYSTEM,
-        "worker_bad_answer",
-        f"worker {worker!r} of pool {pool!r} answered {status} without a valid body",
-        status=502,
-        pool=pool,
-        worker=worker,
-        worker_status=status,
-    )

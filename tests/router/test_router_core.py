@@ -279,11 +279,11 @@ def test_least_loaded(workers: list[WorkerView], rotation: int, expected: str | 
 
 def test_wait_queue_is_fifo_per_serveable_worker() -> None:
     q = WaitQueue(max_length=3)
-    a = q.admit(0.0, target="w1")
-    b = q.admit(0.1)
-    c = q.admit(0.2, target="w2")
+    a = q.admit(target="w1")
+    b = q.admit()
+    c = q.admit(target="w2")
     assert a and b and c
-    assert q.admit(0.3) is None  # full
+    assert q.admit() is None  # full
     # a slot frees on w2: the oldest waiter that can use it is b (any worker)
     assert q.take_first(lambda w: w.target in (None, "w2")) == b
     assert q.take_first(lambda w: w.target in (None, "w2")) == c
@@ -294,4 +294,4 @@ def test_wait_queue_is_fifo_per_serveable_worker() -> None:
 
 
 def test_wait_queue_of_length_zero_rejects_everything() -> None:
-    assert WaitQueue(max_length=0).admit(0.0) is None
+    assert WaitQueue(max_length=0).admit() is None

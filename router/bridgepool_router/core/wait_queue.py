@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 class Waiter:
     ticket: int
     target: str | None  # None: any worker
-    enqueued_at: float
     new_session: bool = False
     exclude: frozenset[str] = field(default_factory=frozenset)
 
@@ -31,7 +30,6 @@ class WaitQueue:
 
     def admit(
         self,
-        now: float,
         *,
         target: str | None = None,
         new_session: bool = False,
@@ -41,7 +39,7 @@ class WaitQueue:
         if len(self._waiters) >= self.max_length:
             return None
         self._next_ticket += 1
-        waiter = Waiter(self._next_ticket, target, now, new_session, exclude)
+        waiter = Waiter(self._next_ticket, target, new_session, exclude)
         self._waiters[waiter.ticket] = waiter
         return waiter
 
