@@ -1,5 +1,5 @@
 """Sending calls to workers: session resolution, the attempt loop with retries,
-health checks and session look-ups. It executes what the core decides."""
+and session look-ups. It executes what the core decides."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorInfo, counts_against_worker
-from bridgepool.protocol import HEADER_INCARNATION, HEADER_TIMEOUT, Readiness, SessionsResponse
+from bridgepool.protocol import HEADER_INCARNATION, HEADER_TIMEOUT, SessionsResponse
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
@@ -389,57 +389,3 @@ class Dispatcher:
             result = error_result(err)
             result.worker = worker.name
             return result
-
-    # -- health ---------------------------------------------------------------
-
-    async def check_health(self, pool: PoolRuntime, worker: TrackedWorker) -> None:
-        """One active check of the worker's /readyz, which also reports its capacity."""
-        settings = pool.routing.health
-        ready = False
-        refused = False
-        try:
-            async with self.http.get(
-                worker.endpoint.url + "/readyz",
-                timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
-            ) as resp:
-                readiness = Readiness.model_validate_json(await resp.read())
-            pool.saw_incarnation(worker, readiness.incarnation)
-            worker.readiness = readiness
-            worker.capacity = max(readiness.capacity, 1)
-            worker.accepting_sessions = readiness.accepting_sessions
-            ready = resp.status == 200 and readiness.ready
-            worker.last_error = None if ready else (readiness.reason or readiness.state.value)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            refused = True
-            worker.last_error = str(exc)
-        except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
-            worker.last_error = repr(exc)
-        was_up = worker.health.up
-        if ready:
-            worker.health.check_passed()
-        elif refused:
-            worker.health.mark_down()
-        else:
-            worker.health.check_failed()
-        if worker.health.up != was_up:
-            # A worker coming back is good news; only going down needs attention.
-            log.log(
-                logging.INFO if worker.health.up else logging.WARNING,
-                "worker health changed",
-                extra={
-                    "pool": pool.name,
-                    "worker": worker.name,
-                    "up": worker.health.up,
-                    "reason": worker.last_error,
-                },
-            )
-        # Capacity may have grown, or the worker came up: queued calls may proceed.
-        pool.worker_up_changed(worker)
-
-    async def health_loop(self, pool: PoolRuntime, worker: TrackedWorker) -> None:
-        while True:
-            try:
-                await self.check_health(pool, worker)
-            except Exception:  # a bug here must not end the worker's checks
-                log.exception("health check failed", extra={"worker": worker.name})
-            await asyncio.sleep(pool.routing.health.interval_seconds)

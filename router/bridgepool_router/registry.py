@@ -9,6 +9,7 @@ import logging
 from bridgepool_router.core import Clock
 from bridgepool_router.discovery import PoolSnapshot
 from bridgepool_router.dispatcher import Dispatcher
+from bridgepool_router.health_checks import HealthChecks
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime, TrackedWorker
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 class PoolRegistry:
     def __init__(self, dispatcher: Dispatcher, metrics: RouterMetrics, clock: Clock) -> None:
-        self.dispatcher = dispatcher
+        self.health_checks = HealthChecks(dispatcher.http)
         self.metrics = metrics
         self.clock = clock
         self.pools: dict[str, PoolRuntime] = {}
@@ -35,7 +36,7 @@ class PoolRegistry:
             self._stop(worker)
         for worker in added:
             worker.health_task = asyncio.create_task(
-                self.dispatcher.health_loop(pool, worker), name=f"health {worker.name}"
+                self.health_checks.run(pool, worker), name=f"health {worker.name}"
             )
         if added or removed:
             log.info(
