@@ -90,6 +90,13 @@ class RouterMetrics:
             ["pool", "result"],
             registry=r,
         )
+        self.panic_calls = Counter(
+            "bridgepool_router_panic_calls_total",
+            "Calls sent in panic mode: no worker was eligible, so every non-draining "
+            "worker was a candidate, whatever its health or breaker said.",
+            ["pool"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "bridgepool_router_worker_in_flight",
             "Calls in flight per worker, as the router counts them.",
@@ -140,6 +147,7 @@ class PoolMetrics:
         self.queue_depth = metrics.queue_depth.labels(pool)
         self.queue_wait = metrics.queue_wait.labels(pool)
         self.session_hits = metrics.sessions.labels(pool, "hit")
+        self.panic_calls = metrics.panic_calls.labels(pool)
         self._outcomes: dict[str, Counter] = {}
         # Counters of rare events start at 0 with the pool, so a rate() over
         # them reads 0 instead of "no data" until the first one happens.

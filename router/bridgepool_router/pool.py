@@ -85,6 +85,7 @@ class PoolRuntime:
         self.budget = RetryBudget(snapshot.routing.retries)
         self._futures: dict[int, asyncio.Future[TrackedWorker]] = {}
         self._rotation = 0
+        self.panic = False  # see core.balancer: no worker was eligible at the last pick
         # Session ids being looked up on the workers right now: concurrent first
         # calls of one session share one lookup, so they agree on one worker.
         self.lookups: dict[str, asyncio.Future[str | None]] = {}
@@ -188,11 +189,27 @@ class PoolRuntime:
             max_ejection_percent=self.routing.circuit_breaker.max_ejection_percent,
             exclude=exclude,
         )
+        self._note_panic(cands.panic)
         if not cands.workers:
             return None, False
         self._rotation += 1
         best = least_loaded(cands.workers, self._rotation)
-        return (self.workers[best.worker] if best else None), True
+        if best is None:
+            return None, True
+        if cands.panic:
+            self.stats.panic_calls.inc()  # every worker picked is reserved at once
+        return self.workers[best.worker], True
+
+    def _note_panic(self, panic: bool) -> None:
+        if panic == self.panic:
+            return
+        self.panic = panic
+        # Entering means every worker looks unhealthy: worth a warning; leaving is good news.
+        log.log(
+            logging.WARNING if panic else logging.INFO,
+            "pool panic mode changed",
+            extra={"pool": self.name, "panic": panic, "workers": len(self.workers)},
+        )
 
     def _reserve(self, worker: TrackedWorker) -> TrackedWorker:
         worker.in_flight += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from typing import Any
@@ -417,3 +418,42 @@ def test_a_pool_that_leaves_discovery_leaves_metrics(procs: Processes) -> None:
     # Rare events' counters exist from the start, at 0, so dashboards read 0, not "no data".
     assert 'bridgepool_router_queue_rejected_total{pool="demo",reason="full"} 0.0' in after
     assert 'bridgepool_router_retry_budget_denied_total{pool="demo"} 0.0' in after
+
+
+def test_panic_mode_is_counted_and_logged(procs: Processes) -> None:
+    """With no eligible worker the router still sends calls to every
+    non-draining one (panic mode); it says so in a metric and a log line."""
+    worker = procs.worker()
+    router = procs.router(procs.write_pools({"demo": pool_entry(worker.url)}))
+    url = f"{router.url}/v1/pools/demo/execute"
+
+    def fault(kind: str) -> None:
+        body = {"command": "fault", "args": {"kind": kind}}
+        assert httpx.post(f"{worker.url}/v1/execute", json=body).status_code == 200
+
+    def ready() -> bool:
+        return bool(pool_state(router.url)["workers"][0]["ready"])
+
+    def panic_calls() -> str:
+        metrics = httpx.get(router.url + "/metrics").text
+        (line,) = [
+            m for m in metrics.splitlines() if m.startswith("bridgepool_router_panic_calls_total")
+        ]
+        return line.rsplit(" ", 1)[1]
+
+    assert httpx.post(url, json={"command": "ping"}).status_code == 200
+    assert panic_calls() == "0.0"
+    fault("unhealthy")  # its /readyz fails while it serves
+    wait_until(lambda: not ready(), what="the worker seen down")
+    assert httpx.post(url, json={"command": "ping"}).status_code == 200
+    assert panic_calls() == "1.0"
+    fault("clear")
+    wait_until(ready, what="the worker seen up")
+    assert httpx.post(url, json={"command": "ping"}).status_code == 200
+    assert panic_calls() == "1.0"
+    log = (procs.tmp / f"router-{router.port}.log").read_text()
+    changes = [json.loads(line) for line in log.splitlines() if "panic mode" in line]
+    assert [(c["message"], c["level"], c["panic"]) for c in changes] == [
+        ("pool panic mode changed", "warning", True),
+        ("pool panic mode changed", "info", False),
+    ]
