@@ -1,5 +1,7 @@
-"""Sending calls to workers: session resolution, the attempt loop with retries,
-and session look-ups. It executes what the core decides."""
+"""Sending calls to workers: where a call goes (the session's worker, or the
+best one), the attempt loop, and what a failed attempt leads to. It executes
+what the core decides: the retry decision (:func:`core.retry.next_attempt`),
+the worker choice (the pool), and session look-ups."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from bridgepool.protocol import HEADER_INCARNATION, HEADER_TIMEOUT, SessionsResp
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
-from bridgepool_router.core.retry import FailureKind, backoff_seconds, may_retry
+from bridgepool_router.core.retry import FailureKind, Tally, next_attempt
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime, TrackedWorker, WorkerGone
 
@@ -65,7 +67,10 @@ class _Call:
     idempotent: bool
     deadline: float
     timeout: float
-    tried: set[str] = field(default_factory=set)
+    tried: set[str] = field(default_factory=set)  # workers a retry must avoid
+    resolved: bool = False  # the session was looked up (table or workers)
+    placed_now: bool = False  # this call placed the session afresh
+    last_worker: str | None = None  # the worker of the latest attempt
 
 
 def _error_body(err: BridgePoolError, request_id: object = None) -> bytes:
@@ -173,102 +178,72 @@ class Dispatcher:
         call = _Call(pool, request_id, session_id, idempotent, now + timeout, timeout)
         pool.budget.record_request(now)
         result = CallResult(0, b"")
-        bound: str | None = None
-        placed_now = False
-        resolved = False
-        attempt_no = busy_waits = 0
+        tally = Tally()
         last: _Attempt | None = None
-        last_worker: str | None = None
         while True:
-            attempt_no += 1
             remaining = call.deadline - self.clock()
             if remaining <= 0:
-                return self._finish(
-                    result, router_errors.call_timeout(pool.name, timeout, last_worker), request_id
-                )
+                err = router_errors.call_timeout(pool.name, timeout, call.last_worker)
+                return self._finish(result, err, request_id)
             try:
-                if session_id is None:
-                    worker, waited = await pool.acquire(
-                        exclude=frozenset(call.tried), wait_seconds=remaining
-                    )
-                else:
-                    if not resolved:
-                        bound = await self.resolve_session(pool, session_id, remaining)
-                        resolved = True
-                    bound = self._check_binding(pool, session_id, bound, result)
-                    if bound is None:
-                        worker, waited = await pool.acquire(
-                            new_session=True, exclude=frozenset(call.tried), wait_seconds=remaining
-                        )
-                        pool.sessions.bind(session_id, worker.name, self.clock())
-                        bound, placed_now = worker.name, True
-                        if (
-                            worker.name == result.previous_worker
-                            and result.rebound_reason != REBOUND_WORKER_RESTARTED
-                        ):
-                            # Panic mode put it back where it was: not a move after all.
-                            result.rebound_reason = result.previous_worker = None
-                    else:
-                        worker, waited = await pool.acquire(target=bound, wait_seconds=remaining)
+                worker, waited = await self._reserve(call, result, remaining)
             except WorkerGone:
-                attempt_no -= 1  # nothing was sent; the binding check moves the session
-                continue
+                continue  # nothing was sent; the binding check moves the session
             except BridgePoolError as err:
                 if err.info.type == "queue_timeout" and self.clock() >= call.deadline - 0.001:
-                    err = router_errors.call_timeout(pool.name, timeout, last_worker)
+                    err = router_errors.call_timeout(pool.name, timeout, call.last_worker)
                 if last is not None and err.info.type == "no_workers":
                     break  # nowhere left to retry: report the last failure
                 return self._finish(result, err, request_id)
             result.waiting_seconds += waited
-            remaining = call.deadline - self.clock()
             try:
-                last = await self._send(call, worker, payload, max(remaining, 0.001))
+                last = await self._send(call, worker, payload, self._remaining(call))
             finally:
                 pool.release(worker)
-            last_worker = worker.name
+            call.last_worker = worker.name
             result.upstream_seconds += last.elapsed
-            if last.restarted and session_id is not None and not placed_now:
+            if last.restarted and session_id is not None and not call.placed_now:
                 # The session's worker restarted under it: this call ran without
                 # the session's old state. Say so; the session now lives there anew.
                 self._rebound(pool, session_id, worker.name, REBOUND_WORKER_RESTARTED, result)
                 pool.sessions.bind(session_id, worker.name, self.clock())
             if last.failure is None:
                 break
-            if not may_retry(
+            step = next_attempt(
                 last.failure,
-                attempt=attempt_no,
-                max_attempts=pool.routing.retries.max_attempts,
-                sticky=session_id is not None and not placed_now,
+                tally,
+                settings=pool.routing.retries,
+                budget=pool.budget,
+                now=self.clock(),
+                remaining=call.deadline - self.clock(),
+                sticky=session_id is not None and not call.placed_now,
                 idempotent=idempotent,
-            ):
-                break
-            busy = last.failure is FailureKind.BUSY
-            if busy:
-                attempt_no -= 1  # like a wait in the queue: no attempt, no budget spent
-            elif not pool.budget.try_spend(self.clock()):
+                jitter=self.jitter,
+            )
+            if step.budget_denied:
                 self.metrics.budget_denied.labels(pool.name).inc()
+            if not step.retry:
                 break
             self.metrics.retries.labels(pool.name, last.failure.value).inc()
-            if (session_id is None or placed_now) and not busy:
-                # Anonymous calls and fresh sessions never retry on the worker that failed.
-                call.tried.add(worker.name)
-                if placed_now and session_id is not None:
-                    pool.sessions.forget(session_id)
-                    bound, placed_now = None, False
-            busy_waits = busy_waits + 1 if busy else 0
-            retry_no = max(attempt_no, busy_waits)
-            pause = backoff_seconds(retry_no, pool.routing.retries, self.jitter())
-            pause = min(pause, max(call.deadline - self.clock(), 0.0))
-            result.waiting_seconds += pause
-            await asyncio.sleep(pause)
+            if step.elsewhere:
+                self._avoid(call, worker)
+            tally = step.tally
+            result.waiting_seconds += step.pause
+            await asyncio.sleep(step.pause)
         assert last is not None
-        result.worker = last_worker
+        return self._answer(call, result, last)
+
+    def _remaining(self, call: _Call) -> float:
+        return max(call.deadline - self.clock(), 0.001)
+
+    def _answer(self, call: _Call, result: CallResult, last: _Attempt) -> CallResult:
+        result.worker = call.last_worker
         if last.status is not None and last.failure is not None and last.body:
             # The worker's own error answer is more precise than anything we could add.
             result.status, result.body = last.status, last.body
             return result
         if last.failure is not None and last.error is not None:
-            return self._finish(result, last.error, request_id)
+            return self._finish(result, last.error, call.request_id)
         assert last.status is not None
         result.status, result.body = last.status, last.body
         return result
@@ -276,6 +251,58 @@ class Dispatcher:
     def _finish(self, result: CallResult, err: BridgePoolError, request_id: object) -> CallResult:
         result.status, result.body, result.error = err.status, _error_body(err, request_id), err
         return result
+
+    def _avoid(self, call: _Call, worker: TrackedWorker) -> None:
+        """The next attempt goes elsewhere; a session this call placed there is
+        placed afresh."""
+        call.tried.add(worker.name)
+        if call.placed_now and call.session_id is not None:
+            call.pool.sessions.forget(call.session_id)
+            call.placed_now = False
+
+    # -- where the call goes ----------------------------------------------------
+
+    async def _reserve(
+        self, call: _Call, result: CallResult, remaining: float
+    ) -> tuple[TrackedWorker, float]:
+        """A slot on the worker this attempt goes to, and the time waited for it."""
+        pool = call.pool
+        if call.session_id is None:
+            return await pool.acquire(exclude=frozenset(call.tried), wait_seconds=remaining)
+        target = await self._session_worker(call, call.session_id, result, remaining)
+        if target is not None:
+            return await pool.acquire(target=target, wait_seconds=remaining)
+        return await self._place(call, call.session_id, result, remaining)
+
+    async def _session_worker(
+        self, call: _Call, session_id: str, result: CallResult, remaining: float
+    ) -> str | None:
+        """The worker holding the session, or None: place it afresh."""
+        pool = call.pool
+        if call.resolved:  # a concurrent call may have moved it since: the table says
+            bound = pool.sessions.lookup(session_id, self.clock())
+        else:
+            bound = await self.resolve_session(pool, session_id, remaining)
+            call.resolved = True
+        return self._check_binding(pool, session_id, bound, result)
+
+    async def _place(
+        self, call: _Call, session_id: str, result: CallResult, remaining: float
+    ) -> tuple[TrackedWorker, float]:
+        """Place the session afresh on the best worker."""
+        pool = call.pool
+        worker, waited = await pool.acquire(
+            new_session=True, exclude=frozenset(call.tried), wait_seconds=remaining
+        )
+        pool.sessions.bind(session_id, worker.name, self.clock())
+        call.placed_now = True
+        if (
+            worker.name == result.previous_worker
+            and result.rebound_reason != REBOUND_WORKER_RESTARTED
+        ):
+            # Panic mode put it back where it was: not a move after all.
+            result.rebound_reason = result.previous_worker = None
+        return worker, waited
 
     def _check_binding(
         self, pool: PoolRuntime, session_id: str, bound: str | None, result: CallResult

@@ -8,7 +8,15 @@ from bridgepool.spec import CircuitBreakerSettings, RetrySettings, RouterHealthS
 from bridgepool_router.core.balancer import WorkerView, candidates, ejected, least_loaded
 from bridgepool_router.core.breaker import BreakerState, CircuitBreaker
 from bridgepool_router.core.health import HealthTracker
-from bridgepool_router.core.retry import FailureKind, RetryBudget, backoff_seconds, may_retry
+from bridgepool_router.core.retry import (
+    FailureKind,
+    NextAttempt,
+    RetryBudget,
+    Tally,
+    backoff_seconds,
+    may_retry,
+    next_attempt,
+)
 from bridgepool_router.core.sessions import SessionTable
 from bridgepool_router.core.wait_queue import WaitQueue
 
@@ -148,6 +156,71 @@ def test_may_retry(
         may_retry(kind, attempt=attempt, max_attempts=3, sticky=sticky, idempotent=idempotent)
         is expected
     )
+
+
+RETRY = RetrySettings(max_attempts=3, base_backoff_seconds=0.1, max_backoff_seconds=1.0)
+BUSY, CONNECT, TIMEOUT = FailureKind.BUSY, FailureKind.CONNECT, FailureKind.TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("failure", "tally", "sticky", "idempotent", "budget", "remaining", "expected"),
+    [
+        # a first connect failure: retry after backoff 1, on another worker
+        (CONNECT, Tally(), False, False, 1, 9, NextAttempt(True, Tally(1), 0.05, True)),
+        # sticky calls retry on their own worker
+        (CONNECT, Tally(), True, False, 1, 9, NextAttempt(True, Tally(1), 0.05, False)),
+        # backoff doubles with each attempt spent
+        (CONNECT, Tally(1), False, False, 1, 9, NextAttempt(True, Tally(2), 0.1, True)),
+        # the last attempt is spent: no retry
+        (CONNECT, Tally(2), False, False, 1, 9, NextAttempt(False, Tally(3))),
+        # not safe to retry: no retry, and no budget spent
+        (TIMEOUT, Tally(), False, False, 0, 9, NextAttempt(False, Tally(1))),
+        (TIMEOUT, Tally(), False, True, 1, 9, NextAttempt(True, Tally(1), 0.05, True)),
+        (TIMEOUT, Tally(), True, True, 1, 9, NextAttempt(False, Tally(1))),
+        # the budget is used up
+        (CONNECT, Tally(), False, False, 0, 9, NextAttempt(False, Tally(1), budget_denied=True)),
+        # busy: a wait, not an attempt; no budget needed; same worker; backoff grows
+        # with the busy answers in a row
+        (BUSY, Tally(2), False, False, 0, 9, NextAttempt(True, Tally(2, 1), 0.1, False)),
+        (BUSY, Tally(0, 3), True, False, 0, 9, NextAttempt(True, Tally(0, 4), 0.4, False)),
+        # a real attempt ends a run of busy answers
+        (CONNECT, Tally(0, 3), True, False, 1, 9, NextAttempt(True, Tally(1), 0.05, False)),
+        # the pause never outlasts the call
+        (CONNECT, Tally(1), True, False, 1, 0.02, NextAttempt(True, Tally(2), 0.02, False)),
+        (CONNECT, Tally(1), True, False, 1, -1, NextAttempt(True, Tally(2), 0.0, False)),
+    ],
+)
+def test_next_attempt(
+    failure: FailureKind,
+    tally: Tally,
+    sticky: bool,
+    idempotent: bool,
+    budget: int,
+    remaining: float,
+    expected: NextAttempt,
+) -> None:
+    retries = RetryBudget(RetrySettings(min_retries_per_second=budget, budget_percent=0))
+    got = next_attempt(
+        failure,
+        tally,
+        settings=RETRY,
+        budget=retries,
+        now=100.0,
+        remaining=remaining,
+        sticky=sticky,
+        idempotent=idempotent,
+        jitter=lambda: 0.5,
+    )
+    assert got.retry is expected.retry
+    assert (got.tally, got.elsewhere, got.budget_denied) == (
+        expected.tally,
+        expected.elsewhere,
+        expected.budget_denied,
+    )
+    assert got.pause == pytest.approx(expected.pause)
+    # a retry spends the budget, except after a busy answer
+    spent = got.retry and failure is not BUSY
+    assert retries.try_spend(100.0) is (budget > int(spent))
 
 
 @pytest.mark.parametrize(

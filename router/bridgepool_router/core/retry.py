@@ -1,8 +1,11 @@
 """When a failed call may be tried again, how long to wait, and the retry budget
-that keeps retries from storming a struggling pool."""
+that keeps retries from storming a struggling pool. :func:`next_attempt` puts
+them together: the dispatcher asks it after each failed attempt of a call."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from bridgepool.spec import RetrySettings
@@ -50,6 +53,60 @@ def backoff_seconds(retry: int, settings: RetrySettings, jitter: float) -> float
         settings.max_backoff_seconds, settings.base_backoff_seconds * 2.0 ** (retry - 1)
     )
     return cap * jitter
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a call has spent on attempts so far."""
+
+    attempts: int = 0  # attempts counted against max_attempts (busy answers are not)
+    busy_waits: int = 0  # busy answers in a row, each waited for like a queue slot
+
+
+@dataclass(frozen=True)
+class NextAttempt:
+    """What follows a failed attempt: another one (after ``pause`` seconds, on
+    another worker if ``elsewhere``), or none, and the tally either way."""
+
+    retry: bool
+    tally: Tally
+    pause: float = 0.0
+    # Not sticky to the worker that failed (an anonymous call, or a session
+    # placed by this very call): the next attempt goes to another worker.
+    elsewhere: bool = False
+    budget_denied: bool = False  # a retry was allowed, but the budget was used up
+
+
+def next_attempt(
+    failure: FailureKind,
+    tally: Tally,
+    *,
+    settings: RetrySettings,
+    budget: RetryBudget,
+    now: float,
+    remaining: float,
+    sticky: bool,
+    idempotent: bool,
+    jitter: Callable[[], float],
+) -> NextAttempt:
+    """The decision after an attempt failed with ``failure``. A busy worker's
+    refusal is a wait, not an attempt: it spends neither attempts nor budget.
+    The pause never runs past the call's ``remaining`` time."""
+    busy = failure is FailureKind.BUSY
+    spent = Tally(tally.attempts + (0 if busy else 1), tally.busy_waits + 1 if busy else 0)
+    if not may_retry(
+        failure,
+        attempt=spent.attempts,
+        max_attempts=settings.max_attempts,
+        sticky=sticky,
+        idempotent=idempotent,
+    ):
+        return NextAttempt(retry=False, tally=spent)
+    if not busy and not budget.try_spend(now):
+        return NextAttempt(retry=False, tally=spent, budget_denied=True)
+    retry_no = max(spent.attempts, spent.busy_waits)
+    pause = min(backoff_seconds(retry_no, settings, jitter()), max(remaining, 0.0))
+    return NextAttempt(retry=True, tally=spent, pause=pause, elsewhere=not sticky and not busy)
 
 
 class RetryBudget:
