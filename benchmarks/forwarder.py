@@ -39,18 +39,28 @@ async def client_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def create_app(upstream: str) -> web.Application:
+    app = web.Application()
+    app[UPSTREAM] = upstream.rstrip("/")
+    app.cleanup_ctx.append(client_session)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="base URL, e.g. http://127.0.0.1:9000")
     args = parser.parse_args()
-    app = web.Application()
-    app[UPSTREAM] = args.upstream.rstrip("/")
-    app.cleanup_ctx.append(client_session)
-    app.router.add_route("*", "/{tail:.*}", forward)
-    loop = uvloop.new_event_loop()
-    web.run_app(app, loop=loop, host=args.host, port=args.port, access_log=None, print=None)
+    web.run_app(
+        create_app(args.upstream),
+        loop=uvloop.new_event_loop(),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+    )
 
 
 if __name__ == "__main__":

@@ -1,28 +1,36 @@
 """The router's memory with 100,000 sessions in its table, beside the empty router.
 
-Real calls, not an in-process table: the router process serves one call per new
-session (``POST /v1/pools/bench/sessions/m{n}/execute``) from a client with 32
-kept-alive connections. The worker is router_overhead's minimal one: it holds
-no sessions, so the router's look-up of each new session on the workers is
-cheap and the table fills with bindings only. The router is pinned to CPU 0,
-the worker and the client to CPU 1, as in router_overhead.
+One router process, one run. The router is the real ``bridgepool-router`` main
+with one benchmark-only route added (``POST /bench/bind``), which binds sessions
+straight into a pool's table inside the router process. The worker is
+router_overhead's minimal one (it holds no sessions, so the router's look-up of
+a new session on the workers is cheap). Router on CPU 0; worker and client on
+CPU 1.
 
-The router's resident memory (VmRSS) is read, in one run:
+Filling the table by real calls alone is too slow: every new session (and every
+anonymous call) makes the router count the sessions of each worker over the
+whole table (``PoolRuntime.views``), so the n-th new session costs O(n) and
+100,000 of them take tens of minutes on one core. So the first ``--real``
+sessions (10,000) are opened by real calls, which measures the bytes a session
+really costs the router, and the rest are bound in-process through the route.
 
-* empty: ready, after a warm-up of anonymous calls (connections and caches in
-  place, the session table still empty): the baseline;
-* full: once the router's own count of sessions (``GET /v1/pools/bench``) says
-  the table holds them all;
+Printed, the router's resident memory (VmRSS):
+
+* empty: after a warm-up of anonymous calls (connections and caches in place,
+  the table empty): the baseline;
+* after the real calls, and with the table full (the router's own count of
+  sessions, ``GET /v1/pools/bench``, says so);
 * expired: after the bindings' idle TTL is lowered in the static file (the
   router re-reads it) and the router's expiry sweep (every 10 s) empties it;
-* refilled: with as many new sessions again, which shows whether the freed
-  memory is reused or the process keeps growing.
+* refilled: as many new sessions again, which shows whether the freed memory
+  is reused or the process keeps growing.
 
-The table has no hard cap: it is bounded only by the idle TTL (300 s by
-default) times the rate at which new sessions arrive. Printed last: that bound
-at the fill rate measured here.
+Also printed: the latency of an anonymous call with the table empty and full,
+which is what the O(n) count costs. The table has no hard cap: it is bounded
+only by the idle TTL (300 s by default) times the rate at which new sessions
+arrive; printed last, that bound at the real-call rate measured here.
 
-    .venv/bin/python -m benchmarks.router_memory [--sessions 100000]
+    .venv/bin/python -m benchmarks.router_memory [--sessions 100000] [--real 10000]
 """
 
 from __future__ import annotations
@@ -35,19 +43,59 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
+from aiohttp import web
 
-from benchmarks.router_overhead import BIN, POOL, Target, free_port, send_call, wait_port
+from benchmarks.router_overhead import POOL, Target, free_port, send_call, wait_port
+from benchmarks.stats import percentile
 
 DEFAULT_TTL_SECONDS = 300.0  # SessionSettings.idle_ttl_seconds' default
 EXPIRY_SWEEP_SECONDS = 10.0  # PoolRegistry.expire_sessions' interval
 CONNECTIONS = 32
+PING = b'{"command": "ping", "args": {}}'
+ANONYMOUS = (
+    f"POST /v1/pools/{POOL}/execute HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    f"Content-Type: application/json\r\nContent-Length: {len(PING)}\r\n\r\n"
+).encode() + PING
+
+
+# -- the router, with one route for the benchmark -----------------------------------------
+
+
+async def bind_sessions(request: web.Request) -> web.Response:
+    """Bind ``count`` sessions named ``prefix0``... to the pool's first worker."""
+    from bridgepool_router.app import STATE
+
+    state = request.app[STATE]
+    assert state.registry is not None
+    pool = state.registry.pools[request.query["pool"]]
+    worker = next(iter(pool.workers))
+    now = state.config.clock()
+    prefix = request.query["prefix"]
+    for i in range(int(request.query["count"])):
+        pool.sessions.bind(f"{prefix}{i}", worker, now)
+    return web.json_response({"sessions": len(pool.sessions)})
+
+
+def run_router(argv: Sequence[str]) -> None:
+    """``bridgepool-router``'s own main, its app given the benchmark's route."""
+    from bridgepool_router import cli
+    from bridgepool_router.app import RouterConfig, create_app
+
+    def app_with_bind_route(config: RouterConfig) -> web.Application:
+        app = create_app(config)
+        app.router.add_post("/bench/bind", bind_sessions)
+        return app
+
+    with mock.patch.object(cli, "create_app", app_with_bind_route):
+        cli.main(argv)
 
 
 @dataclass(frozen=True)
@@ -73,6 +121,10 @@ class Router:
     def sessions(self) -> int:
         return int(self.pool()["sessions"])
 
+    def bind(self, prefix: str, count: int) -> None:
+        params: dict[str, str | int] = {"pool": POOL, "prefix": prefix, "count": count}
+        httpx.post(f"{self.url}/bench/bind", params=params, timeout=60).raise_for_status()
+
     def set_ttl(self, ttl: float) -> None:
         write_pools(self.pools_file, self.worker_url, ttl)
 
@@ -82,6 +134,14 @@ def write_pools(path: Path, worker_url: str, ttl: float) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"pools": pools}))
     tmp.replace(path)  # atomic: the router never reads half a file
+
+
+def wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.1)
 
 
 @contextmanager
@@ -94,27 +154,12 @@ def processes(tmp: Path) -> Iterator[Router]:
         worker_url = f"http://127.0.0.1:{worker_port}"
         pools_file = tmp / "pools.json"
         write_pools(pools_file, worker_url, DEFAULT_TTL_SECONDS)
-        procs.append(
-            subprocess.Popen(
-                [
-                    "taskset",
-                    "-c",
-                    "0",
-                    str(BIN / "bridgepool-router"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(router_port),
-                    "--static-file",
-                    str(pools_file),
-                    "--static-reload-seconds",
-                    "0.2",
-                    "--log-level",
-                    "WARNING",
-                ],
-            )
-        )
-        # taskset execs the router: its pid is the router's
+        argv = ["--host", "127.0.0.1", "--port", str(router_port),
+                "--static-file", str(pools_file), "--static-reload-seconds", "0.2",
+                "--log-level", "warning"]  # fmt: skip
+        code = f"from benchmarks.router_memory import run_router; run_router({argv!r})"
+        # taskset execs Python: the pid is the router's
+        procs.append(subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", code]))
         router = Router(procs[-1].pid, router_port, pools_file, worker_url)
         for port in (worker_port, router_port):
             wait_port(port)
@@ -133,26 +178,19 @@ def processes(tmp: Path) -> Iterator[Router]:
                 proc.kill()
 
 
-def wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+# -- load -----------------------------------------------------------------------------------
 
 
-async def drive(port: int, sessions: list[str], sticky: bool = True) -> int:
-    """One call per id in ``sessions`` over ``CONNECTIONS`` connections; returns how
-    many were not answered 200."""
-    target = Target("router", port, sticky_path=sticky)
-    todo = iter(sessions)
+async def drive(port: int, requests: Iterator[bytes]) -> int:
+    """Send every request over ``CONNECTIONS`` connections; returns how many were not
+    answered 200."""
     failed = 0
 
     async def client() -> None:
         nonlocal failed
         conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        for session in todo:
-            if await send_call(conns, port, target.request(session)) != 200:
+        for request in requests:
+            if await send_call(conns, port, request) != 200:
                 failed += 1
         for _, writer in conns:
             writer.close()
@@ -161,48 +199,79 @@ async def drive(port: int, sessions: list[str], sticky: bool = True) -> int:
     return failed
 
 
+def new_sessions(port: int, prefix: str, count: int) -> Iterator[bytes]:
+    target = Target("router", port, sticky_path=True)
+    return (target.request(f"{prefix}{i}") for i in range(count))
+
+
+async def anonymous_latency(port: int, calls: int) -> tuple[float, float]:
+    """p50 and p99 (ms) of ``calls`` anonymous calls, one at a time."""
+    conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    latencies = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        assert await send_call(conns, port, ANONYMOUS) == 200
+        latencies.append((time.perf_counter() - start) * 1000)
+    for _, writer in conns:
+        writer.close()
+    return percentile(latencies, 0.5), percentile(latencies, 0.99)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, default=100_000, help="sessions to open")
+    parser.add_argument("--sessions", type=int, default=100_000, help="sessions in the table")
+    parser.add_argument("--real", type=int, default=10_000, help="of them opened by real calls")
     args = parser.parse_args()
+    n, real = args.sessions, min(args.real, args.sessions)
     os.sched_setaffinity(0, {1})
-    n = args.sessions
+    rss: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmpdir, processes(Path(tmpdir)) as router:
         port = router.port
-        started = router.rss_mib()
-        # Warm-up: anonymous calls (no session) through every connection.
-        failed = asyncio.run(drive(port, [f"w{i}" for i in range(5000)], sticky=False))
+        rss["started"] = router.rss_mib()
+        failed = asyncio.run(drive(port, iter([ANONYMOUS] * 5000)))  # warm-up
         assert router.sessions() == 0
-        empty = router.rss_mib()
-        t0 = time.perf_counter()
-        failed += asyncio.run(drive(port, [f"m{i}" for i in range(n)]))
-        fill_seconds = time.perf_counter() - t0
-        wait(lambda: router.sessions() == n, f"{n} sessions in the table")
-        full = router.rss_mib()
+        empty_latency = asyncio.run(anonymous_latency(port, 500))
+        rss["empty"] = router.rss_mib()
+        start = time.perf_counter()
+        failed += asyncio.run(drive(port, new_sessions(port, "m", real)))
+        real_rate = real / (time.perf_counter() - start)
+        wait(lambda: router.sessions() == real, f"{real} sessions in the table")
+        rss["real"] = router.rss_mib()
+        router.bind("b", n - real)
+        assert router.sessions() == n
+        rss["full"] = router.rss_mib()
+        full_latency = asyncio.run(anonymous_latency(port, 100))
         router.set_ttl(1.0)
         wait(lambda: router.sessions() == 0, "the bindings to expire", 3 * EXPIRY_SWEEP_SECONDS)
-        expired = router.rss_mib()
+        rss["expired"] = router.rss_mib()
         router.set_ttl(DEFAULT_TTL_SECONDS)
-        time.sleep(0.5)  # the static file is re-read every 0.2 s
-        failed += asyncio.run(drive(port, [f"r{i}" for i in range(n)]))
-        wait(lambda: router.sessions() == n, f"{n} sessions in the table again")
-        refilled = router.rss_mib()
+        time.sleep(1.0)  # the file is re-read every 0.2 s; the new TTL must be in place
+        router.bind("r", n)
+        assert router.sessions() == n
+        rss["refilled"] = router.rss_mib()
 
-    per_session = (full - empty) * 1024 * 1024 / n
-    rate = n / fill_seconds
-    print(f"router RSS, {n:,} sessions opened by real calls ({rate:,.0f} new sessions/s, "
-          f"{CONNECTIONS} connections; calls not answered 200: {failed})")  # fmt: skip
-    print(f"  started (ready, no call yet)     {started:8.1f} MiB")
-    print(f"  empty table (after warm-up)      {empty:8.1f} MiB   baseline")
-    print(f"  {n:,} sessions in the table   {full:8.1f} MiB   +{full - empty:.1f} MiB, "
-          f"{per_session:,.0f} bytes/session")  # fmt: skip
-    print(f"  after they expired (table empty) {expired:8.1f} MiB")
-    print(f"  {n:,} new sessions again      {refilled:8.1f} MiB   +{refilled - full:.1f} MiB "
-          "over the first fill")  # fmt: skip
-    bound = rate * DEFAULT_TTL_SECONDS
-    print(f"bound: no hard cap; idle TTL {DEFAULT_TTL_SECONDS:.0f} s x {rate:,.0f} new sessions/s "
-          f"= {bound:,.0f} bindings, about {bound * per_session / 2**20:,.0f} MiB over the "
-          "baseline")  # fmt: skip
+    mib = 1024 * 1024
+    per_real = (rss["real"] - rss["empty"]) * mib / real
+    per_session = (rss["full"] - rss["empty"]) * mib / n
+    print(f"router RSS (VmRSS), one run; {real:,} sessions opened by real calls "
+          f"({real_rate:,.0f} new sessions/s, {CONNECTIONS} connections, calls not answered "
+          f"200: {failed}), the rest bound in-process")  # fmt: skip
+    print(f"  started, no call yet               {rss['started']:7.1f} MiB")
+    print(f"  empty table, after warm-up         {rss['empty']:7.1f} MiB  (baseline)")
+    print(f"  {real:>7,} sessions (real calls)     {rss['real']:7.1f} MiB  "
+          f"+{rss['real'] - rss['empty']:.1f} MiB, {per_real:,.0f} bytes/session")  # fmt: skip
+    print(f"  {n:>7,} sessions                   {rss['full']:7.1f} MiB  "
+          f"+{rss['full'] - rss['empty']:.1f} MiB, {per_session:,.0f} bytes/session")  # fmt: skip
+    print(f"  all expired (table empty)          {rss['expired']:7.1f} MiB")
+    print(f"  {n:>7,} new sessions again         {rss['refilled']:7.1f} MiB  "
+          f"{rss['refilled'] - rss['full']:+.1f} MiB against the first fill")  # fmt: skip
+    print("anonymous call, one at a time (ms): "
+          f"empty table p50 {empty_latency[0]:.3f} p99 {empty_latency[1]:.3f}; "
+          f"{n:,} sessions p50 {full_latency[0]:.3f} p99 {full_latency[1]:.3f}")  # fmt: skip
+    bound = real_rate * DEFAULT_TTL_SECONDS
+    print(f"bound: no hard cap. Idle TTL {DEFAULT_TTL_SECONDS:.0f} s x {real_rate:,.0f} new "
+          f"sessions/s = {bound:,.0f} bindings, about {bound * per_session / mib:,.0f} MiB "
+          "over the baseline")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,6 +3,19 @@
 Handlers parse and validate, hand the call to the dispatcher, and turn its
 result into a response. Background work (discovery, health checks) and the
 client session to the workers are owned by a cleanup context.
+
+What a client can make the router hold, and for how long:
+
+* a request head: aiohttp's parser refuses (400) a request line or header over
+  8,190 bytes, or more than 128 headers, before any handler runs;
+* a request head's arrival: aiohttp arms the keep-alive timer when a connection
+  opens and again after each response, and closes the connection if no complete
+  head has arrived when it fires; trickled bytes do not reset it. That is the
+  router's header timeout (and its idle keep-alive timeout): ``web.run_app``'s
+  ``keepalive_timeout``, 75 s;
+* a body: at most ``max_body_bytes`` (413, at once when Content-Length says so),
+  and it must arrive within the call's own time budget (408), so a client that
+  sends its body slowly, or less of it than it announced, holds nothing for long.
 """
 
 from __future__ import annotations
@@ -167,13 +180,41 @@ def _outcome(status: int) -> str:
     return {502: "bad_gateway", 503: "unavailable", 504: "timeout"}.get(status, "worker_error")
 
 
+async def _read_body(request: web.Request, budget: float) -> bytes:
+    """The call's body, read within the call's budget and the size limit."""
+    limit = request.app[STATE].config.max_body_bytes
+    announced = request.content_length
+    if announced is not None and announced > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=announced)
+    try:
+        if request.content.is_eof():  # all of it has arrived: the common case, no timer
+            return await request.read()
+        async with asyncio.timeout(budget):
+            return await request.read()
+    except TimeoutError:
+        raise BridgePoolError.make(
+            ErrorCategory.TIMEOUT,
+            "body_timeout",
+            f"the request body did not arrive within the call's {budget:.3f}s",
+            status=408,
+            timeout_seconds=budget,
+        ) from None
+    except (ConnectionResetError, web.RequestPayloadError) as exc:
+        # A body cut short (the client went away) or not decodable as sent
+        # (Content-Encoding): the caller's fault, not a router failure to log.
+        detail = " ".join(str(exc).split())  # aiohttp's messages span lines
+        raise router_errors.bad_request(
+            "invalid_body", f"request body could not be read: {detail}"
+        ) from None
+
+
 async def _execute(request: web.Request, session_id: str | None) -> web.Response:
     state = request.app[STATE]
     assert state.dispatcher is not None
     start = time.perf_counter()
     pool = _pool(request)
     timeout = _timeout(request, pool)
-    call = parse_call(await request.read(), session_id)
+    call = parse_call(await _read_body(request, timeout), session_id)
     idempotent = request.headers.get(HEADER_IDEMPOTENT, "").lower() == "true"
     result = await state.dispatcher.execute(
         pool,
