@@ -122,6 +122,9 @@ class WorkerStats(BaseModel):
     state: WorkerState
     accepting_sessions: bool
     in_flight: int
+    # In-flight calls averaged over time (exponentially, time constant about
+    # 10 s): the load the autoscaler reads. None from a worker that predates it.
+    in_flight_average: float | None = None
     capacity: int
     requests_total: int
     errors_total: int

@@ -513,10 +513,12 @@ class Watcher:
 
 
 class PodLedger:
-    """Every pod seen in a namespace while the ledger runs: name -> labels."""
+    """Every pod seen in a namespace while the ledger runs: name -> labels,
+    and the drain reason of each pod the operator drained."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
         self._created: dict[str, dict[str, str]] = {}
+        self._drained: dict[str, str] = {}
         self._lock = threading.Lock()
         core = client.CoreV1Api(api)
         self.watcher = Watcher(
@@ -525,8 +527,17 @@ class PodLedger:
 
     def _on_event(self, now: float, kind: str, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
+        reason = (meta.get("annotations") or {}).get(labels.ANNOTATION_DRAIN_REASON)
         with self._lock:
             self._created.setdefault(meta["name"], dict(meta.get("labels") or {}))
+            if reason is not None:
+                self._drained.setdefault(meta["name"], reason)
+
+    @property
+    def drained(self) -> dict[str, str]:
+        """Pod name -> why the operator drained it."""
+        with self._lock:
+            return dict(self._drained)
 
     @property
     def created(self) -> dict[str, dict[str, str]]:
@@ -542,7 +553,7 @@ class PoolHistory:
     user watching ``kubectl get bp -w`` would have seen."""
 
     def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
-        self._statuses: list[dict[str, Any]] = []
+        self._statuses: list[tuple[float, dict[str, Any]]] = []
         self._lock = threading.Lock()
         custom = client.CustomObjectsApi(api)
         list_pool = functools.partial(
@@ -557,10 +568,16 @@ class PoolHistory:
 
     def _on_event(self, now: float, kind: str, pool: dict[str, Any]) -> None:
         with self._lock:
-            self._statuses.append(dict(pool.get("status") or {}))
+            self._statuses.append((now, dict(pool.get("status") or {})))
 
     @property
     def statuses(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [status for _, status in self._statuses]
+
+    @property
+    def timed(self) -> list[tuple[float, dict[str, Any]]]:
+        """The statuses with when each arrived (``time.monotonic()``)."""
         with self._lock:
             return list(self._statuses)
 

@@ -11,6 +11,7 @@ upgrade and uninstall are tested on a release of their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ from e2e.components import (
     CHART_DIR,
     HelmRelease,
     PodLedger,
+    PoolHistory,
     Pools,
     calling,
     helm_binary,
@@ -323,6 +325,112 @@ def test_a_router_pod_deleted_under_load_fails_no_call(
     )
     assert anonymous.ok > 100
     pools.delete("load")
+
+
+# Autoscaling: closed-loop callers (each waits for its answer before its next
+# call), so the offered load is at most CALLERS calls at once and queueing in
+# the router only slows calls down. With WORK seconds per call and CAPACITY
+# slots per worker, MAX_WORKERS workers hold the load inside the 60-80 % band.
+CALLERS, WORK, CAPACITY, MAX_WORKERS = 6, 0.2, 2, 4
+UP_WINDOW, DOWN_WINDOW = 5, 15
+
+
+def desired_sizes(statuses: list[dict[str, Any]]) -> list[int]:
+    """The desired sizes a pool went through, each once, in order."""
+    sizes: list[int] = []
+    for status in statuses:
+        size = status.get("desiredReplicas")
+        if size is not None and (not sizes or sizes[-1] != size):
+            sizes.append(size)
+    return sizes
+
+
+def test_load_through_the_router_grows_the_pool_inside_the_band_and_it_shrinks_after(
+    installed: Installed, e2e_timings: dict[str, str]
+) -> None:
+    pools, release = installed.pools, installed.release
+    spec = {
+        "minReplicas": 1,
+        "maxReplicas": MAX_WORKERS,
+        "autoscaling": {
+            "enabled": True,
+            "scaleUpStabilizationSeconds": UP_WINDOW,
+            "scaleDownStabilizationSeconds": DOWN_WINDOW,
+        },
+        "worker": {"capacity": CAPACITY},
+    }
+    env = {"BRIDGEPOOL_FAULTS_ENABLED": "1"}  # ping's sleep: calls that hold a slot
+    pools.create(pool_manifest("auto", "localhost/bridgepool-worker:dev", spec=spec, env=env))
+    pools.wait("auto", "1 worker ready", lambda p: settled(p, 1))
+    url = release.router_url()
+    first = {p.metadata.name for p in pools.pods("auto")}
+    support.wait_for("the router to see the worker", lambda: router_sees(url, "auto", first))
+    history = PoolHistory(pools.api, installed.namespace, "auto")
+    ledger = PodLedger(pools.api, installed.namespace)
+    history.watcher.start()
+    ledger.watcher.start()
+    body = {"command": "ping", "args": {"sleep": WORK}}
+    try:
+        with contextlib.ExitStack() as stack:
+            callers = [
+                stack.enter_context(calling(f"{url}/v1/pools/auto/execute", body, period=0))
+                for _ in range(CALLERS)
+            ]
+            load_began = time.monotonic()
+
+            def at_max_and_steady() -> bool:
+                pool = pools.get("auto")
+                return settled(pool, MAX_WORKERS) and (
+                    len([s for _, s in history.timed if s.get("readyReplicas") == MAX_WORKERS])
+                    >= 3  # a few passes at the full size: utilization measured there
+                )
+
+            support.wait_for(f"the pool grown to {MAX_WORKERS}", at_max_and_steady, timeout=240)
+            grown = time.monotonic()
+            steady = [s for _, s in history.timed if s.get("readyReplicas") == MAX_WORKERS]
+        load_stopped = time.monotonic()
+        pools.wait("auto", "the pool back at 1 worker", lambda p: settled(p, 1), timeout=240)
+        shrunk = time.monotonic()
+    finally:
+        history.watcher.stop()
+        ledger.watcher.stop()
+
+    # No call failed at any step.
+    failures = [f for c in callers for f in c.failures]
+    assert failures == [], failures[:5]
+    # It grew one way and shrank one way: no overshoot, no oscillation.
+    sizes = desired_sizes(history.statuses)
+    peak = sizes.index(max(sizes))
+    assert max(sizes) == MAX_WORKERS, sizes
+    assert sizes[: peak + 1] == sorted(sizes[: peak + 1]), sizes
+    assert sizes[peak:] == sorted(sizes[peak:], reverse=True), sizes
+    assert sizes[-1] == 1, sizes
+    # Utilization at the full size, once the workers' averages caught up, is in the band.
+    settled_utilization = [s["utilization"] for s in steady[-3:] if "utilization" in s]
+    assert settled_utilization and all(60 <= u <= 80 for u in settled_utilization), steady[-3:]
+    # Every worker it removed was drained first.
+    created = set(ledger.created)
+    removed = created - {p.metadata.name for p in pools.pods("auto")}
+    assert len(removed) == MAX_WORKERS - 1, (created, removed)
+    assert {ledger.drained.get(name) for name in removed} == {"scale-down"}, ledger.drained
+
+    def since(start: float, grew: bool) -> float:
+        for t, status in history.timed:
+            size = status.get("desiredReplicas") or 0
+            if t >= start and (size > 1 if grew else size < MAX_WORKERS):
+                return t - start
+        return float("nan")
+
+    e2e_timings["autoscaling: load -> first new worker"] = f"{since(load_began, True):.1f} s"
+    e2e_timings[f"autoscaling: load -> {MAX_WORKERS} workers ready"] = (
+        f"{grown - load_began:.1f} s (scale-up window {UP_WINDOW} s)"
+    )
+    e2e_timings["autoscaling: load stopped -> first scale-down"] = (
+        f"{since(load_stopped, False):.1f} s (scale-down window {DOWN_WINDOW} s)"
+    )
+    e2e_timings["autoscaling: load stopped -> 1 worker"] = f"{shrunk - load_stopped:.1f} s"
+    e2e_timings["autoscaling: utilization at full size"] = f"{settled_utilization} %"
+    pools.delete("auto")
 
 
 def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(

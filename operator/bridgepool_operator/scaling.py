@@ -1,6 +1,8 @@
 """The scaling decision: how many workers the pool should have.
 
-Utilization is in-flight calls / capacity across ready, non-draining workers.
+Utilization is in-flight calls / capacity across ready, non-draining workers,
+with each worker's in-flight count averaged over time by the worker (an
+instant's count swings between 0 and capacity as calls start and end).
 Above the band's high mark the pool grows, below its low mark it shrinks,
 each time to the size that brings utilization back to the band's middle,
 bounded by minReplicas..maxReplicas.
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from bridgepool.protocol import WorkerStats
 from bridgepool.spec import MAX_RECOMMENDATIONS, BridgePoolSpec, ScaleRecommendation
 
 from .observe import ObservedWorker, parse_time
@@ -31,7 +34,7 @@ Limit = Literal["AtMinReplicas", "AtMaxReplicas"]
 class Load:
     """Summed load of the ready, non-draining workers that reported stats."""
 
-    in_flight: int
+    in_flight: float  # averaged over time where the worker reports it
     capacity: int
     workers: int
 
@@ -51,10 +54,14 @@ class ScalingDecision:
 def measure_load(workers: Sequence[ObservedWorker]) -> Load:
     reporting = [w for w in workers if w.ready and not w.draining and w.stats is not None]
     return Load(
-        in_flight=sum(w.stats.in_flight for w in reporting if w.stats),
+        in_flight=sum(_load(w.stats) for w in reporting if w.stats),
         capacity=sum(w.stats.capacity for w in reporting if w.stats),
         workers=len(reporting),
     )
+
+
+def _load(stats: WorkerStats) -> float:
+    return stats.in_flight if stats.in_flight_average is None else stats.in_flight_average
 
 
 def raw_recommendation(spec: BridgePoolSpec, current: int, load: Load) -> int | None:

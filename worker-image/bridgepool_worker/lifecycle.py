@@ -11,6 +11,7 @@ previous state and the reason. Recycling limits are computed here too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bridgepool.protocol import RecycleStatus, WorkerState
@@ -51,12 +52,40 @@ def recycle_status(
     return RecycleStatus()
 
 
+# Time constant of the in-flight average the autoscaler reads.
+LOAD_AVERAGE_SECONDS = 10.0
+
+
+class LoadAverage:
+    """The in-flight count averaged over time: an exponentially weighted mean of
+    the count as a step function of time, with time constant ``seconds``.
+
+    A sample of the count at one instant swings between 0 and capacity as
+    calls start and end; the autoscaler needs the load, not the instant. Exact
+    and O(1): each update weighs the level held since the last one by how long
+    it was held."""
+
+    def __init__(self, now: float, seconds: float = LOAD_AVERAGE_SECONDS) -> None:
+        self.seconds = seconds
+        self.value = 0.0
+        self.at = now
+
+    def update(self, level: int, now: float) -> float:
+        """``level`` was held from the last update until ``now``; the average now."""
+        held = max(0.0, now - self.at)
+        weight = math.exp(-held / self.seconds)
+        self.value = self.value * weight + level * (1.0 - weight)
+        self.at = max(self.at, now)
+        return self.value
+
+
 class Lifecycle:
     """State, in-flight accounting and readiness of one worker."""
 
     def __init__(self, capacity: int, now: float) -> None:
         self.capacity = capacity
         self.in_flight = 0
+        self.load = LoadAverage(now)
         self.state = WorkerState.INITIALIZING
         self.reason = "starting"
         self.since = now
@@ -116,10 +145,12 @@ class Lifecycle:
         """Take a call slot if one is free (no queueing here: the router queues)."""
         if self.in_flight >= self.capacity:
             return False, None
+        self.load.update(self.in_flight, now)
         self.in_flight += 1
         return True, self._settle(now, "call started")
 
     def end_call(self, now: float, *, internal_error: bool = False) -> Transition | None:
+        self.load.update(self.in_flight, now)
         self.in_flight = max(0, self.in_flight - 1)
         if internal_error:
             self._internal_errors += 1

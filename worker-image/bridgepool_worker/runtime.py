@@ -179,6 +179,9 @@ class WorkerRuntime:
             state=self.lifecycle.state,
             accepting_sessions=self.lifecycle.accepting_sessions,
             in_flight=self.lifecycle.in_flight,
+            in_flight_average=round(
+                self.lifecycle.load.update(self.lifecycle.in_flight, self.mono()), 4
+            ),
             capacity=self.lifecycle.capacity,
             requests_total=self.requests_total,
             errors_total=sum(self.errors_by_category.values()),
