@@ -1,7 +1,7 @@
 """Sending calls to workers: where a call goes (the session's worker, or the
 best one), the attempt loop, and what a failed attempt leads to. It executes
 what the core decides: the retry decision (:func:`core.retry.next_attempt`),
-the worker choice (the pool), and session look-ups."""
+the rebind decision (:mod:`core.sessions`), the worker choice (the pool)."""
 
 from __future__ import annotations
 
@@ -16,23 +16,19 @@ import aiohttp
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorInfo, counts_against_worker
-from bridgepool.protocol import HEADER_INCARNATION, HEADER_TIMEOUT, SessionsResponse
+from bridgepool.protocol import HEADER_INCARNATION, HEADER_TIMEOUT
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
 from bridgepool_router.core.retry import FailureKind, Tally, next_attempt
+from bridgepool_router.core.sessions import Rebind, Rebound, check_binding
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime, TrackedWorker, WorkerGone
+from bridgepool_router.session_lookup import SessionLookup
 
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-
-# Why a session moved to another worker (the X-BridgePool-Session-Rebound-Reason
-# header). Either way the session starts afresh on its new worker.
-REBOUND_WORKER_GONE = "worker_gone"
-REBOUND_WORKER_UNREACHABLE = "worker_unreachable"
-REBOUND_WORKER_RESTARTED = "worker_restarted"
 
 
 @dataclass
@@ -42,7 +38,7 @@ class CallResult:
     status: int
     body: bytes
     worker: str | None = None
-    rebound_reason: str | None = None
+    rebound_reason: Rebound | None = None
     previous_worker: str | None = None
     error: BridgePoolError | None = None
     upstream_seconds: float = 0.0
@@ -56,7 +52,7 @@ class _Attempt:
     failure: FailureKind | None = None
     error: BridgePoolError | None = None
     elapsed: float = 0.0
-    restarted: bool = False  # the answer came from a new process of the worker
+    incarnation: str | None = None  # of the worker process that answered
 
 
 @dataclass
@@ -114,6 +110,7 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.jitter = jitter
+        self.sessions = SessionLookup(http, metrics, clock)
 
     # -- one attempt --------------------------------------------------------
 
@@ -132,9 +129,8 @@ class Dispatcher:
             ) as resp:
                 attempt.status = resp.status
                 attempt.body = await resp.read()
-                attempt.restarted = pool.saw_incarnation(
-                    worker, resp.headers.get(HEADER_INCARNATION)
-                )
+                attempt.incarnation = resp.headers.get(HEADER_INCARNATION)
+                pool.saw_incarnation(worker, attempt.incarnation)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             attempt.failure = FailureKind.CONNECT
             attempt.error = router_errors.worker_unreachable(pool.name, name, str(exc))
@@ -202,11 +198,9 @@ class Dispatcher:
                 pool.release(worker)
             call.last_worker = worker.name
             result.upstream_seconds += last.elapsed
-            if last.restarted and session_id is not None and not call.placed_now:
-                # The session's worker restarted under it: this call ran without
-                # the session's old state. Say so; the session now lives there anew.
-                self._rebound(pool, session_id, worker.name, REBOUND_WORKER_RESTARTED, result)
-                pool.sessions.bind(session_id, worker.name, self.clock())
+            if await self._ran_without_state(call, worker, last, result):
+                last = None  # that answer does not count: the call runs where the session is
+                continue
             if last.failure is None:
                 break
             step = next_attempt(
@@ -277,122 +271,98 @@ class Dispatcher:
     async def _session_worker(
         self, call: _Call, session_id: str, result: CallResult, remaining: float
     ) -> str | None:
-        """The worker holding the session, or None: place it afresh."""
+        """The worker holding the session, or None: place it afresh. A binding
+        that no longer holds (worker gone, restarted or unreachable) is flagged
+        as a rebound; the session then follows a copy another router moved it
+        to, if the workers know one."""
         pool = call.pool
         if call.resolved:  # a concurrent call may have moved it since: the table says
             bound = pool.sessions.lookup(session_id, self.clock())
         else:
-            bound = await self.resolve_session(pool, session_id, remaining)
+            bound = await self.sessions.resolve(pool, session_id, remaining)
             call.resolved = True
-        return self._check_binding(pool, session_id, bound, result)
+        if bound is None:
+            return None
+        worker = pool.workers.get(bound)
+        rebind = check_binding(
+            bound,
+            present=worker is not None,
+            state_lost=pool.sessions.is_lost(session_id),
+            breaker_open=(
+                worker is not None and worker.breaker.state(self.clock()) is BreakerState.OPEN
+            ),
+        )
+        if rebind is None:
+            return bound
+        self._rebound(pool, rebind, result)
+        return await self.sessions.refind(pool, session_id, rebind, remaining)
 
     async def _place(
         self, call: _Call, session_id: str, result: CallResult, remaining: float
     ) -> tuple[TrackedWorker, float]:
-        """Place the session afresh on the best worker."""
+        """Place the session afresh on the best worker; or, if a concurrent call
+        of it placed it while this one waited, join it there."""
         pool = call.pool
         worker, waited = await pool.acquire(
             new_session=True, exclude=frozenset(call.tried), wait_seconds=remaining
         )
-        pool.sessions.bind(session_id, worker.name, self.clock())
-        call.placed_now = True
-        if (
-            worker.name == result.previous_worker
-            and result.rebound_reason != REBOUND_WORKER_RESTARTED
-        ):
-            # Panic mode put it back where it was: not a move after all.
-            result.rebound_reason = result.previous_worker = None
+        placed = pool.sessions.lookup(session_id, self.clock())
+        if placed is not None and placed != worker.name:
+            pool.release(worker)
+            joined, more = await pool.acquire(target=placed, wait_seconds=self._remaining(call))
+            return joined, waited + more
+        if placed is None:
+            pool.sessions.bind(session_id, worker.name, self.clock())
+            call.placed_now = True
+            if (
+                worker.name == result.previous_worker
+                and result.rebound_reason is not Rebound.WORKER_RESTARTED
+            ):
+                # Panic mode put it back where it was: not a move after all.
+                result.rebound_reason = result.previous_worker = None
         return worker, waited
 
-    def _check_binding(
-        self, pool: PoolRuntime, session_id: str, bound: str | None, result: CallResult
-    ) -> str | None:
-        """Keep the session on its worker unless that worker is gone or unreachable
-        (breaker open); then forget it, so it is placed afresh and flagged rebound."""
-        if bound is None:
-            return None
-        worker = pool.workers.get(bound)
-        if worker is None:
-            reason = REBOUND_WORKER_GONE
-        elif pool.sessions.is_lost(session_id):
-            reason = REBOUND_WORKER_RESTARTED
-        elif worker.breaker.state(self.clock()) is BreakerState.OPEN:
-            reason = REBOUND_WORKER_UNREACHABLE
-        else:
-            return bound
-        pool.sessions.forget(session_id)
-        self._rebound(pool, session_id, bound, reason, result)
-        return None
+    async def _ran_without_state(
+        self, call: _Call, worker: TrackedWorker, attempt: _Attempt, result: CallResult
+    ) -> bool:
+        """After an answer from a new process of the session's worker (it
+        restarted, and the session's state went with the old one): flag the
+        rebound. The session lives on here anew, unless another router moved
+        it elsewhere while this one's binding was stale; then the copy this
+        call made here is dropped, and True: the call runs again there."""
+        pool, session_id = call.pool, call.session_id
+        if (
+            session_id is None
+            or attempt.incarnation is None
+            or attempt.incarnation != worker.incarnation
+            or not pool.sessions.lost_on(session_id, worker.name)
+        ):
+            return False
+        rebind = Rebind(Rebound.WORKER_RESTARTED, worker.name)
+        self._rebound(pool, rebind, result)
+        holder = await self.sessions.refind(pool, session_id, rebind, self._remaining(call))
+        if holder is None or holder == worker.name:
+            pool.sessions.bind(session_id, worker.name, self.clock())
+            return False
+        await self.sessions.drop_copy(pool, worker, session_id, self._remaining(call))
+        return True
 
-    def _rebound(
-        self, pool: PoolRuntime, session_id: str, previous: str, reason: str, result: CallResult
-    ) -> None:
-        """Flag the answer: the session's state on ``previous`` is gone."""
+    def _rebound(self, pool: PoolRuntime, rebind: Rebind, result: CallResult) -> None:
+        """Flag the answer: the session's state on ``rebind.previous`` is gone."""
         if result.previous_worker is None:
-            result.previous_worker = previous
-        result.rebound_reason = reason
+            result.previous_worker = rebind.previous
+        result.rebound_reason = rebind.reason
         self.metrics.sessions.labels(pool.name, "rebound").inc()
         log.info(
             "session rebound",
-            extra={"pool": pool.name, "previous_worker": previous, "reason": reason},
+            extra={
+                "pool": pool.name,
+                "previous_worker": rebind.previous,
+                "reason": rebind.reason.value,
+            },
         )
 
-    # -- sessions -------------------------------------------------------------
-
-    async def resolve_session(
-        self, pool: PoolRuntime, session_id: str, remaining: float
-    ) -> str | None:
-        """The worker holding the session: from the table, else by asking the workers.
-        Concurrent look-ups of one session share one round of questions."""
-        bound = pool.sessions.lookup(session_id, self.clock())
-        if bound is not None:
-            pool.stats.session_hits.inc()
-            return bound
-        pending = pool.lookups.get(session_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        pool.lookups[session_id] = fut
-        try:
-            holder = await self.find_session(pool, session_id, remaining)
-            if holder is not None:
-                pool.sessions.bind(session_id, holder, self.clock())
-            fut.set_result(holder)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved; the waiters re-raise it
-            raise
-        finally:
-            del pool.lookups[session_id]
-        self.metrics.sessions.labels(pool.name, "found" if holder else "new").inc()
-        return holder
-
-    async def find_session(
-        self, pool: PoolRuntime, session_id: str, remaining: float
-    ) -> str | None:
-        """Ask every worker (concurrently, briefly) whether it holds the session.
-        If several do (a session moved while its old worker was unreachable), the
-        most recently used copy wins."""
-        timeout = aiohttp.ClientTimeout(total=min(remaining, pool.routing.health.timeout_seconds))
-
-        async def ask(worker: TrackedWorker) -> tuple[float, str] | None:
-            try:
-                async with self.http.get(
-                    worker.endpoint.url + "/v1/sessions", timeout=timeout
-                ) as resp:
-                    if resp.status != 200:
-                        return None
-                    listing = SessionsResponse.model_validate_json(await resp.read())
-            except (aiohttp.ClientError, TimeoutError, ValidationError):
-                return None
-            for info in listing.sessions:
-                if info.session_id == session_id:
-                    return (info.last_activity, worker.name)
-            return None
-
-        answers = await asyncio.gather(*(ask(w) for w in list(pool.workers.values())))
-        found = [a for a in answers if a is not None and a[1] in pool.workers]
-        return max(found)[1] if found else None
+    # -- sessions ---------------------------------------------------------------
 
     async def delete_session(
         self,
@@ -400,19 +370,16 @@ class Dispatcher:
         session_id: str,
         timeout: float,  # noqa: ASYNC109 - passed on to the worker request
     ) -> CallResult:
-        holder = await self.resolve_session(pool, session_id, timeout)
+        holder = await self.sessions.resolve(pool, session_id, timeout)
         pool.sessions.forget(session_id)
         worker = pool.workers.get(holder) if holder else None
         if worker is None:
             return error_result(router_errors.session_not_found(pool.name, session_id))
         try:
-            async with self.http.delete(
-                f"{worker.endpoint.url}/v1/sessions/{session_id}",
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                return CallResult(resp.status, await resp.read(), worker=worker.name)
+            status, body = await self.sessions.delete_on(worker, session_id, timeout)
         except (aiohttp.ClientError, TimeoutError) as exc:
             err = router_errors.worker_unreachable(pool.name, worker.name, repr(exc))
             result = error_result(err)
             result.worker = worker.name
             return result
+        return CallResult(status, body, worker=worker.name)

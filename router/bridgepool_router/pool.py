@@ -86,8 +86,9 @@ class PoolRuntime:
         self._futures: dict[int, asyncio.Future[TrackedWorker]] = {}
         self._rotation = 0
         self.panic = False  # see core.balancer: no worker was eligible at the last pick
-        # Session ids being looked up on the workers right now: concurrent first
-        # calls of one session share one lookup, so they agree on one worker.
+        # Session ids being looked up on the workers right now (a session's first
+        # call here, or one whose binding broke): its concurrent calls share one
+        # lookup, so they agree on one worker (see session_lookup).
         self.lookups: dict[str, asyncio.Future[str | None]] = {}
 
     # -- discovery ---------------------------------------------------------
@@ -147,21 +148,21 @@ class PoolRuntime:
         worker.in_flight_gauge.set(0)
         return worker
 
-    def saw_incarnation(self, worker: TrackedWorker, incarnation: str | None) -> bool:
-        """Note the worker's process token from an answer; True when it differs
-        from the one seen before: the worker restarted, and the sessions this
-        router had on it lost their state."""
+    def saw_incarnation(self, worker: TrackedWorker, incarnation: str | None) -> None:
+        """Note the worker's process token from an answer or a health check. A
+        token other than the one seen before means the worker restarted: the
+        sessions this router had on it lost their state, and their bindings are
+        marked so (see ``SessionTable.mark_lost``)."""
         if not incarnation or incarnation == worker.incarnation:
-            return False
+            return
         known, worker.incarnation = worker.incarnation, incarnation
         if known is None:
-            return False
+            return
         lost = self.sessions.mark_lost(worker.name)
         log.warning(
             "worker restarted; its sessions' state is gone",
             extra={"pool": self.name, "worker": worker.name, "sessions": lost},
         )
-        return True
 
     def worker_up_changed(self, worker: TrackedWorker) -> None:
         self.metrics.worker_up.labels(self.name, worker.name).set(1 if worker.health.up else 0)

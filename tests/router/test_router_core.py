@@ -17,7 +17,14 @@ from bridgepool_router.core.retry import (
     may_retry,
     next_attempt,
 )
-from bridgepool_router.core.sessions import SessionTable
+from bridgepool_router.core.sessions import (
+    Rebind,
+    Rebound,
+    SessionCopy,
+    SessionTable,
+    check_binding,
+    choose_holder,
+)
 from bridgepool_router.core.wait_queue import WaitQueue
 
 # -- session table ---------------------------------------------------------------
@@ -61,6 +68,92 @@ def test_session_table_expires_and_counts() -> None:
     assert table.expire(12) == 1
     assert table.count_by_worker() == {"w1": 1, "w2": 1}
     assert len(table) == 2
+
+
+def test_session_table_marks_and_forgets_per_worker() -> None:
+    table = SessionTable(idle_ttl_seconds=10)
+    table.bind("a", "w1", 0)
+    table.bind("b", "w2", 0)
+    assert table.mark_lost("w1") == 1
+    assert table.lost_on("a", "w1") and table.is_lost("a")
+    assert not table.lost_on("a", "w2") and not table.lost_on("b", "w2")
+    table.forget("a", "w2")  # bound elsewhere: kept
+    assert table.lookup("a", 1) == "w1"
+    table.forget("a", "w1")
+    assert table.lookup("a", 1) is None
+    table.bind("b", "w3", 1)  # a new binding is not lost
+    assert not table.is_lost("b")
+
+
+# -- rebinding a session ------------------------------------------------------------
+
+GONE, RESTARTED, UNREACHABLE = (
+    Rebound.WORKER_GONE,
+    Rebound.WORKER_RESTARTED,
+    Rebound.WORKER_UNREACHABLE,
+)
+
+
+@pytest.mark.parametrize(
+    ("present", "state_lost", "breaker_open", "expected"),
+    [
+        (True, False, False, None),  # the session stays
+        (False, False, False, GONE),
+        (False, True, True, GONE),  # gone wins: nothing to reach or restart
+        (True, True, False, RESTARTED),
+        (True, True, True, RESTARTED),
+        (True, False, True, UNREACHABLE),
+    ],
+)
+def test_check_binding(
+    present: bool, state_lost: bool, breaker_open: bool, expected: Rebound | None
+) -> None:
+    rebind = check_binding("w1", present=present, state_lost=state_lost, breaker_open=breaker_open)
+    assert (rebind.reason if rebind else None) == expected
+    assert rebind is None or rebind.previous == "w1"
+
+
+def C(worker: str, last_activity: float) -> SessionCopy:
+    return SessionCopy(worker, last_activity)
+
+
+@pytest.mark.parametrize(
+    ("reason", "copies", "open_breakers", "expected"),
+    [
+        # (the binding named w1) nobody holds the session: place it afresh
+        (GONE, [], [], None),
+        (RESTARTED, [], [], None),
+        # another router moved it: follow
+        (GONE, [C("w2", 5)], [], "w2"),
+        (UNREACHABLE, [C("w2", 5)], [], "w2"),
+        (RESTARTED, [C("w2", 5)], [], "w2"),
+        # several copies: the most recently used wins
+        (GONE, [C("w2", 5), C("w3", 7)], [], "w3"),
+        # an unreachable worker's copy, or one behind an open breaker, is no use
+        (UNREACHABLE, [C("w1", 9)], [], None),
+        (UNREACHABLE, [C("w1", 9), C("w2", 5)], [], "w2"),
+        (GONE, [C("w2", 5), C("w3", 7)], ["w3"], "w2"),
+        (RESTARTED, [C("w1", 9)], ["w1"], None),
+        # the restarted worker's copy is new: a copy elsewhere comes first ...
+        (RESTARTED, [C("w1", 9), C("w2", 5)], [], "w2"),
+        # ... and it is followed only when it is the only one
+        (RESTARTED, [C("w1", 9)], [], "w1"),
+    ],
+)
+def test_a_broken_binding_follows_the_copy_another_router_made(
+    reason: Rebound, copies: list[SessionCopy], open_breakers: list[str], expected: str | None
+) -> None:
+    rebind = Rebind(reason, "w1")
+    holder = choose_holder(
+        copies, unusable=rebind.unusable(open_breakers), last_resort=rebind.last_resort
+    )
+    assert holder == expected
+
+
+def test_choose_holder_on_a_table_miss_takes_the_most_recent_copy() -> None:
+    assert choose_holder([]) is None
+    assert choose_holder([C("w1", 3), C("w2", 1)]) == "w1"
+    assert choose_holder([C("w1", 3), C("w2", 3)]) == "w2"  # ties: by name, the same everywhere
 
 
 # -- circuit breaker ---------------------------------------------------------------

@@ -1,0 +1,146 @@
+"""Where a session lives: the session table first, else the workers, which are
+the source of truth (each lists the sessions it holds). The decisions (which
+copy to follow, which workers' copies count) are the core's
+(:mod:`bridgepool_router.core.sessions`); this module asks and records.
+
+Concurrent questions about one session share one round of asking, so the
+concurrent calls of a session agree on one worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from pydantic import ValidationError
+
+from bridgepool.protocol import SessionsResponse
+from bridgepool_router.core import Clock
+from bridgepool_router.core.breaker import BreakerState
+from bridgepool_router.core.sessions import Rebind, SessionCopy, choose_holder
+from bridgepool_router.metrics import RouterMetrics
+from bridgepool_router.pool import PoolRuntime, TrackedWorker
+
+log = logging.getLogger(__name__)
+
+
+class SessionLookup:
+    def __init__(self, http: aiohttp.ClientSession, metrics: RouterMetrics, clock: Clock) -> None:
+        self.http = http
+        self.metrics = metrics
+        self.clock = clock
+
+    async def resolve(self, pool: PoolRuntime, session_id: str, remaining: float) -> str | None:
+        """The worker holding the session: from the table, else by asking the workers."""
+        bound = pool.sessions.lookup(session_id, self.clock())
+        if bound is not None:
+            pool.stats.session_hits.inc()
+            return bound
+        holder, asked = await self._settle(pool, session_id, remaining, None)
+        if asked:
+            self.metrics.sessions.labels(pool.name, "found" if holder else "new").inc()
+        return holder
+
+    async def refind(
+        self, pool: PoolRuntime, session_id: str, rebind: Rebind, remaining: float
+    ) -> str | None:
+        """Where the session lives now that its binding broke: the worker holding
+        a copy another router (or this one's concurrent call) moved it to, now
+        bound in the table; or None, the binding forgotten: place it afresh."""
+        holder, _ = await self._settle(pool, session_id, remaining, rebind)
+        return holder
+
+    async def _settle(
+        self, pool: PoolRuntime, session_id: str, remaining: float, rebind: Rebind | None
+    ) -> tuple[str | None, bool]:
+        """Ask the workers and record the answer in the table, once for all the
+        concurrent callers; returns (holder, whether this caller did the asking)."""
+        pending = pool.lookups.get(session_id)
+        if pending is not None:
+            return await asyncio.shield(pending), False
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        pool.lookups[session_id] = fut
+        try:
+            holder = await self.find(pool, session_id, remaining, rebind)
+            if holder is not None:
+                pool.sessions.bind(session_id, holder, self.clock())
+            elif rebind is not None:
+                pool.sessions.forget(session_id, rebind.previous)
+            fut.set_result(holder)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved; the waiters re-raise it
+            raise
+        finally:
+            del pool.lookups[session_id]
+        return holder, True
+
+    async def find(
+        self, pool: PoolRuntime, session_id: str, remaining: float, rebind: Rebind | None = None
+    ) -> str | None:
+        """Ask the workers (concurrently, briefly) whether they hold the session,
+        and choose the copy to follow. After a broken binding (``rebind``) the
+        workers this router cannot reach are not asked."""
+        timeout = aiohttp.ClientTimeout(total=min(remaining, pool.routing.health.timeout_seconds))
+
+        async def ask(worker: TrackedWorker) -> SessionCopy | None:
+            try:
+                async with self.http.get(
+                    worker.endpoint.url + "/v1/sessions", timeout=timeout
+                ) as resp:
+                    if resp.status != 200:
+                        return None
+                    listing = SessionsResponse.model_validate_json(await resp.read())
+            except (aiohttp.ClientError, TimeoutError, ValidationError):
+                return None
+            for info in listing.sessions:
+                if info.session_id == session_id:
+                    return SessionCopy(worker.name, info.last_activity)
+            return None
+
+        unusable: frozenset[str] = frozenset()
+        if rebind is not None:
+            now = self.clock()
+            unusable = rebind.unusable(
+                w.name for w in pool.workers.values() if w.breaker.state(now) is BreakerState.OPEN
+            )
+        asked = [w for w in pool.workers.values() if w.name not in unusable]
+        answers = await asyncio.gather(*(ask(w) for w in asked))
+        copies = [c for c in answers if c is not None and c.worker in pool.workers]
+        last_resort = rebind.last_resort if rebind is not None else None
+        return choose_holder(copies, unusable=unusable, last_resort=last_resort)
+
+    async def delete_on(
+        self,
+        worker: TrackedWorker,
+        session_id: str,
+        timeout: float,  # noqa: ASYNC109 - passed on to the worker request
+    ) -> tuple[int, bytes]:
+        """End the session on ``worker``: its answer (status, body). Raises
+        aiohttp's errors and TimeoutError when the worker does not answer."""
+        async with self.http.delete(
+            f"{worker.endpoint.url}/v1/sessions/{session_id}",
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            return resp.status, await resp.read()
+
+    async def drop_copy(
+        self,
+        pool: PoolRuntime,
+        worker: TrackedWorker,
+        session_id: str,
+        timeout: float,  # noqa: ASYNC109 - passed on to the worker request
+    ) -> None:
+        """Delete a copy of the session that must not live on (a call made it on
+        a restarted worker while the session lived elsewhere), so no router
+        finds it and follows it. Best effort: a copy left behind expires."""
+        status, detail = 0, None
+        try:
+            status, _ = await self.delete_on(worker, session_id, timeout)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            detail = repr(exc)
+        log.info(
+            "stray session copy dropped" if status == 200 else "stray session copy not dropped",
+            extra={"pool": pool.name, "worker": worker.name, "status": status, "error": detail},
+        )
