@@ -85,7 +85,9 @@ class PoolRuntime:
         self.budget = RetryBudget(snapshot.routing.retries)
         self._futures: dict[int, asyncio.Future[TrackedWorker]] = {}
         self._rotation = 0
-        self.panic = False  # see core.balancer: no worker was eligible at the last pick
+        # The kinds of pick ("new_session", "call") in panic mode at their last
+        # pick: no worker was eligible (see core.balancer).
+        self.panic: set[str] = set()
         # Session ids being looked up on the workers right now (a session's first
         # call here, or one whose binding broke): its concurrent calls share one
         # lookup, so they agree on one worker (see session_lookup).
@@ -190,7 +192,7 @@ class PoolRuntime:
             max_ejection_percent=self.routing.circuit_breaker.max_ejection_percent,
             exclude=exclude,
         )
-        self._note_panic(cands.panic)
+        self._note_panic(cands.panic, "new_session" if new_session else "call")
         if not cands.workers:
             return None, False
         self._rotation += 1
@@ -201,15 +203,20 @@ class PoolRuntime:
             self.stats.panic_calls.inc()  # every worker picked is reserved at once
         return self.workers[best.worker], True
 
-    def _note_panic(self, panic: bool) -> None:
-        if panic == self.panic:
+    def _note_panic(self, panic: bool, kind: str) -> None:
+        """Log a change, per kind of pick: when no worker takes new sessions, only
+        the picks for new sessions panic, and calls in between must not flip it."""
+        if panic == (kind in self.panic):
             return
-        self.panic = panic
-        # Entering means every worker looks unhealthy: worth a warning; leaving is good news.
+        if panic:
+            self.panic.add(kind)
+        else:
+            self.panic.discard(kind)
+        # Entering means every worker looks unfit: worth a warning; leaving is good news.
         log.log(
             logging.WARNING if panic else logging.INFO,
             "pool panic mode changed",
-            extra={"pool": self.name, "panic": panic, "workers": len(self.workers)},
+            extra={"pool": self.name, "panic": panic, "pick": kind, "workers": len(self.workers)},
         )
 
     def _reserve(self, worker: TrackedWorker) -> TrackedWorker:

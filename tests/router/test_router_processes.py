@@ -453,7 +453,7 @@ def test_panic_mode_is_counted_and_logged(procs: Processes) -> None:
     assert panic_calls() == "1.0"
     log = (procs.tmp / f"router-{router.port}.log").read_text()
     changes = [json.loads(line) for line in log.splitlines() if "panic mode" in line]
-    assert [(c["message"], c["level"], c["panic"]) for c in changes] == [
-        ("pool panic mode changed", "warning", True),
-        ("pool panic mode changed", "info", False),
+    assert [(c["message"], c["level"], c["panic"], c["pick"]) for c in changes] == [
+        ("pool panic mode changed", "warning", True, "call"),
+        ("pool panic mode changed", "info", False, "call"),
     ]
