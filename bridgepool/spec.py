@@ -291,6 +291,20 @@ class WorkerSettings(SpecModel):
     )
 
 
+class DisruptionSettings(SpecModel):
+    """Disruptions from outside the operator: a node drain's evictions."""
+
+    max_unavailable: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description=(
+            "Workers that evictions (kubectl drain) may take at once; the operator keeps a "
+            "PodDisruptionBudget of the pool that allows this many below its desired size."
+        ),
+    )
+
+
 class RolloutSettings(SpecModel):
     """How workers are replaced: surge first, drain, then delete."""
 
@@ -382,6 +396,10 @@ class BridgePoolSpec(SpecModel):
     )
     routing: RoutingSettings = Field(
         default_factory=RoutingSettings, description="Settings the router reads."
+    )
+    disruptions: DisruptionSettings = Field(
+        default_factory=DisruptionSettings,
+        description="How many workers evictions may take at once.",
     )
 
     @model_validator(mode="after")
@@ -536,4 +554,9 @@ class BridgePoolStatus(SpecModel):
     template_rejection: TemplateRejection | None = Field(
         default=None,
         description="Why the API server refuses the current template's worker pods, if it does.",
+    )
+    budget_min_available: int | None = Field(
+        default=None,
+        ge=0,
+        description="minAvailable of the pool's PodDisruptionBudget, as last applied.",
     )

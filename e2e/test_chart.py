@@ -433,6 +433,46 @@ def test_load_through_the_router_grows_the_pool_inside_the_band_and_it_shrinks_a
     pools.delete("auto")
 
 
+def evict(core: client.CoreV1Api, namespace: str, pod: str) -> int:
+    """Ask the Eviction API (what kubectl drain uses) to take ``pod``: its status."""
+    eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
+    try:
+        core.create_namespaced_pod_eviction(pod, namespace, eviction)
+    except client.ApiException as exc:
+        return int(exc.status)
+    return 201
+
+
+def test_evictions_take_one_worker_of_a_pool_at_a_time(
+    installed: Installed, core: client.CoreV1Api
+) -> None:
+    """A node drain evicts through the Eviction API; the pool's
+    PodDisruptionBudget lets it take one worker, then refuses (429) until the
+    replacement is ready."""
+    pools, namespace = installed.pools, installed.namespace
+    pools.create(pool_manifest("evict", "localhost/bridgepool-worker:dev", spec={"replicas": 3}))
+    pools.wait("evict", "3 workers ready", lambda p: settled(p, 3))
+    budget = client.PolicyV1Api(pools.api)
+
+    def budget_allows(n: int) -> bool:
+        found = budget.read_namespaced_pod_disruption_budget("evict", namespace)
+        return found.status is not None and found.status.disruptions_allowed == n
+
+    support.wait_for("the pool's budget to allow one eviction", lambda: budget_allows(1))
+    spec = budget.read_namespaced_pod_disruption_budget("evict", namespace).spec
+    assert spec is not None and spec.min_available == 2
+    first, second, third = sorted(p.metadata.name for p in pools.pods("evict"))
+    assert evict(core, namespace, first) == 201
+    # The budget is spent until a replacement is ready: the others stay.
+    assert evict(core, namespace, second) == 429
+    assert evict(core, namespace, third) == 429
+    support.wait_for_pod_gone(core, namespace, first, timeout=120)
+    pools.wait("evict", "3 workers ready again", lambda p: settled(p, 3))
+    support.wait_for("the budget to allow one eviction again", lambda: budget_allows(1))
+    assert evict(core, namespace, second) == 201
+    pools.delete("evict")
+
+
 def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(
     installed: Installed,
 ) -> None:

@@ -269,6 +269,7 @@ def test_cluster_wide_rbac(helm: str) -> None:
     assert of_kind(manifests, "Role") == []
     operator = grants(component(manifests, "ClusterRole", "operator"))
     assert ("", "pods", "create") in operator
+    assert ("policy", "poddisruptionbudgets", "patch") in operator
     assert ("", "namespaces", "list") not in operator  # kopf ignores namespaces cluster-wide
     router = grants(component(manifests, "ClusterRole", "router"))
     assert router == {

@@ -23,12 +23,13 @@ from .drain import drain_annotations
 from .expectations import PassResult
 from .planner import (
     Action,
+    ApplyBudget,
     CreatePod,
     DeletePod,
     MarkDraining,
     UpdateStatus,
 )
-from .pods import PoolRef, build_worker_pod, refusal_message
+from .pods import PoolRef, build_budget, build_worker_pod, refusal_message
 from .runtime import Runtime
 from .status import EmitEvent, after_creates
 
@@ -83,6 +84,7 @@ async def execute(
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     # The generated client's annotations are loose (models vs dicts); keep it dynamic.
+    pool_ref = PoolRef(name, namespace, meta["uid"])
     core: Any = k8s.CoreV1Api(runtime.api)
     started = datetime.now(UTC)
     created_revision: str | None = None  # the revision of the pods this pass tried to make
@@ -101,7 +103,7 @@ async def execute(
                 created_revision = action.revision
                 if refused is not None:
                     continue  # the same template: refused again
-                pod = build_worker_pod(PoolRef(name, namespace, meta["uid"]), spec, action.revision)
+                pod = build_worker_pod(pool_ref, spec, action.revision)
                 try:
                     # Strict: a field the API server does not know (a typo in the
                     # template) is refused, not silently dropped.
@@ -147,6 +149,8 @@ async def execute(
                 result.deleted.add(action.pod)
                 metrics.POD_ACTIONS_TOTAL.labels("delete", action.reason).inc()
                 announce("Normal", "WorkerDeleted", f"{action.pod}: {action.message}")
+            elif isinstance(action, ApplyBudget):
+                await apply_budget(runtime, build_budget(pool_ref, action.min_available))
             elif isinstance(action, EmitEvent):
                 announce(action.type, action.reason, action.message)
             elif isinstance(action, UpdateStatus):
@@ -171,6 +175,23 @@ async def execute(
         raise
     except aiohttp.ClientError as err:
         raise kopf.TemporaryError(f"API unreachable: {err}", delay=2) from err
+
+
+async def apply_budget(runtime: Runtime, budget: dict[str, Any]) -> None:
+    """Make the pool's PodDisruptionBudget say what ``budget`` says."""
+    meta = budget["metadata"]
+    policy: Any = k8s.PolicyV1Api(runtime.api)
+    try:
+        await policy.patch_namespaced_pod_disruption_budget(meta["name"], meta["namespace"], budget)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        await policy.create_namespaced_pod_disruption_budget(meta["namespace"], budget)
+    log.info(
+        "disruption budget: at least %d ready workers",
+        budget["spec"]["minAvailable"],
+        extra={"namespace": meta["namespace"], "pool": meta["name"]},
+    )
 
 
 async def write_status(

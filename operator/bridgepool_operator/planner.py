@@ -26,6 +26,9 @@ One pass, in order:
    current template is being backed off (``status.templateRejection``).
 7. Outdated workers are drained in victim order while at least
    ``desired - maxUnavailable`` ready workers remain (unready ones at once).
+8. The pool's PodDisruptionBudget follows the desired size, so a node
+   drain's evictions take at most ``spec.disruptions.maxUnavailable``
+   ready workers at once.
 
 How a worker is judged is in ``health.py``, the drain (and who is drained
 first) in ``drain.py``, the status in ``status.py``, the size in ``scaling.py``.
@@ -43,7 +46,7 @@ from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from .drain import DeleteReason, DrainReason, drain_done, drain_order
 from .health import Outdated, OutdatedKind, death_reason, outdated_reason
 from .observe import ObservedWorker
-from .pods import revision_of
+from .pods import budget_min_available, revision_of
 from .scaling import decide, measure_load
 from .status import (
     EmitEvent,
@@ -91,11 +94,18 @@ class DeletePod:
 
 
 @dataclass(frozen=True)
+class ApplyBudget:
+    """Create or update the pool's PodDisruptionBudget."""
+
+    min_available: int
+
+
+@dataclass(frozen=True)
 class UpdateStatus:
     status: BridgePoolStatus
 
 
-Action = CreatePod | MarkDraining | DeletePod | EmitEvent | UpdateStatus
+Action = CreatePod | MarkDraining | DeletePod | EmitEvent | ApplyBudget | UpdateStatus
 
 
 @dataclass(frozen=True)
@@ -206,7 +216,11 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
         rejection=rejection,
     )
     actions.extend(transition_events(pool.status, status, current))
-    actions.append(UpdateStatus(status))
+    # 8. The disruption budget follows the desired size.
+    budget = budget_min_available(spec, desired)
+    if pool.status.budget_min_available != budget:
+        actions.append(ApplyBudget(budget))
+    actions.append(UpdateStatus(status.model_copy(update={"budget_min_available": budget})))
     return actions
 
 

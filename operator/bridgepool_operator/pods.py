@@ -130,18 +130,56 @@ def build_worker_pod(pool: PoolRef, spec: BridgePoolSpec, revision: str) -> dict
             "namespace": pool.namespace,
             "labels": {**meta.get("labels", {}), **worker_labels(pool.name, revision)},
             "annotations": dict(meta.get("annotations", {})),
-            "ownerReferences": [
-                {
-                    "apiVersion": labels.API_VERSION,
-                    "kind": labels.KIND,
-                    "name": pool.name,
-                    "uid": pool.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [_owner(pool)],
         },
         "spec": _pod_spec(spec),
+    }
+
+
+def budget_min_available(spec: BridgePoolSpec, desired: int) -> int:
+    """Ready workers evictions must leave: the desired size less what
+    ``spec.disruptions.maxUnavailable`` allows."""
+    return max(0, desired - spec.disruptions.max_unavailable)
+
+
+def build_budget(pool: PoolRef, min_available: int) -> dict[str, Any]:
+    """The pool's PodDisruptionBudget: evictions (a node drain) take its
+    workers only while ``min_available`` ready ones remain.
+
+    An integer minAvailable, kept equal to the desired size less the allowed
+    disruptions, needs no scale lookup by the disruption controller (a
+    maxUnavailable would: it reads the owner's spec.replicas, which an
+    autoscaled pool leaves unset). A worker that is not ready may always be
+    evicted: it serves nothing, and a crash-looping one must not block a
+    node drain."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": pool.name,
+            "namespace": pool.namespace,
+            "labels": {
+                labels.LABEL_POOL: pool.name,
+                labels.LABEL_MANAGED_BY: labels.MANAGED_BY,
+            },
+            "ownerReferences": [_owner(pool)],
+        },
+        "spec": {
+            "minAvailable": min_available,
+            "selector": {"matchLabels": {labels.LABEL_POOL: pool.name}},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def _owner(pool: PoolRef) -> dict[str, Any]:
+    return {
+        "apiVersion": labels.API_VERSION,
+        "kind": labels.KIND,
+        "name": pool.name,
+        "uid": pool.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
     }
 
 

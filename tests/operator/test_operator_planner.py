@@ -14,6 +14,7 @@ from bridgepool_operator.drain import drain_order
 from bridgepool_operator.observe import ObservedWorker
 from bridgepool_operator.planner import (
     Action,
+    ApplyBudget,
     CreatePod,
     DeletePod,
     MarkDraining,
@@ -1046,3 +1047,16 @@ def test_an_invalid_spec_with_no_valid_one_before_it_touches_no_pods() -> None:
     assert pod_actions(actions) == []
     assert condition(actions, "Degraded") == ("True", "InvalidSpec")
     assert status_of(actions).phase == "Invalid"
+
+
+def test_the_disruption_budget_follows_the_desired_size() -> None:
+    """Evictions leave desired - spec.disruptions.maxUnavailable ready workers;
+    the budget is applied when that number changes, not every pass."""
+    first = run([worker("a"), worker("b"), worker("c")], status=written_status(3))
+    assert [a for a in first if isinstance(a, ApplyBudget)] == [ApplyBudget(2)]
+    assert status_of(first).budget_min_available == 2
+    again = run([worker("a"), worker("b"), worker("c")], status=status_of(first))
+    assert [a for a in again if isinstance(a, ApplyBudget)] == []
+    two_at_once = make_spec(minReplicas=3, maxReplicas=10, disruptions={"maxUnavailable": 2})
+    looser = run([worker("a"), worker("b"), worker("c")], two_at_once, status_of(first))
+    assert [a for a in looser if isinstance(a, ApplyBudget)] == [ApplyBudget(1)]

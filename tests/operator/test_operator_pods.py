@@ -184,3 +184,16 @@ def test_a_refusal_names_the_pools_field_and_not_the_pod(
     status: dict[str, Any], message: str
 ) -> None:
     assert refusal_message(status) == message
+
+
+def test_the_disruption_budget_selects_the_pools_workers_and_lets_unready_ones_go() -> None:
+    from bridgepool_operator.pods import build_budget
+
+    budget = build_budget(PoolRef("web", "team-a", "u1"), 2)
+    assert budget["metadata"]["name"] == "web"
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    assert budget["spec"] == {
+        "minAvailable": 2,
+        "selector": {"matchLabels": {"bridgepool.io/pool": "web"}},
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }

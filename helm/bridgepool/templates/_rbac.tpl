@@ -23,6 +23,10 @@ here is one the code (or kopf, for the operator) uses, and no more.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Each pool's PodDisruptionBudget: created, then patched as the pool's size changes.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["create", "patch"]
 {{- end }}
 
 {{/*
