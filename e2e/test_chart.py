@@ -473,6 +473,46 @@ def test_evictions_take_one_worker_of_a_pool_at_a_time(
     pools.delete("evict")
 
 
+def test_a_worker_that_reaches_max_requests_is_replaced_new_one_ready_first(
+    installed: Installed,
+) -> None:
+    """Recycling: a worker past spec.worker.maxRequests is drained for
+    "recycle" once its replacement is ready; calls go on without a failure."""
+    pools, release = installed.pools, installed.release
+    spec = {"replicas": 2, "worker": {"capacity": 4, "maxRequests": 150}}
+    pools.create(pool_manifest("recycle", "localhost/bridgepool-worker:dev", spec=spec))
+    pools.wait("recycle", "2 workers ready", lambda p: settled(p, 2))
+    url = release.router_url()
+    first = {p.metadata.name for p in pools.pods("recycle")}
+    support.wait_for("the router to see both", lambda: router_sees(url, "recycle", first))
+    history = PoolHistory(pools.api, installed.namespace, "recycle")
+    ledger = PodLedger(pools.api, installed.namespace)
+    history.watcher.start()
+    ledger.watcher.start()
+    ping = {"command": "ping", "args": {}}
+    try:
+        with calling(f"{url}/v1/pools/recycle/execute", ping, period=0.01) as calls:
+
+            def both_recycled() -> bool:
+                recycled = {n for n, why in ledger.drained.items() if why == "recycle"}
+                now = {p.metadata.name for p in pools.pods("recycle")}
+                return first <= recycled and now.isdisjoint(first)
+
+            support.wait_for("both first workers recycled", both_recycled, timeout=240)
+        pools.wait("recycle", "2 workers ready", lambda p: settled(p, 2))
+    finally:
+        history.watcher.stop()
+        ledger.watcher.stop()
+
+    assert calls.failures == [], calls.failures[:5]
+    assert calls.ok > 2 * 150
+    # The new worker was ready first: the pool never had fewer than 2 ready.
+    ready = [int(s["readyReplicas"]) for s in history.statuses if "readyReplicas" in s]
+    assert ready and min(ready) >= 2, ready
+    assert {why for n, why in ledger.drained.items() if n in first} == {"recycle"}
+    pools.delete("recycle")
+
+
 def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(
     installed: Installed,
 ) -> None:
