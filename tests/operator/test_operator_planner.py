@@ -25,6 +25,7 @@ from bridgepool_operator.planner import (
     unplannable,
 )
 from bridgepool_operator.pods import revision_of
+from bridgepool_operator.scaling import measure_load
 from bridgepool_operator.status import EmitEvent, after_creates
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -1060,3 +1061,14 @@ def test_the_disruption_budget_follows_the_desired_size() -> None:
     two_at_once = make_spec(minReplicas=3, maxReplicas=10, disruptions={"maxUnavailable": 2})
     looser = run([worker("a"), worker("b"), worker("c")], two_at_once, status_of(first))
     assert [a for a in looser if isinstance(a, ApplyBudget)] == [ApplyBudget(1)]
+
+
+def test_the_load_is_the_workers_time_averaged_in_flight_count_where_they_report_it() -> None:
+    # Sampled between two calls, a's count says 0; its average says 1.5.
+    a = worker("a", in_flight=0, capacity=2)
+    assert a.stats is not None
+    a = replace(a, stats=a.stats.model_copy(update={"in_flight_average": 1.5}))
+    b = worker("b", in_flight=2, capacity=2)  # a worker that reports no average
+    measured = measure_load([a, b])
+    assert (measured.in_flight, measured.capacity, measured.workers) == (3.5, 4, 2)
+    assert measure_load([replace(a, ready=False), b]).in_flight == 2

@@ -162,37 +162,3 @@ def test_a_sub_second_window_keeps_what_the_last_pass_said() -> None:
     s = spec(up=0.5, down=300)
     steps = drive(s, 4, [(0.1, QUIET), (0.55, BUSY), (1.2, BUSY)])
     assert [d.desired for d in steps] == [4, 4, 6]
-
-
-def test_the_load_is_the_workers_time_averaged_in_flight_count_where_they_report_it() -> None:
-    from dataclasses import replace
-
-    from bridgepool.protocol import RecycleStatus, WorkerState, WorkerStats
-    from bridgepool_operator.observe import ObservedWorker
-    from bridgepool_operator.scaling import measure_load
-
-    def worker(name: str, in_flight: int, average: float | None) -> ObservedWorker:
-        stats = WorkerStats(
-            worker=name,
-            state=WorkerState.READY,
-            accepting_sessions=True,
-            in_flight=in_flight,
-            in_flight_average=average,
-            capacity=2,
-            requests_total=0,
-            errors_total=0,
-            errors_by_category={},
-            uptime_seconds=1.0,
-            memory_rss_bytes=1,
-            sessions=0,
-            max_sessions=10,
-            session_ttl_seconds=60.0,
-            recycle=RecycleStatus(),
-        )
-        return ObservedWorker(name=name, revision="r", created_at=T0, ready=True, stats=stats)
-
-    # Sampled between two calls, a's count says 0; its average says 1.5.
-    a, b = worker("a", 0, 1.5), worker("b", 2, None)
-    measured = measure_load([a, b])
-    assert (measured.in_flight, measured.capacity, measured.workers) == (3.5, 4, 2)
-    assert measure_load([replace(a, ready=False), b]).in_flight == 2
