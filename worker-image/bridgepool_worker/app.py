@@ -8,7 +8,15 @@
 | GET /v1/stats                | WorkerStats                                       |
 | GET /v1/sessions             | SessionsResponse                                  |
 | DELETE /v1/sessions/{id}     | end a session (404 ``session`` error if unknown)  |
+| POST /v1/sessions/{id}/export   | freeze for a move -> SessionExport             |
+| POST /v1/sessions/{id}/import   | body: a SessionEnvelope -> MoveInfo (pending)  |
+| POST /v1/sessions/{id}/commit   | CommitRequest -> MoveInfo (200 moved, 202)     |
+| POST /v1/sessions/{id}/abort    | MoveRef -> MoveInfo (live, or discarded)       |
+| POST /v1/sessions/{id}/activate | ActivateRequest (from the source) -> MoveInfo  |
+| GET /v1/moves                | MovesResponse                                     |
 | GET /metrics                 | Prometheus metrics                                |
+
+Moving a session: :mod:`bridgepool_worker.moves`.
 """
 
 from __future__ import annotations
@@ -19,11 +27,11 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bridgepool.config import ConfigError
 from bridgepool.errors import BridgePoolError, ErrorCategory, validation_problems
@@ -31,19 +39,24 @@ from bridgepool.protocol import (
     HEADER_INCARNATION,
     HEADER_TIMEOUT,
     HEADER_WORKER,
+    ActivateRequest,
+    CommitRequest,
     ExecuteRequest,
+    MoveRef,
     call_budget,
 )
 from bridgepool_worker.builtins import register_builtins
 from bridgepool_worker.config import WorkerConfig
 from bridgepool_worker.faults import register_faults
 from bridgepool_worker.metrics import WorkerMetrics
+from bridgepool_worker.mover import IMPORT_BODY_FACTOR, session_too_large
 from bridgepool_worker.programs import configure_dspy_model, dspy_available
 from bridgepool_worker.registry import CommandRegistry
 from bridgepool_worker.runtime import WorkerRuntime, error_json
 
 RUNTIME = web.AppKey("runtime", WorkerRuntime)
 log = logging.getLogger("bridgepool_worker")
+M = TypeVar("M", bound=BaseModel)
 
 _HTTP_ERRORS = {
     404: "route_not_found",
@@ -110,13 +123,15 @@ def _call_timeout(request: web.Request, config: WorkerConfig) -> float:
         raise _bad_request("invalid_timeout", str(exc)) from None
 
 
-def _rejected_body(raw: bytes, exc: ValidationError) -> BridgePoolError:
-    """Why a body is not an ExecuteRequest, in the caller's terms."""
+def _rejected_body(
+    raw: bytes, exc: ValidationError, what: str = "ExecuteRequest"
+) -> BridgePoolError:
+    """Why a body is not the request it should be, in the caller's terms."""
     errors = exc.errors()
     if any(e["type"] == "json_invalid" for e in errors):
         return _bad_request("malformed_json", f"body is not valid JSON: {errors[0]['msg']}")
     if any(e["type"] == "model_type" and not e["loc"] for e in errors):
-        return _bad_request("invalid_request", "body must be a JSON object (an ExecuteRequest)")
+        return _bad_request("invalid_request", f"body must be a JSON object (an {what})")
     fields = sorted({str(e["loc"][0]) for e in errors if e["loc"]})
     return _bad_request("invalid_request", validation_problems(exc), fields=fields)
 
@@ -169,6 +184,65 @@ async def delete_session(request: web.Request) -> web.Response:
     return web.json_response({"session_id": session_id, "deleted": True})
 
 
+async def _body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _rejected_body(raw, exc, model.__name__) from None
+
+
+async def _read_up_to(request: web.Request, limit: int, session_id: str) -> bytes:
+    """A body that may be larger than the worker's usual limit (an envelope)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise session_too_large(session_id, request.content_length, limit, status=413)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise session_too_large(session_id, size, limit, status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def export_session(request: web.Request) -> web.Response:
+    session_id = request.match_info["session_id"]
+    exported = await request.app[RUNTIME].moves.export(session_id)
+    return web.json_response(exported.model_dump(mode="json"))
+
+
+async def import_session(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    session_id = request.match_info["session_id"]
+    limit = runtime.config.max_session_state_bytes * IMPORT_BODY_FACTOR
+    raw = await _read_up_to(request, limit, session_id)
+    info = await runtime.moves.import_(session_id, raw)
+    return web.json_response(info.model_dump(mode="json"))
+
+
+async def commit_move(request: web.Request) -> web.Response:
+    commit = await _body(request, CommitRequest)
+    moves = request.app[RUNTIME].moves
+    status, info = await moves.commit(request.match_info["session_id"], commit)
+    return web.json_response(info.model_dump(mode="json"), status=status)
+
+
+async def abort_move(request: web.Request) -> web.Response:
+    ref = await _body(request, MoveRef)
+    info = request.app[RUNTIME].moves.abort(request.match_info["session_id"], ref)
+    return web.json_response(info.model_dump(mode="json"))
+
+
+async def activate_move(request: web.Request) -> web.Response:
+    activation = await _body(request, ActivateRequest)
+    info = request.app[RUNTIME].moves.activate(request.match_info["session_id"], activation)
+    return web.json_response(info.model_dump(mode="json"))
+
+
+async def list_moves(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RUNTIME].moves.moves_response().model_dump(mode="json"))
+
+
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     runtime.sweep()  # fresh gauges (rss, uptime, sessions) for each scrape
@@ -202,10 +276,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     )
     loop.set_default_executor(executor)
     task = asyncio.create_task(_housekeeping(runtime), name="worker-housekeeping")
+    await runtime.moves.start()
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await runtime.moves.close()
     runtime.mark_terminated("server stopped")
     executor.shutdown(wait=False, cancel_futures=True)
 
@@ -235,6 +311,12 @@ def create_app(config: WorkerConfig) -> web.Application:
     app.router.add_get("/v1/stats", stats)
     app.router.add_get("/v1/sessions", list_sessions)
     app.router.add_delete("/v1/sessions/{session_id}", delete_session)
+    app.router.add_post("/v1/sessions/{session_id}/export", export_session)
+    app.router.add_post("/v1/sessions/{session_id}/import", import_session)
+    app.router.add_post("/v1/sessions/{session_id}/commit", commit_move)
+    app.router.add_post("/v1/sessions/{session_id}/abort", abort_move)
+    app.router.add_post("/v1/sessions/{session_id}/activate", activate_move)
+    app.router.add_get("/v1/moves", list_moves)
     app.router.add_get("/metrics", metrics)
     app.cleanup_ctx.append(_background)
     return app

@@ -35,7 +35,8 @@ log = logging.getLogger("bridgepool_worker")
 
 async def serve(app: web.Application, config: WorkerConfig) -> int:
     """Serve until SIGTERM/SIGINT, then drain: no new sessions, readiness 503,
-    calls in flight finish within the grace period."""
+    calls in flight and sessions frozen for a move finish within the grace
+    period (a frozen session is committed, aborted or thawed)."""
     runtime = app[RUNTIME]
     loop = asyncio.get_running_loop()
     signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
@@ -70,13 +71,16 @@ async def serve(app: web.Application, config: WorkerConfig) -> int:
     runtime.begin_termination(f"received {first.name}")
     deadline = loop.time() + config.grace_seconds
     code = EXIT_OK
-    while runtime.lifecycle.in_flight > 0:
+    while runtime.lifecycle.in_flight > 0 or runtime.moves.in_progress() > 0:
         remaining = deadline - loop.time()
         if remaining <= 0:
             code = EXIT_ABANDONED
             log.warning(
                 "grace period over, abandoning calls in flight",
-                extra={"in_flight": runtime.lifecycle.in_flight},
+                extra={
+                    "in_flight": runtime.lifecycle.in_flight,
+                    "sessions_moving": runtime.moves.in_progress(),
+                },
             )
             break
         try:

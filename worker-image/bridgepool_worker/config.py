@@ -64,6 +64,30 @@ class WorkerConfig(BaseModel):
         gt=0,
         description="how often expired sessions are swept and timed states re-checked",
     )
+    max_session_state_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1,
+        description="largest session state a move exports or imports (its envelope's "
+        "canonical JSON)",
+    )
+    move_freeze_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long an exported session stays frozen waiting for its commit; "
+        "then it thaws",
+    )
+    move_pending_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long an imported session waits for its source's commit; then the "
+        "copy is dropped (keep it above the sources' freeze time)",
+    )
+    move_wait_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long a call waits for a moving session (then 503 session_moving), "
+        "an export for the session's calls in flight, a commit for the target's answer",
+    )
     program_backend: Literal["offline", "dspy"] = Field(
         default="offline", description="default backend of programs: offline or dspy"
     )

@@ -52,8 +52,43 @@ class WorkerMetrics:
         )
         self.sessions_closed = Counter(
             "bridgepool_worker_sessions_closed_total",
-            "Sessions ended, by reason (expired, deleted).",
+            "Sessions ended, by reason (expired, deleted, moved).",
             ["reason"],
+            registry=r,
+        )
+        # Moving sessions (moves.py): bounded labels, steps and error types of our own.
+        self.sessions_exported = Counter(
+            "bridgepool_worker_sessions_exported_total",
+            "Sessions exported for a move (frozen here until committed, aborted or thawed).",
+            registry=r,
+        )
+        self.sessions_imported = Counter(
+            "bridgepool_worker_sessions_imported_total",
+            "Sessions imported by a move (pending here until activated or dropped).",
+            registry=r,
+        )
+        self.move_refusals = Counter(
+            "bridgepool_worker_session_move_refusals_total",
+            "Move steps refused, by step (export, import, commit, activate, abort) and error type.",
+            ["step", "reason"],
+            registry=r,
+        )
+        self.moves = Counter(
+            "bridgepool_worker_session_moves_total",
+            "Moves ended, by result: moved_out, moved_in; or the session stayed: aborted, "
+            "expired, export_failed, activation_refused, discarded.",
+            ["result"],
+            registry=r,
+        )
+        self.sessions_moving = Gauge(
+            "bridgepool_worker_sessions_moving",
+            "Sessions frozen, committing or pending here: moves not yet decided.",
+            registry=r,
+        )
+        self.session_state_bytes = Histogram(
+            "bridgepool_worker_session_state_bytes",
+            "Size of exported session states (the envelope's canonical JSON).",
+            buckets=(1024, 8192, 65536, 262144, 1048576, 4194304, 16777216, 67108864),
             registry=r,
         )
         self.state = Gauge(

@@ -6,6 +6,12 @@ give the same outputs, named by the signature, without any model. The
 ``dspy`` backend runs ``dspy.Predict`` with the signature on whatever LM
 DSPy is configured with (a handler module may call ``dspy.configure``, or
 ``BRIDGEPOOL_WORKER_DSPY_MODEL`` names one); DSPy is imported only then.
+A dspy program keeps its ``dspy.Predict`` module, so what DSPy learns in it
+(demos, instructions) stays with the program.
+
+A program moves with its session as a :class:`ProgramSnapshot`: its
+definition and count, and for ``dspy`` the module's own state
+(``dump_state``/``load_state``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import importlib.util
 import json
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -78,6 +84,8 @@ class Program:
     backend: Backend
     created_at: float
     executions: int = 0
+    # dspy: the dspy.Predict module, built on first use or when the program arrives
+    module: Any = field(default=None, repr=False, compare=False)
 
     @property
     def signature(self) -> str:
@@ -109,14 +117,65 @@ def build_program(
     if clash:
         raise invalid_args(f"fields both input and output: {sorted(clash)}")
     backend = definition.backend or default_backend
-    if backend == "dspy" and not dspy_available():
-        raise BridgePoolError.make(
-            ErrorCategory.PYTHON,
-            "dspy_unavailable",
-            "backend 'dspy' needs the dspy package (pip install 'bridgepool[dspy]')",
-            status=422,
-        )
+    if backend == "dspy":
+        _require_dspy()
     return Program(program_id, inputs, outputs, definition.instructions, backend, now)
+
+
+class ProgramSnapshot(BaseModel):
+    """A program as it moves: what :meth:`Program.info` shows, and the DSPy
+    module's state (``dspy`` backend, once the module exists)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    program_id: str = Field(min_length=1, max_length=256)
+    inputs: list[str] = Field(min_length=1)
+    outputs: list[str] = Field(min_length=1)
+    instructions: str
+    backend: Backend
+    created_at: float
+    executions: int = Field(ge=0)
+    dspy_state: dict[str, Any] | None = None
+
+
+def snapshot_program(program: Program) -> dict[str, Any]:
+    """The program as JSON, for a move; DSPy saves its module's state itself."""
+    dspy_state = None
+    if program.backend == "dspy" and program.module is not None:
+        with _dspy_lock:
+            dspy_state = program.module.dump_state()
+    return ProgramSnapshot(
+        program_id=program.program_id,
+        inputs=program.inputs,
+        outputs=program.outputs,
+        instructions=program.instructions,
+        backend=program.backend,
+        created_at=program.created_at,
+        executions=program.executions,
+        dspy_state=dspy_state,
+    ).model_dump(mode="json")
+
+
+def restore_program(data: dict[str, Any]) -> Program:
+    """A moved program, rebuilt: raises ``ValidationError`` for a malformed one, a
+    422 ``dspy_unavailable`` for a dspy one where DSPy is not installed."""
+    snapshot = ProgramSnapshot.model_validate(data)
+    program = Program(
+        snapshot.program_id,
+        snapshot.inputs,
+        snapshot.outputs,
+        snapshot.instructions,
+        snapshot.backend,
+        snapshot.created_at,
+        snapshot.executions,
+    )
+    if program.backend == "dspy":
+        _require_dspy()
+        if snapshot.dspy_state is not None:
+            module = _dspy_module(program)
+            with _dspy_lock:
+                module.load_state(snapshot.dspy_state)
+    return program
 
 
 def check_inputs(program: Program, inputs: dict[str, Any]) -> None:
@@ -151,6 +210,16 @@ def dspy_available() -> bool:
     return importlib.util.find_spec("dspy") is not None
 
 
+def _require_dspy() -> None:
+    if not dspy_available():
+        raise BridgePoolError.make(
+            ErrorCategory.PYTHON,
+            "dspy_unavailable",
+            "backend 'dspy' needs the dspy package (pip install 'bridgepool[dspy]')",
+            status=422,
+        )
+
+
 _dspy_lock = threading.Lock()
 
 
@@ -174,6 +243,16 @@ def run_dspy(program: Program, inputs: dict[str, Any]) -> dict[str, Any]:
             "or set BRIDGEPOOL_WORKER_DSPY_MODEL",
             status=422,
         )
-    signature = dspy.Signature(program.signature, program.instructions or None)
-    prediction = dspy.Predict(signature)(**inputs)
+    prediction = _dspy_module(program)(**inputs)
     return {name: prediction.get(name) for name in program.outputs}
+
+
+def _dspy_module(program: Program) -> Any:
+    """The program's ``dspy.Predict`` with its signature, built once."""
+    import dspy
+
+    with _dspy_lock:
+        if program.module is None:
+            signature = dspy.Signature(program.signature, program.instructions or None)
+            program.module = dspy.Predict(signature)
+        return program.module

@@ -1,8 +1,10 @@
-"""Commands by name: the built-ins plus the user's handler modules.
+"""Commands by name: the built-ins plus the user's handler modules, and the
+modules' session state hooks by state key.
 
 Loading happens before the worker listens; any failure (a module that does
-not import, a name that shadows a built-in or another handler) raises
-:class:`HandlerLoadError`, so the worker never starts half-configured.
+not import, a name that shadows a built-in or another handler, a state key
+two modules hook) raises :class:`HandlerLoadError`, so the worker never
+starts half-configured.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from bridgepool_worker.sdk import COMMAND_ATTR, Handler
+from bridgepool_worker.sdk import COMMAND_ATTR, STATE_HOOK_ATTR, Handler, StateHook
 
 
 class HandlerLoadError(Exception):
@@ -34,9 +36,29 @@ class Command:
     logger: logging.Logger  # handed to the handler in its context
 
 
+@dataclass(frozen=True)
+class StateHooks:
+    """How state keys leave and arrive on a move, by key (see :mod:`bridgepool_worker.sdk`)."""
+
+    exporters: dict[str, StateHook]
+    importers: dict[str, StateHook]
+    origins: dict[tuple[str, str], str]  # (direction, key) -> module, for messages
+
+
 class CommandRegistry:
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
+        self.state_hooks = StateHooks({}, {}, {})
+
+    def add_state_hook(self, direction: str, key: str, hook: StateHook, *, origin: str) -> None:
+        table = self.state_hooks.exporters if direction == "export" else self.state_hooks.importers
+        existing = self.state_hooks.origins.get((direction, key))
+        if existing is not None:
+            raise HandlerLoadError(
+                f"{origin}: state key {key!r} already has an {direction}er, in {existing}"
+            )
+        table[key] = hook
+        self.state_hooks.origins[(direction, key)] = origin
 
     def add(self, name: str, handler: Handler, *, builtin: bool, origin: str) -> None:
         existing = self._commands.get(name)
@@ -58,13 +80,21 @@ class CommandRegistry:
             module = import_handler_module(spec)
             found = 0
             for value in vars(module).values():
+                # Only handlers and hooks defined here, not ones the module imported.
+                if getattr(value, "__module__", None) != module.__name__:
+                    continue
                 name = getattr(value, COMMAND_ATTR, None)
-                # Only handlers defined here, not ones the module imported.
-                if isinstance(name, str) and getattr(value, "__module__", None) == module.__name__:
+                if isinstance(name, str):
                     self.add(name, value, builtin=False, origin=spec)
                     found += 1
+                hook = getattr(value, STATE_HOOK_ATTR, None)
+                if isinstance(hook, tuple):
+                    self.add_state_hook(hook[0], hook[1], value, origin=spec)
+                    found += 1
             if found == 0:
-                raise HandlerLoadError(f"{spec}: no @command handlers found in the module")
+                raise HandlerLoadError(
+                    f"{spec}: no @command handlers or state hooks found in the module"
+                )
 
 
 def import_handler_module(spec: str) -> ModuleType:

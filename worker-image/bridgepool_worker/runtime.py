@@ -27,6 +27,7 @@ from bridgepool.protocol import (
 from bridgepool_worker.config import WorkerConfig
 from bridgepool_worker.lifecycle import Lifecycle, RecycleLimits, Transition, recycle_status
 from bridgepool_worker.metrics import WorkerMetrics
+from bridgepool_worker.mover import SessionMoves
 from bridgepool_worker.registry import Command, CommandRegistry
 from bridgepool_worker.sdk import CommandContext
 from bridgepool_worker.sessions import Session, SessionStore
@@ -79,6 +80,10 @@ class WorkerRuntime:
         self.errors_by_category: Counter[str] = Counter()
         self._rss = rss_bytes()
         self._recycle_logged = False
+        # Calls running per session, and who waits for a session to have none.
+        self._session_calls: Counter[str] = Counter()
+        self._idle_waiters: dict[str, asyncio.Event] = {}
+        self.moves = SessionMoves(self)
         metrics.capacity.set(config.capacity)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -107,6 +112,7 @@ class WorkerRuntime:
 
     def begin_termination(self, reason: str) -> None:
         self.record(self.lifecycle.begin_termination(self.mono(), reason))
+        self.moves.on_terminating()
 
     def mark_terminated(self, reason: str) -> None:
         self.record(self.lifecycle.mark_terminated(self.mono(), reason))
@@ -127,6 +133,7 @@ class WorkerRuntime:
 
     def sweep(self) -> None:
         """Background housekeeping: expire sessions, re-check timed states."""
+        self.moves.expire_due()
         now = self.wall()
         for session in self.sessions.expire(now):
             self.metrics.sessions_closed.labels(reason="expired").inc()
@@ -198,6 +205,7 @@ class WorkerRuntime:
         return SessionsResponse(worker=self.name, sessions=self.sessions.infos(self.wall()))
 
     def delete_session(self, session_id: str) -> Session:
+        self.moves.check_deletable(session_id)
         session = self.sessions.delete(session_id, self.wall())
         self.metrics.sessions_closed.labels(reason="deleted").inc()
         self.metrics.sessions.set(len(self.sessions))
@@ -236,15 +244,12 @@ class WorkerRuntime:
             self.metrics.observe_call(label, status, self.mono() - started)
         return status, body
 
-    def _admit_session(self, session_id: str) -> Session | None:
-        """The existing session, None for a new one that may be opened; or raise."""
-        now = self.wall()
-        session = self.sessions.get(session_id, now)
-        if session is not None:
-            return session
+    def new_session_refusal(self, session_id: str, reserved: int = 0) -> BridgePoolError | None:
+        """Why a session new here (opened, or moving in) is refused now, if it is.
+        ``reserved``: places promised to sessions moving in."""
         if not self.lifecycle.accepting_sessions:
             self.metrics.rejected.labels(reason="terminating").inc()
-            raise BridgePoolError.make(
+            return BridgePoolError.make(
                 ErrorCategory.SESSION,
                 "not_accepting_sessions",
                 "this worker is terminating and accepts no new sessions",
@@ -252,11 +257,33 @@ class WorkerRuntime:
                 retryable=True,
                 session_id=session_id,
             )
-        refusal = self.sessions.can_open(session_id, now)
+        refusal = self.sessions.can_open(session_id, self.wall(), reserved)
         if refusal is not None:
             self.metrics.rejected.labels(reason="session_limit").inc()
+        return refusal
+
+    def _admit_session(self, session_id: str) -> Session | None:
+        """The existing session, None for a new one that may be opened; or raise."""
+        session = self.sessions.get(session_id, self.wall())
+        if session is not None:
+            return session
+        refusal = self.new_session_refusal(session_id, len(self.moves.table.incoming))
+        if refusal is not None:
             raise refusal
         return None
+
+    async def wait_session_idle(self, session_id: str, seconds: float) -> bool:
+        """Wait until no call of this session runs; False if some still do after
+        ``seconds``."""
+        if not self._session_calls[session_id]:
+            return True
+        event = self._idle_waiters.setdefault(session_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _run(
         self, request: ExecuteRequest, command: Command | None, budget_seconds: float
@@ -270,6 +297,11 @@ class WorkerRuntime:
                 command=request.command,
             )
         session_id = request.session_id
+        if session_id is not None and self.moves.table.holding(session_id) is not None:
+            # A moving session's call waits here, holding no call slot.
+            waited_from = self.mono()
+            await self.moves.wait_until_here(session_id, budget_seconds)
+            budget_seconds = max(0.001, budget_seconds - (self.mono() - waited_from))
         session = self._admit_session(session_id) if session_id is not None else None
         admitted, transition = self.lifecycle.try_begin_call(self.mono())
         if not admitted:
@@ -284,6 +316,8 @@ class WorkerRuntime:
             )
         self.record(transition)
         self.metrics.in_flight.set(self.lifecycle.in_flight)
+        if session_id is not None:
+            self._session_calls[session_id] += 1
         internal_error = False
         # A sync handler that outlives its timeout keeps running in its thread;
         # its call slot is given back only when it really ends.
@@ -311,13 +345,20 @@ class WorkerRuntime:
             if session_id is not None:
                 self.sessions.touch(session_id, self.wall())
             if still_running:
-                still_running[0].add_done_callback(lambda _: self._end_call(False))
+                still_running[0].add_done_callback(lambda _: self._end_call(False, session_id))
             else:
-                self._end_call(internal_error)
+                self._end_call(internal_error, session_id)
 
-    def _end_call(self, internal_error: bool) -> None:
+    def _end_call(self, internal_error: bool, session_id: str | None) -> None:
         self.record(self.lifecycle.end_call(self.mono(), internal_error=internal_error))
         self.metrics.in_flight.set(self.lifecycle.in_flight)
+        if session_id is not None:
+            self._session_calls[session_id] -= 1
+            if self._session_calls[session_id] <= 0:
+                del self._session_calls[session_id]
+                waiter = self._idle_waiters.pop(session_id, None)
+                if waiter is not None:
+                    waiter.set()
 
     async def _call(
         self,

@@ -3,7 +3,8 @@
 A session holds one client's state on this worker: a mutable dict handlers
 read and write, and the programs created in it. Its idle TTL slides with
 every use; expired sessions are removed by :meth:`SessionStore.expire`,
-which the worker calls from a background sweep.
+which the worker calls from a background sweep. A session frozen for a move
+(``moving``) does not expire: its move decides what becomes of it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Session:
     state: dict[str, Any] = field(default_factory=dict)
     # program id -> program (see programs.py); kept apart from the user's state
     programs: dict[str, Any] = field(default_factory=dict)
+    moving: bool = False  # frozen for a move (see moves.py)
 
     def reset(self) -> None:
         self.state.clear()
@@ -54,7 +56,7 @@ class SessionStore:
         return session_id in self._sessions
 
     def _expired(self, session: Session, now: float) -> bool:
-        return now - session.last_activity >= self.ttl_seconds
+        return not session.moving and now - session.last_activity >= self.ttl_seconds
 
     def get(self, session_id: str, now: float) -> Session | None:
         """The live session, or None (an expired one counts as gone)."""
@@ -63,12 +65,14 @@ class SessionStore:
             return None
         return session
 
-    def can_open(self, session_id: str, now: float) -> BridgePoolError | None:
-        """Why a new session with this id cannot be opened now, if it cannot."""
+    def can_open(self, session_id: str, now: float, reserved: int = 0) -> BridgePoolError | None:
+        """Why a new session with this id cannot be opened now, if it cannot.
+        ``reserved``: places promised to sessions not yet here (moving in)."""
         if self.get(session_id, now) is not None:
             return None
         # Counting live sessions is linear, so only near the cap.
-        if len(self._sessions) >= self.max_sessions and self.live_count(now) >= self.max_sessions:
+        cap = self.max_sessions - reserved
+        if len(self._sessions) >= cap and self.live_count(now) >= cap:
             return BridgePoolError.make(
                 ErrorCategory.RESOURCE,
                 "session_limit",
@@ -94,6 +98,14 @@ class SessionStore:
         session = Session(session_id=session_id, created_at=now, last_activity=now)
         self._sessions[session_id] = session
         return session, True
+
+    def adopt(self, session: Session) -> None:
+        """Hold a session that moved here (its place was reserved at import)."""
+        self._sessions[session.session_id] = session
+
+    def pop(self, session_id: str) -> Session | None:
+        """Drop a session that moved away."""
+        return self._sessions.pop(session_id, None)
 
     def touch(self, session_id: str, now: float) -> None:
         session = self._sessions.get(session_id)
