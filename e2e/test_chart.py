@@ -327,6 +327,48 @@ def test_a_router_pod_deleted_under_load_fails_no_call(
     pools.delete("load")
 
 
+@dataclass
+class Watched:
+    """A pool through the module's router: the router's URL, the pool's first
+    workers, and every status and pod it has while the block runs."""
+
+    url: str
+    first: set[str]
+    history: PoolHistory
+    ledger: PodLedger
+
+
+@contextlib.contextmanager
+def ready_and_watched(
+    installed: Installed,
+    name: str,
+    replicas: int,
+    spec: dict[str, Any],
+    env: dict[str, str] | None = None,
+) -> Iterator[Watched]:
+    """Create pool ``name``, wait until its ``replicas`` workers are ready and
+    the router sees them, then record its statuses and pods until the block ends."""
+    pools = installed.pools
+    pools.create(pool_manifest(name, "localhost/bridgepool-worker:dev", spec=spec, env=env))
+    pools.wait(name, f"{replicas} ready", lambda p: settled(p, replicas))
+    url = installed.release.router_url()
+    first = {p.metadata.name for p in pools.pods(name)}
+    support.wait_for(f"the router to see {name}'s workers", lambda: router_sees(url, name, first))
+    watched = Watched(
+        url,
+        first,
+        PoolHistory(pools.api, installed.namespace, name),
+        PodLedger(pools.api, installed.namespace),
+    )
+    watched.history.watcher.start()
+    watched.ledger.watcher.start()
+    try:
+        yield watched
+    finally:
+        watched.history.watcher.stop()
+        watched.ledger.watcher.stop()
+
+
 # Autoscaling: closed-loop callers (each waits for its answer before its next
 # call), so the offered load is at most CALLERS calls at once and queueing in
 # the router only slows calls down. With WORK seconds per call and CAPACITY
@@ -348,7 +390,7 @@ def desired_sizes(statuses: list[dict[str, Any]]) -> list[int]:
 def test_load_through_the_router_grows_the_pool_inside_the_band_and_it_shrinks_after(
     installed: Installed, e2e_timings: dict[str, str]
 ) -> None:
-    pools, release = installed.pools, installed.release
+    pools = installed.pools
     spec = {
         "minReplicas": 1,
         "maxReplicas": MAX_WORKERS,
@@ -360,17 +402,9 @@ def test_load_through_the_router_grows_the_pool_inside_the_band_and_it_shrinks_a
         "worker": {"capacity": CAPACITY},
     }
     env = {"BRIDGEPOOL_FAULTS_ENABLED": "1"}  # ping's sleep: calls that hold a slot
-    pools.create(pool_manifest("auto", "localhost/bridgepool-worker:dev", spec=spec, env=env))
-    pools.wait("auto", "1 worker ready", lambda p: settled(p, 1))
-    url = release.router_url()
-    first = {p.metadata.name for p in pools.pods("auto")}
-    support.wait_for("the router to see the worker", lambda: router_sees(url, "auto", first))
-    history = PoolHistory(pools.api, installed.namespace, "auto")
-    ledger = PodLedger(pools.api, installed.namespace)
-    history.watcher.start()
-    ledger.watcher.start()
     body = {"command": "ping", "args": {"sleep": WORK}}
-    try:
+    with ready_and_watched(installed, "auto", 1, spec, env) as watched:
+        history, ledger, url = watched.history, watched.ledger, watched.url
         with contextlib.ExitStack() as stack:
             callers = [
                 stack.enter_context(calling(f"{url}/v1/pools/auto/execute", body, period=0))
@@ -391,9 +425,6 @@ def test_load_through_the_router_grows_the_pool_inside_the_band_and_it_shrinks_a
         load_stopped = time.monotonic()
         pools.wait("auto", "the pool back at 1 worker", lambda p: settled(p, 1), timeout=240)
         shrunk = time.monotonic()
-    finally:
-        history.watcher.stop()
-        ledger.watcher.stop()
 
     # No call failed at any step.
     failures = [f for c in callers for f in c.failures]
@@ -478,20 +509,13 @@ def test_a_worker_that_reaches_max_requests_is_replaced_new_one_ready_first(
 ) -> None:
     """Recycling: a worker past spec.worker.maxRequests is drained for
     "recycle" once its replacement is ready; calls go on without a failure."""
-    pools, release = installed.pools, installed.release
+    pools = installed.pools
     spec = {"replicas": 2, "worker": {"capacity": 4, "maxRequests": 150}}
-    pools.create(pool_manifest("recycle", "localhost/bridgepool-worker:dev", spec=spec))
-    pools.wait("recycle", "2 workers ready", lambda p: settled(p, 2))
-    url = release.router_url()
-    first = {p.metadata.name for p in pools.pods("recycle")}
-    support.wait_for("the router to see both", lambda: router_sees(url, "recycle", first))
-    history = PoolHistory(pools.api, installed.namespace, "recycle")
-    ledger = PodLedger(pools.api, installed.namespace)
-    history.watcher.start()
-    ledger.watcher.start()
     ping = {"command": "ping", "args": {}}
-    try:
-        with calling(f"{url}/v1/pools/recycle/execute", ping, period=0.01) as calls:
+    with ready_and_watched(installed, "recycle", 2, spec) as watched:
+        history, ledger, first = watched.history, watched.ledger, watched.first
+        url = f"{watched.url}/v1/pools/recycle/execute"
+        with calling(url, ping, period=0.01) as calls:
 
             def both_recycled() -> bool:
                 recycled = {n for n, why in ledger.drained.items() if why == "recycle"}
@@ -500,9 +524,6 @@ def test_a_worker_that_reaches_max_requests_is_replaced_new_one_ready_first(
 
             support.wait_for("both first workers recycled", both_recycled, timeout=240)
         pools.wait("recycle", "2 workers ready", lambda p: settled(p, 2))
-    finally:
-        history.watcher.stop()
-        ledger.watcher.stop()
 
     assert calls.failures == [], calls.failures[:5]
     assert calls.ok > 2 * 150
@@ -813,14 +834,5 @@ def test_a_short_chaos_run_keeps_the_hard_invariants_and_feeds_the_dashboard(
     assert set(summary.sessions_lost) <= ABRUPT, summary.sessions_lost
     # The pool is Ready again after every fault.
     assert all(f.recovered is not None for f in summary.faults), summary.faults
-    if not_allowed and all(c.error_type == "program_not_found" for c in not_allowed):
-        # A known defect, seen in about two runs of five: after a worker's
-        # restart, two routers can place one session on different workers, and
-        # its calls then miss their program with no rebound flag. Placing a
-        # session the same way in every router fixes it (open issue).
-        pytest.xfail(
-            f"known defect, sessions split across routers: {len(not_allowed)} calls "
-            "answered program_not_found without a rebound"
-        )
     assert not_allowed == [], summary.failures_by_category
     pools.delete("chaos")
