@@ -85,6 +85,11 @@ class WorkerMetrics:
             "Sessions frozen, committing or pending here: moves not yet decided.",
             registry=r,
         )
+        self.calls_waiting_for_moves = Gauge(
+            "bridgepool_worker_calls_waiting_for_moves",
+            "Calls of moving sessions waiting for their move to be decided.",
+            registry=r,
+        )
         self.session_state_bytes = Histogram(
             "bridgepool_worker_session_state_bytes",
             "Size of exported session states (the envelope's canonical JSON).",

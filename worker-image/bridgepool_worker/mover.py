@@ -253,9 +253,15 @@ class SessionMoves:
             return
         event = self._settled.get(session_id)
         if event is not None:
-            with contextlib.suppress(TimeoutError):
+            waiting = self.runtime.metrics.calls_waiting_for_moves
+            waiting.inc()
+            try:
                 async with asyncio.timeout(min(self.config.move_wait_seconds, budget_seconds)):
                     await event.wait()
+            except TimeoutError:
+                pass
+            finally:
+                waiting.dec()
         self.expire_due()
         move = self.table.holding(session_id)
         if move is not None:
@@ -439,12 +445,24 @@ class SessionMoves:
             async with self.http.post(
                 f"{url}/activate", json=body.model_dump(), timeout=timeout
             ) as response:
+                move.maybe_delivered = True
                 text = await response.text()
                 if response.status == 200:
                     answer = MoveInfo.model_validate_json(text)
                     return answer.holder or response.headers.get(HEADER_WORKER) or url, None
                 error = ErrorInfo.model_validate(json.loads(text)["error"])
+        except aiohttp.ClientConnectorError as exc:
+            if move.maybe_delivered:
+                return None, None
+            # Nothing reached the target, and its process is not there: no copy
+            # of this move can go live there.
+            return None, ErrorInfo(
+                category=ErrorCategory.CONNECTION,
+                type="target_unreachable",
+                message=f"cannot connect to {move.holder_url}: {exc}",
+            )
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+            move.maybe_delivered = True
             return None, None
         return None, (error if error.type in DEFINITE_NO else None)
 

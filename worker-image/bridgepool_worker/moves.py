@@ -26,8 +26,10 @@ The steps (a mover calls three; the third makes the workers talk)::
   made at export, whose sha256 is in the envelope, and which A sends nowhere
   else. On B's yes A drops S and keeps a tombstone until it exits: calls of S
   get 410 ``session_moved`` naming B. On B's definite no (it has no pending
-  copy of this move: dropped, aborted, never imported) A thaws S. Without an
-  answer (B unreachable, slow) A keeps S frozen and asks again until B
+  copy of this move: dropped, aborted, never imported) A thaws S; so it does
+  when B refuses the connection before any activation could have reached it
+  (B's process is gone, and its copy with it). Without an answer (B slow, or
+  gone after an activation was sent) A keeps S frozen and asks again until B
   answers; the commit call answers 202 ``committing`` meanwhile.
 - **abort**, before the commit: on A it thaws S; on B it drops the copy.
 
@@ -36,9 +38,10 @@ Why this holds:
 - *Live in one place.* B's copy goes live only with the token, which A sends
   only once it has stopped serving S for good (``committing`` never thaws on
   its own). A serves S again only while B cannot go live: before the commit
-  (B has no token), or after B answered that it holds no copy of this move
-  (so it never will: A sends the token only while committing, and a move id
-  is never reused).
+  (B has no token), or once B cannot hold it: B answered that it holds no
+  copy of this move (so it never will: A sends the token only while
+  committing, and a move id is never reused), or B's process is gone and no
+  activation can have reached it.
 - *Nothing lost.* A keeps S's state until B has confirmed it holds it. The
   mover may stop after any step: after the export, A thaws at its deadline;
   after the import too, and B drops its copy at its own; after the commit,
@@ -81,6 +84,9 @@ class Outgoing:
     deadline: float = FOREVER  # monotonic: when a frozen session thaws
     holder: str | None = None
     holder_url: str | None = None
+    # An activation may have reached the target (sent, answer unknown): from
+    # then on only the target's answer settles the commit.
+    maybe_delivered: bool = False
 
 
 @dataclass
