@@ -7,12 +7,10 @@ router_overhead's minimal one (it holds no sessions, so the router's look-up of
 a new session on the workers is cheap). Router on CPU 0; worker and client on
 CPU 1.
 
-Filling the table by real calls alone is too slow: every new session (and every
-anonymous call) makes the router count the sessions of each worker over the
-whole table (``PoolRuntime.views``), so the n-th new session costs O(n) and
-100,000 of them take tens of minutes on one core. So the first ``--real``
-sessions (10,000) are opened by real calls, which measures the bytes a session
-really costs the router, and the rest are bound in-process through the route.
+Filling the table by real calls alone takes a minute or more on one core (each
+new session is looked up on the workers first), so the first ``--real`` sessions
+(10,000) are opened by real calls, which measures the bytes a session really
+costs the router, and the rest are bound in-process through the route.
 
 Printed, the router's resident memory (VmRSS):
 
@@ -25,10 +23,12 @@ Printed, the router's resident memory (VmRSS):
 * refilled: as many new sessions again, which shows whether the freed memory
   is reused or the process keeps growing.
 
-Also printed: the latency of an anonymous call with the table empty and full,
-which is what the O(n) count costs. The table has no hard cap: it is bounded
-only by the idle TTL (300 s by default) times the rate at which new sessions
-arrive; printed last, that bound at the real-call rate measured here.
+Also printed: the latency of an anonymous call with the table empty and full.
+A pick weighs each worker's sessions, and the table keeps those counts as
+bindings come and go, so a full table should cost a call no more than an empty
+one. The table has no hard cap: it is bounded only by the idle TTL (300 s by
+default) times the rate at which new sessions arrive; printed last, that bound
+at the real-call rate measured here.
 
     .venv/bin/python -m benchmarks.router_memory [--sessions 100000] [--real 10000]
 """

@@ -174,8 +174,7 @@ class PoolRuntime:
 
     def views(self) -> list[WorkerView]:
         now = self.clock()
-        counts = self.sessions.count_by_worker()
-        return [w.view(now, counts.get(n, 0)) for n, w in self.workers.items()]
+        return [w.view(now, self.sessions.sessions_on(n)) for n, w in self.workers.items()]
 
     def _pick(
         self, target: str | None, exclude: frozenset[str], new_session: bool

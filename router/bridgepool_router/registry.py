@@ -58,14 +58,17 @@ class PoolRegistry:
         self.metrics.forget_pool(name)
         log.info("pool removed", extra={"pool": name})
 
-    async def expire_sessions(self, every_seconds: float = 10.0) -> None:
+    async def expire_sessions(self, every_seconds: float = 10.0, batch: int = 1000) -> None:
         """Drop idle session bindings now and then; lookups expire them too, but a
-        session never called again would otherwise stay in the table."""
+        session never called again would otherwise stay in the table. A batch at
+        a time, so a mass expiry does not hold up the calls in flight."""
         while True:
             await asyncio.sleep(every_seconds)
-            now = self.clock()
             for pool in list(self.pools.values()):
-                pool.sessions.expire(now)
+                dropped = batch
+                while dropped == batch:
+                    dropped = pool.sessions.expire(self.clock(), limit=batch)
+                    await asyncio.sleep(0)  # let calls in flight through between batches
 
     def mark_synced(self) -> None:
         self.synced.set()

@@ -85,6 +85,82 @@ def test_session_table_marks_and_forgets_per_worker() -> None:
     assert not table.is_lost("b")
 
 
+@pytest.mark.parametrize(
+    ("steps", "counts", "lost"),
+    [
+        # (action, session, worker, time) ... -> sessions per worker, sessions lost
+        ([("bind", "a", "w1", 0), ("bind", "b", "w1", 1)], {"w1": 2}, set()),
+        # a rebinding moves the count
+        ([("bind", "a", "w1", 0), ("bind", "a", "w2", 1)], {"w2": 1}, set()),
+        ([("bind", "a", "w1", 0), ("forget", "a", None, 1)], {}, set()),
+        ([("bind", "a", "w1", 0), ("forget", "a", "w2", 1)], {"w1": 1}, set()),
+        # a lookup past the TTL drops the binding, and its count
+        ([("bind", "a", "w1", 0), ("bind", "b", "w1", 5), ("lookup", "a", None, 10)],
+         {"w1": 1}, set()),
+        ([("bind", "a", "w1", 0), ("bind", "b", "w2", 5), ("expire", "", None, 10)],
+         {"w2": 1}, set()),
+        # a restart marks the worker's sessions lost, and keeps their count
+        ([("bind", "a", "w1", 0), ("bind", "b", "w2", 0), ("restart", "", "w1", 1)],
+         {"w1": 1, "w2": 1}, {"a"}),
+        # bound again after the restart: fresh; bound before it: still lost
+        ([("bind", "a", "w1", 0), ("bind", "b", "w1", 0), ("restart", "", "w1", 1),
+          ("bind", "a", "w1", 2)], {"w1": 2}, {"b"}),
+        # lost bindings that go are counted out like any other
+        ([("bind", "a", "w1", 0), ("restart", "", "w1", 1), ("forget", "a", None, 2),
+          ("bind", "c", "w1", 3)], {"w1": 1}, set()),
+        # a worker with no bindings left is forgotten: its next binding is fresh
+        ([("bind", "a", "w1", 0), ("restart", "", "w1", 1), ("expire", "", None, 10),
+          ("bind", "b", "w1", 11)], {"w1": 1}, set()),
+    ],
+)  # fmt: skip
+def test_session_table_counts_sessions_per_worker(
+    steps: list[tuple[str, str, str | None, float]], counts: dict[str, int], lost: set[str]
+) -> None:
+    table = SessionTable(idle_ttl_seconds=10)
+    for action, sid, worker, now in steps:
+        if action == "bind":
+            assert worker is not None
+            table.bind(sid, worker, now)
+        elif action == "forget":
+            table.forget(sid, worker)
+        elif action == "lookup":
+            table.lookup(sid, now)
+        elif action == "expire":
+            table.expire(now)
+        else:
+            assert worker is not None
+            table.mark_lost(worker)
+    assert table.count_by_worker() == counts
+    assert {w: table.sessions_on(w) for w in ("w1", "w2")} == {
+        w: counts.get(w, 0) for w in ("w1", "w2")
+    }
+    assert sum(counts.values()) == len(table)
+    assert {s for s in ("a", "b", "c") if table.is_lost(s)} == lost
+
+
+def test_session_table_marks_only_fresh_sessions_lost_once() -> None:
+    table = SessionTable(idle_ttl_seconds=10)
+    table.bind("a", "w1", 0)
+    table.bind("b", "w1", 0)
+    assert table.mark_lost("w1") == 2
+    assert table.mark_lost("w1") == 0  # already marked
+    table.bind("c", "w1", 1)
+    assert table.mark_lost("w1") == 1
+    assert table.mark_lost("w2") == 0  # holds nothing
+
+
+def test_session_table_expires_the_least_recently_used_first_in_batches() -> None:
+    table = SessionTable(idle_ttl_seconds=10)
+    for i, sid in enumerate("abcde"):
+        table.bind(sid, "w1", i)
+    assert table.lookup("a", 9) == "w1"  # renewed: now the most recently used
+    assert table.expire(13, limit=2) == 2  # b and c, the oldest
+    assert table.expire(13, limit=2) == 1  # d; e (used at 4) and a stay
+    assert table.expire(13) == 0
+    assert (table.lookup("a", 13), table.lookup("e", 13)) == ("w1", "w1")
+    assert table.sessions_on("w1") == 2
+
+
 # -- rebinding a session ------------------------------------------------------------
 
 GONE, RESTARTED, UNREACHABLE = (

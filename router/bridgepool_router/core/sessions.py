@@ -20,18 +20,34 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
-@dataclass
+@dataclass(slots=True)
 class _Binding:
     worker: str
     last_used: float
-    # Its worker restarted since: the session's state is gone (see mark_lost).
-    lost: bool = False
+    # The worker's restart count when bound: fewer than it has now means the
+    # worker restarted since and the session's state is gone (see mark_lost).
+    restarts: int
+
+
+@dataclass(slots=True)
+class _WorkerSessions:
+    """One worker's share of the table, kept as bindings come and go, so a
+    pick (which weighs every worker's sessions) costs nothing per session."""
+
+    bound: int = 0  # bindings naming the worker
+    fresh: int = 0  # of them, made since its last restart (not lost)
+    restarts: int = 0  # restarts seen by mark_lost
 
 
 class SessionTable:
+    """Bindings in the order of their last use, oldest first: a lookup moves its
+    binding to the end, so expiry reads only the stale ones at the front (the
+    ``now`` passed in never goes backwards: a monotonic clock)."""
+
     def __init__(self, idle_ttl_seconds: float) -> None:
         self.idle_ttl_seconds = idle_ttl_seconds
         self._bindings: dict[str, _Binding] = {}
+        self._workers: dict[str, _WorkerSessions] = {}
 
     def __len__(self) -> int:
         return len(self._bindings)
@@ -39,57 +55,84 @@ class SessionTable:
     def lookup(self, session_id: str, now: float) -> str | None:
         """The worker holding ``session_id``, renewing the binding; None if unknown
         or idle for longer than the TTL."""
-        binding = self._bindings.get(session_id)
+        binding = self._bindings.pop(session_id, None)
         if binding is None:
             return None
         if now - binding.last_used >= self.idle_ttl_seconds:
-            del self._bindings[session_id]
+            self._dropped(binding)
             return None
         binding.last_used = now
+        self._bindings[session_id] = binding  # now the most recently used
         return binding.worker
 
     def bind(self, session_id: str, worker: str, now: float) -> None:
-        self._bindings[session_id] = _Binding(worker, now)
+        old = self._bindings.pop(session_id, None)
+        if old is not None:
+            self._dropped(old)
+        counts = self._workers.get(worker)
+        if counts is None:
+            counts = self._workers[worker] = _WorkerSessions()
+        counts.bound += 1
+        counts.fresh += 1
+        self._bindings[session_id] = _Binding(worker, now, counts.restarts)
+
+    def _dropped(self, binding: _Binding) -> None:
+        """Account for a binding taken out of the table."""
+        counts = self._workers[binding.worker]
+        counts.bound -= 1
+        if binding.restarts == counts.restarts:
+            counts.fresh -= 1
+        if counts.bound == 0:
+            del self._workers[binding.worker]  # a gone worker leaves nothing behind
+
+    def _lost(self, binding: _Binding) -> bool:
+        return binding.restarts < self._workers[binding.worker].restarts
 
     def lost_on(self, session_id: str, worker: str) -> bool:
         """Whether ``session_id`` is bound to ``worker`` and lost its state there."""
         binding = self._bindings.get(session_id)
-        return binding is not None and binding.lost and binding.worker == worker
+        return binding is not None and binding.worker == worker and self._lost(binding)
 
     def forget(self, session_id: str, worker: str | None = None) -> None:
         """Drop the binding (only if it names ``worker``, when given)."""
         binding = self._bindings.get(session_id)
         if binding is not None and worker in (None, binding.worker):
             del self._bindings[session_id]
+            self._dropped(binding)
 
     def mark_lost(self, worker: str) -> int:
         """``worker`` restarted: its sessions' state is gone. Their bindings stay,
         marked, so each session's next call can say so (a rebound) instead of
-        starting afresh unnoticed. Returns how many were marked."""
-        marked = 0
-        for binding in self._bindings.values():
-            if binding.worker == worker and not binding.lost:
-                binding.lost = True
-                marked += 1
+        starting afresh unnoticed. Returns how many were marked. O(1): the
+        bindings are marked by the worker's restart count, not one by one."""
+        counts = self._workers.get(worker)
+        if counts is None:
+            return 0
+        marked, counts.fresh = counts.fresh, 0
+        counts.restarts += 1
         return marked
 
     def is_lost(self, session_id: str) -> bool:
         binding = self._bindings.get(session_id)
-        return binding is not None and binding.lost
+        return binding is not None and self._lost(binding)
+
+    def sessions_on(self, worker: str) -> int:
+        counts = self._workers.get(worker)
+        return 0 if counts is None else counts.bound
 
     def count_by_worker(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for binding in self._bindings.values():
-            counts[binding.worker] = counts.get(binding.worker, 0) + 1
-        return counts
+        return {worker: counts.bound for worker, counts in self._workers.items()}
 
-    def expire(self, now: float) -> int:
-        """Drop bindings idle past the TTL; returns how many were dropped."""
-        stale = [
-            sid for sid, b in self._bindings.items() if now - b.last_used >= self.idle_ttl_seconds
-        ]
-        for sid in stale:
-            del self._bindings[sid]
+    def expire(self, now: float, limit: int | None = None) -> int:
+        """Drop bindings idle past the TTL (at most ``limit`` of them); returns
+        how many were dropped. The stale ones are the oldest, at the front."""
+        stale: list[str] = []
+        for session_id, binding in self._bindings.items():
+            if now - binding.last_used < self.idle_ttl_seconds or len(stale) == limit:
+                break
+            stale.append(session_id)
+        for session_id in stale:
+            self._dropped(self._bindings.pop(session_id))
         return len(stale)
 
 
