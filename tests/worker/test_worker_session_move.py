@@ -529,3 +529,45 @@ def test_an_import_checks_version_checksum_and_where_the_session_lives(
     # A worker does not import a session it is exporting.
     assert error(step(a, "checked", "import", exported))["type"] == "session_exists"
     assert moves(b)[0]["state"] == "pending"
+
+
+@pytest.mark.dspy
+def test_a_dspy_program_moves_between_workers(workers: Workers, tmp_path: Path) -> None:
+    pytest.importorskip("dspy")
+    module = tmp_path / "dspy_setup.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            import dspy
+            from dspy.utils import DummyLM
+
+            from bridgepool_worker import command
+
+            dspy.configure(lm=DummyLM([{"answer": "four"}] * 10))
+
+
+            @command
+            def lm_name(ctx, args):
+                return type(dspy.settings.lm).__name__
+            """
+        )
+    )
+    a, b = (
+        workers.start(env={"BRIDGEPOOL_WORKER_NAME": name}, args=["--handlers", str(module)])
+        for name in ("worker-a", "worker-b")
+    )
+    created = a.result(
+        "create_program", {"signature": "question -> answer", "backend": "dspy"}, session_id="d"
+    )
+    run = {"program_id": created["program_id"], "inputs": {"question": "2+2?"}}
+    assert a.result("execute_program", run, session_id="d")["outputs"] == {"answer": "four"}
+
+    exported = export(a, "d")
+    (program,) = exported.envelope.programs
+    assert program["backend"] == "dspy" and program["dspy_state"]["signature"]
+    assert step(b, "d", "import", envelope(exported)).status_code == 200
+    commit = {"move_id": exported.move.move_id, "holder_url": b.url}
+    assert step(a, "d", "commit", commit).status_code == 200
+    assert b.result("execute_program", run, session_id="d")["outputs"] == {"answer": "four"}
+    info = b.result("get_program_info", {"program_id": created["program_id"]}, session_id="d")
+    assert (info["backend"], info["executions"]) == ("dspy", 2)
