@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,23 @@ def with_state(worker: Worker, session_id: str) -> dict[str, Any]:
     return {"recall": worker.result("recall", session_id=session_id), "answer": answer}
 
 
+def in_background(
+    worker: Worker, command: str, args: dict[str, Any] | None = None, *, session_id: str
+) -> Callable[[], httpx.Response]:
+    """Start a call in a thread; what it returns waits for the call's answer."""
+    answers: list[httpx.Response] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(worker.call(command, args, session_id=session_id))
+    )
+    caller.start()
+
+    def answer() -> httpx.Response:
+        caller.join(10)
+        return answers[0]
+
+    return answer
+
+
 def assert_intact(worker: Worker, session_id: str, before: dict[str, Any]) -> None:
     """The session answers here as it did before: same state, same program outputs."""
     assert worker.result("recall", session_id=session_id) == before["recall"]
@@ -267,16 +284,11 @@ def test_a_waiting_call_goes_on_as_soon_as_the_move_is_aborted(
     a = start(workers, handlers, "worker-a", move_wait_seconds="30")
     with_state(a, "waiter")
     exported = export(a, "waiter")
-    answers: list[httpx.Response] = []
-    caller = threading.Thread(
-        target=lambda: answers.append(a.call("note", {"text": "gamma"}, session_id="waiter"))
-    )
-    caller.start()
+    answer = in_background(a, "note", {"text": "gamma"}, session_id="waiter")
     wait_for(lambda: metric(a, "bridgepool_worker_calls_waiting_for_moves") == 1)
     step(a, "waiter", "abort", {"move_id": exported.move.move_id})
-    caller.join(10)
-    assert answers[0].status_code == 200
-    assert answers[0].json()["result"]["notes"] == ["alpha", "beta", "gamma"]
+    assert answer().status_code == 200
+    assert answer().json()["result"]["notes"] == ["alpha", "beta", "gamma"]
 
 
 def test_a_waiting_call_learns_where_the_session_went(workers: Workers, handlers: str) -> None:
@@ -284,44 +296,31 @@ def test_a_waiting_call_learns_where_the_session_went(workers: Workers, handlers
     b = start(workers, handlers, "worker-b")
     with_state(a, "follow")
     exported = export(a, "follow")
-    answers: list[httpx.Response] = []
-    caller = threading.Thread(target=lambda: answers.append(a.call("recall", session_id="follow")))
-    caller.start()
+    answer = in_background(a, "recall", session_id="follow")
     wait_for(lambda: metric(a, "bridgepool_worker_calls_waiting_for_moves") == 1)
     step(b, "follow", "import", envelope(exported))
     step(a, "follow", "commit", {"move_id": exported.move.move_id, "holder_url": b.url})
-    caller.join(10)
-    assert answers[0].status_code == 410
-    assert error(answers[0])["context"]["holder"] == "worker-b"
+    assert answer().status_code == 410
+    assert error(answer())["context"]["holder"] == "worker-b"
 
 
 def test_an_export_waits_for_the_sessions_call_in_flight(workers: Workers, handlers: str) -> None:
     a = start(workers, handlers, "worker-a", move_wait_seconds="30")
     with_state(a, "busy")
-    answers: list[httpx.Response] = []
-    caller = threading.Thread(
-        target=lambda: answers.append(
-            a.call("note", {"text": "late", "seconds": 0.5}, session_id="busy")
-        )
-    )
-    caller.start()
+    answer = in_background(a, "note", {"text": "late", "seconds": 0.5}, session_id="busy")
     wait_for(lambda: a.get("/v1/stats").json()["in_flight"] == 1)
     exported = export(a, "busy")  # between the session's calls: after this one
-    caller.join(10)
-    assert answers[0].status_code == 200
+    assert answer().status_code == 200
     assert exported.envelope.handler_state["notes"] == ["alpha", "beta", "late"]
 
 
 def test_an_export_gives_up_on_a_call_that_runs_on(workers: Workers, handlers: str) -> None:
     a = start(workers, handlers, "worker-a")  # move_wait 0.3 s
     before = with_state(a, "long")
-    caller = threading.Thread(
-        target=lambda: a.call("note", {"text": "slow", "seconds": 2}, session_id="long")
-    )
-    caller.start()
+    answer = in_background(a, "note", {"text": "slow", "seconds": 2}, session_id="long")
     wait_for(lambda: a.get("/v1/stats").json()["in_flight"] == 1)
     busy = step(a, "long", "export")
-    caller.join(10)
+    assert answer().status_code == 200
     assert busy.status_code == 503
     assert (error(busy)["type"], error(busy)["retryable"]) == ("session_busy", True)
     assert moves(a) == []  # not frozen: the export let go
