@@ -101,6 +101,8 @@ class SessionInfo(BaseModel):
     last_activity: float  # unix seconds
     idle_seconds: float
     expires_in_seconds: float
+    # Frozen for a move: its calls wait; once moved it is no longer listed here.
+    moving: bool = False
 
 
 class SessionsResponse(BaseModel):

@@ -265,6 +265,8 @@ def test_calls_during_the_freeze_wait_and_then_get_a_retryable_503(
         True,
     )
     assert moving["context"]["move_state"] == "frozen"
+    listed = a.get("/v1/sessions").json()["sessions"]
+    assert [s["moving"] for s in listed if s["session_id"] == "frozen"] == [True]
     assert a.client.delete("/v1/sessions/frozen").status_code == 503
     assert a.result("ping")  # other calls carry on
     a.result("note", {"text": "other"}, session_id="another")

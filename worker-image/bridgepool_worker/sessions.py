@@ -133,6 +133,7 @@ class SessionStore:
                 last_activity=s.last_activity,
                 idle_seconds=max(0.0, now - s.last_activity),
                 expires_in_seconds=max(0.0, s.last_activity + self.ttl_seconds - now),
+                moving=s.moving,
             )
             for s in self._sessions.values()
             if not self._expired(s, now)
