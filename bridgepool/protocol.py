@@ -219,11 +219,28 @@ class SessionEnvelope(BaseModel):
     sha256: str = Field(min_length=64, max_length=64)
 
 
+def _same_number(value: Any) -> Any:
+    """JSON does not tell 300.0 from 300 (a mover in another language may write
+    either): an integral float is written as the integer."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _same_number(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_same_number(item) for item in value]
+    return value
+
+
 def canonical_json(value: Any) -> bytes:
     """The one byte encoding of a JSON value that checksums and sizes are over:
-    sorted keys, no whitespace, UTF-8, no NaN or infinity (``ValueError``)."""
+    sorted keys, no whitespace, UTF-8, integral numbers as integers, no NaN or
+    infinity (``ValueError``)."""
     return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        _same_number(value),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
     ).encode()
 
 

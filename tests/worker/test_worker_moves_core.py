@@ -164,6 +164,7 @@ def envelope(**changes: Any) -> dict[str, Any]:
 
 def test_canonical_encoding_is_one_byte_string_per_value() -> None:
     assert canonical_json({"b": [1, 2.5], "a": "é"}) == '{"a":"é","b":[1,2.5]}'.encode()
+    assert canonical_json({"ttl": 300.0, "n": [-0.0]}) == canonical_json({"ttl": 300, "n": [0]})
     with pytest.raises(ValueError):
         canonical_json({"x": float("nan")})
 
