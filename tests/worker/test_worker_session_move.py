@@ -427,6 +427,21 @@ def test_a_target_that_exits_before_the_commit_leaves_the_session_here(
     assert_intact(a, "target-gone", before)
 
 
+def test_a_terminating_worker_lets_its_frozen_session_finish_moving(
+    pair: tuple[Worker, Worker],
+) -> None:
+    a, b = pair
+    before = with_state(a, "leaving")
+    exported = export(a, "leaving")
+    step(b, "leaving", "import", envelope(exported))
+    a.signal(signal.SIGTERM)
+    wait_for(lambda: a.get("/readyz").json()["state"] == "terminating")
+    commit = {"move_id": exported.move.move_id, "holder_url": b.url}
+    assert step(a, "leaving", "commit", commit).status_code == 200  # A waited for it
+    assert a.wait(10) == 0
+    assert_intact(b, "leaving", before)
+
+
 def test_abort_on_the_target_drops_its_copy_and_the_source_keeps_the_session(
     pair: tuple[Worker, Worker],
 ) -> None:
