@@ -305,6 +305,8 @@ class SessionMoves:
                     retryable=True,
                     session_id=session_id,
                 )
+            # Idle as of now: a call that was running has just ended.
+            move.idle_at_freeze = max(0.0, runtime.wall() - session.last_activity)
             loop = asyncio.get_running_loop()
             envelope, size = await loop.run_in_executor(None, self._envelope, session, move)
         except BaseException as exc:
