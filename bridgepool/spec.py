@@ -35,6 +35,13 @@ class SessionSettings(SpecModel):
     max_per_worker: int = Field(
         default=1000, ge=1, description="Most sessions one worker holds at once."
     )
+    move_on_drain: bool = Field(
+        default=True,
+        description=(
+            "Move a draining worker's sessions, with their state, to workers that stay, "
+            "instead of waiting for them to end."
+        ),
+    )
 
 
 class CircuitBreakerSettings(SpecModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,12 +21,15 @@ from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from . import metrics
 from .drain import drain_annotations
 from .expectations import PassResult
+from .health import plural
+from .mover import move_off
 from .planner import (
     Action,
     ApplyBudget,
     CreatePod,
     DeletePod,
     MarkDraining,
+    MoveSessions,
     UpdateStatus,
 )
 from .pods import PoolRef, build_budget, build_worker_pod, refusal_message
@@ -147,8 +150,11 @@ async def execute(
                     if err.status != 404:
                         raise
                 result.deleted.add(action.pod)
+                runtime.unmovable.pop((namespace, action.pod), None)
                 metrics.POD_ACTIONS_TOTAL.labels("delete", action.reason).inc()
                 announce("Normal", "WorkerDeleted", f"{action.pod}: {action.message}")
+            elif isinstance(action, MoveSessions):
+                await move_sessions(runtime, namespace, action, result, announce)
             elif isinstance(action, ApplyBudget):
                 await apply_budget(runtime, build_budget(pool_ref, action.min_available))
             elif isinstance(action, EmitEvent):
@@ -175,6 +181,57 @@ async def execute(
         raise
     except aiohttp.ClientError as err:
         raise kopf.TemporaryError(f"API unreachable: {err}", delay=2) from err
+
+
+async def move_sessions(
+    runtime: Runtime,
+    namespace: str,
+    action: MoveSessions,
+    result: PassResult,
+    announce: Callable[[str, str, str], None],
+) -> None:
+    """Move what sessions the budget allows off a draining worker; say what
+    moved, and once per session what cannot."""
+    known = runtime.unmovable.setdefault((namespace, action.pod), {})
+    report = await move_off(
+        runtime.http,
+        action.url,
+        action.targets,
+        skip=frozenset(known),
+        budget_seconds=runtime.config.move_budget_seconds,
+        step_timeout=runtime.config.move_step_timeout_seconds,
+    )
+    result.sessions_moved += len(report.moved)
+    for outcome, sessions in (
+        ("moved", report.moved),
+        ("cannot-move", report.cannot_move),
+        ("failed", report.failed),
+    ):
+        if sessions:
+            metrics.SESSION_MOVES_TOTAL.labels(outcome).inc(len(sessions))
+    if report.moved:
+        holders = ", ".join(sorted(set(report.moved.values())))
+        announce(
+            "Normal",
+            "SessionsMoved",
+            f"{action.pod}: {plural(len(report.moved), 'session')} moved to {holders}",
+        )
+    new = {s: why for s, why in report.cannot_move.items() if s not in known}
+    known.update(report.cannot_move)
+    if new:
+        reasons = ", ".join(sorted(set(new.values())))
+        announce(
+            "Warning",
+            "SessionsNotMoved",
+            f"{action.pod}: {plural(len(new), 'session')} cannot move ({reasons}); "
+            "they stay until they end or the drain gives up",
+        )
+    for session_id, why in report.failed.items():
+        log.info(
+            "session not moved this pass: %s",
+            why,
+            extra={"namespace": namespace, "worker": action.pod, "session_id": session_id},
+        )
 
 
 async def apply_budget(runtime: Runtime, budget: dict[str, Any]) -> None:

@@ -41,6 +41,17 @@ class OperatorConfig(BaseModel):
     stats_timeout_seconds: float = Field(
         default=1.0, gt=0, description="how long a worker's /v1/stats may take to answer"
     )
+    move_budget_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="how long one pass may spend moving a draining worker's sessions "
+        "(the rest move in the next pass)",
+    )
+    move_step_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="how long one step of a session move (export, import, commit) may take",
+    )
     settle_timeout_seconds: float = Field(
         default=10.0,
         gt=0,

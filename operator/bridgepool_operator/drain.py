@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -27,6 +28,17 @@ from .observe import ObservedWorker, format_time
 DrainReason = Literal["scale-down", "rollout", "unhealthy", "recycle"]
 # Why a draining worker is deleted.
 DeleteReason = Literal["drained", "stopped-serving", "drain-timeout"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A worker a draining worker's sessions may move to."""
+
+    name: str
+    url: str
+    sessions: int
+
+
 # Draining workers named one by one in a status message; the rest are counted.
 MAX_NAMED = 3
 
@@ -49,6 +61,25 @@ def drain_order(workers: Sequence[ObservedWorker], revision: str) -> list[Observ
         return (w.ready, float(sessions), w.revision == revision, -w.created_at.timestamp())
 
     return sorted(workers, key=key)
+
+
+def move_targets(workers: Sequence[ObservedWorker], revision: str) -> tuple[Target, ...]:
+    """Where a draining worker's sessions may go: as for new sessions, ready
+    workers that are not draining and accept sessions, of the current
+    revision when there are any (a rollout moves sessions forward, not onto
+    workers about to leave too)."""
+    open_ = [
+        w
+        for w in workers
+        if w.ready
+        and not w.draining
+        and not w.deleting
+        and w.url
+        and w.stats is not None
+        and w.stats.accepting_sessions
+    ]
+    current = [w for w in open_ if w.revision == revision] or open_
+    return tuple(Target(w.name, w.url, w.sessions or 0) for w in current if w.url)
 
 
 def drain_deadline(w: ObservedWorker, spec: BridgePoolSpec) -> datetime:

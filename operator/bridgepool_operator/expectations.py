@@ -25,6 +25,8 @@ class PassResult:
     # status: the next pass must plan from a newer pool (its own status), or
     # it would repeat the decisions and events of this one.
     status_written_over: str | None = None
+    # Sessions moved off draining workers: the next pass may delete them.
+    sessions_moved: int = 0
 
     @property
     def pods_changed(self) -> bool:

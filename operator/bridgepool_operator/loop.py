@@ -162,7 +162,7 @@ async def run_pool(
                 metrics.RECONCILE_TIME.observe(time.perf_counter() - started)
             if result.pods_changed or result.status_written_over is not None:
                 await settle(runtime, body, pods_by_pool, key, result, stopped)
-            if result.pods_changed and not failures:
+            if (result.pods_changed or result.sessions_moved) and not failures:
                 continue  # plan again at once from the new pods
             if await next_wakeup(wakeup, stopped, delay):
                 await asyncio.sleep(0.2)  # gather a burst of pod events into one pass

@@ -23,6 +23,12 @@ POD_ACTIONS_TOTAL = Counter(
     "the template), by action and reason.",
     ["action", "reason"],
 )
+SESSION_MOVES_TOTAL = Counter(
+    "bridgepool_operator_session_moves_total",
+    "Sessions of draining workers the operator tried to move, by result (moved; "
+    "cannot-move: refused for good, e.g. too large; failed: tried again later).",
+    ["result"],
+)
 POOL_DESIRED = Gauge(
     "bridgepool_operator_pool_desired_workers", "Desired workers of a pool.", ["namespace", "pool"]
 )

@@ -63,6 +63,7 @@ class ObservedWorker:
     restart_count: int = 0
     waiting_reason: str | None = None
     waiting_message: str | None = None
+    url: str | None = None  # the worker's base URL, while it has one
     stats: WorkerStats | None = None
 
     @property
@@ -149,5 +150,6 @@ def observe_pod(pod: Mapping[str, Any], stats: WorkerStats | None = None) -> Obs
         restart_count=restarts,
         waiting_reason=waiting_reason,
         waiting_message=waiting_message,
+        url=worker_url(pod),
         stats=stats,
     )

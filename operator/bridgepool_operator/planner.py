@@ -10,6 +10,7 @@ One pass, in order:
 1. Workers being deleted are left alone. Draining workers are out of the
    pool; each is deleted once it holds no sessions and no calls, once it is
    gone unready with nothing to report, or once the drain timeout passed.
+   Until then its sessions move to workers that stay (``mover.py``).
 2. Dead workers (pod failed; crash-looping; restarted too often; unready
    for ``replaceAfterFailures`` health intervals after having been ready, or
    never ready ``startupTimeoutSeconds`` after their start, unless the
@@ -43,7 +44,14 @@ from typing import Literal
 
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
-from .drain import DeleteReason, DrainReason, drain_done, drain_order
+from .drain import (
+    DeleteReason,
+    DrainReason,
+    Target,
+    drain_done,
+    drain_order,
+    move_targets,
+)
 from .health import Outdated, OutdatedKind, death_reason, outdated_reason
 from .observe import ObservedWorker
 from .pods import budget_min_available, revision_of
@@ -94,6 +102,15 @@ class DeletePod:
 
 
 @dataclass(frozen=True)
+class MoveSessions:
+    """Move a draining worker's sessions to ``targets``."""
+
+    pod: str
+    url: str
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True)
 class ApplyBudget:
     """Create or update the pool's PodDisruptionBudget."""
 
@@ -105,7 +122,9 @@ class UpdateStatus:
     status: BridgePoolStatus
 
 
-Action = CreatePod | MarkDraining | DeletePod | EmitEvent | ApplyBudget | UpdateStatus
+Action = (
+    CreatePod | MarkDraining | DeletePod | MoveSessions | EmitEvent | ApplyBudget | UpdateStatus
+)
 
 
 @dataclass(frozen=True)
@@ -142,11 +161,14 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
     draining = [w for w in live if w.draining]
     active = [w for w in live if not w.draining]
 
-    # 1. Finished drains.
+    # 1. Finished drains; the others' sessions move to workers that stay.
+    targets = move_targets(live, revision)
     for w in draining:
         done = drain_done(w, spec, now)
         if done is not None:
             actions.append(DeletePod(w.name, grace, *done))
+        elif spec.sessions.move_on_drain and targets and w.url and w.sessions:
+            actions.append(MoveSessions(w.name, w.url, targets))
 
     # 2. Dead workers leave at once.
     dead = {w.name: why for w in active if (why := death_reason(w, spec, now)) is not None}

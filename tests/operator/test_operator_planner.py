@@ -18,6 +18,7 @@ from bridgepool_operator.planner import (
     CreatePod,
     DeletePod,
     MarkDraining,
+    MoveSessions,
     Pool,
     UpdateStatus,
     plan,
@@ -104,6 +105,7 @@ def worker(
         restart_count=restarts,
         waiting_reason=waiting,
         waiting_message="boom" if waiting else None,
+        url=f"http://{name}:8080" if phase == "Running" else None,
         stats=(
             stats(sessions, in_flight, capacity, recycle)
             if sessions is not None and ready
@@ -1072,3 +1074,31 @@ def test_the_load_is_the_workers_time_averaged_in_flight_count_where_they_report
     measured = measure_load([a, b])
     assert (measured.in_flight, measured.capacity, measured.workers) == (3.5, 4, 2)
     assert measure_load([replace(a, ready=False), b]).in_flight == 2
+
+
+def moves(actions: list[Action]) -> list[tuple[str, list[str]]]:
+    return [(a.pod, [t.name for t in a.targets]) for a in actions if isinstance(a, MoveSessions)]
+
+
+def test_a_draining_worker_with_sessions_moves_them_to_current_workers() -> None:
+    workers = [
+        worker("a"),
+        worker("b"),
+        worker("c"),
+        worker("old", OLD, draining_for=5, sessions=3),
+        worker("older", OLD, draining_for=1, sessions=1),
+        worker("empty", OLD, draining_for=1, sessions=0),  # deleted, nothing to move
+    ]
+    actions = run(workers, status=established(3))
+    assert moves(actions) == [("old", ["a", "b", "c"]), ("older", ["a", "b", "c"])]
+    assert ("delete", "empty") in pod_actions(actions)
+    (target, *_) = next(a for a in actions if isinstance(a, MoveSessions)).targets
+    assert (target.url, target.sessions) == ("http://a:8080", 0)
+
+
+def test_sessions_stay_when_moves_are_off_or_nothing_can_take_them() -> None:
+    draining = worker("old", OLD, draining_for=5, sessions=3)
+    off = make_spec(minReplicas=3, maxReplicas=10, sessions={"moveOnDrain": False})
+    assert moves(run([worker("a"), worker("b"), worker("c"), draining], off)) == []
+    unready = [worker(n, ready=False, not_ready_for=1) for n in "abc"]
+    assert moves(run([*unready, draining], status=established(3))) == []

@@ -1,0 +1,85 @@
+"""The operator's mover against real worker processes: a draining worker's
+sessions move with their programs, and one that cannot move stays, named."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bridgepool_operator.drain import Target
+from bridgepool_operator.mover import move_off
+from tests.worker.conftest import Worker, Workers
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def program_in(worker: Worker, session: str) -> tuple[str, dict[str, object]]:
+    """A program in ``session`` on ``worker``: its id and its answer to one question."""
+    created = worker.result(
+        "create_program", {"signature": "question -> answer"}, session_id=session
+    )
+    run = {"program_id": created["program_id"], "inputs": {"question": "2+2?"}}
+    return created["program_id"], worker.result("execute_program", run, session_id=session)
+
+
+def sessions_on(worker: Worker) -> set[str]:
+    return {s["session_id"] for s in worker.get("/v1/sessions").json()["sessions"]}
+
+
+async def test_a_draining_workers_sessions_move_with_their_programs(workers: Workers) -> None:
+    source, first, second = workers.start(), workers.start(), workers.start()
+    answers = {f"s-{i}": program_in(source, f"s-{i}") for i in range(4)}
+    second.result("ping", session_id="already-here")  # the fuller target
+    targets = (Target("first", first.url, 0), Target("second", second.url, 1))
+
+    async with aiohttp.ClientSession() as http:
+        report = await move_off(http, source.url, targets, budget_seconds=30, step_timeout=10)
+
+    assert set(report.moved) == set(answers) and not report.cannot_move and not report.failed
+    # Each went to the target with the fewest sessions at the time.
+    assert sorted(report.moved.values()) == ["first", "first", "first", "second"]
+    assert sessions_on(source) == set()
+    for session, (program_id, answer) in answers.items():
+        holder = first if report.moved[session] == "first" else second
+        run = {"program_id": program_id, "inputs": {"question": "2+2?"}}
+        assert holder.result("execute_program", run, session_id=session) == answer
+        # The old worker names the new holder instead of starting the session afresh.
+        gone = source.call("ping", session_id=session)
+        assert gone.status_code == 410
+        assert gone.json()["error"]["type"] == "session_moved"
+
+
+async def test_a_session_too_large_to_move_stays_where_it_is_and_says_why(
+    workers: Workers,
+) -> None:
+    source = workers.start(env={"BRIDGEPOOL_WORKER_MAX_SESSION_STATE_BYTES": "64"})
+    target = workers.start()
+    program_id, answer = program_in(source, "big")
+
+    async with aiohttp.ClientSession() as http:
+        report = await move_off(
+            http, source.url, (Target("t", target.url, 0),), budget_seconds=30, step_timeout=10
+        )
+        assert report.cannot_move == {"big": "session_too_large"} and not report.moved
+        # The next round leaves it alone.
+        again = await move_off(
+            http,
+            source.url,
+            (Target("t", target.url, 0),),
+            skip=frozenset(report.cannot_move),
+            budget_seconds=30,
+            step_timeout=10,
+        )
+    assert not again.moved and not again.cannot_move and not again.failed
+    # Nothing lost: it still answers where it was, and the target has no copy.
+    run = {"program_id": program_id, "inputs": {"question": "2+2?"}}
+    assert source.result("execute_program", run, session_id="big") == answer
+    assert sessions_on(target) == set()
