@@ -354,8 +354,9 @@ def test_network_policy_per_namespace(
         assert spec["policyTypes"] == ["Ingress"]
         (rule,) = spec["ingress"]
         assert "ports" not in rule  # every port of the worker, from these peers only
+        *components, workers = rule["from"]
         allowed = set()
-        for peer in rule["from"]:
+        for peer in components:
             assert peer["namespaceSelector"] == {
                 "matchLabels": {"kubernetes.io/metadata.name": RELEASE_NAMESPACE}
             }
@@ -363,7 +364,11 @@ def test_network_policy_per_namespace(
                 if peer["podSelector"]["matchLabels"].items() <= labels.items():
                     allowed.add(c)
         assert allowed == {"operator", "router"}
-        assert len(rule["from"]) == 2
+        assert len(components) == 2
+        # Workers of the same namespace: a moved session's old holder activates the new one.
+        assert workers == {
+            "podSelector": {"matchExpressions": [{"key": LABEL_POOL, "operator": "Exists"}]}
+        }
 
 
 def test_service_monitors_only_when_enabled(helm: str) -> None:
