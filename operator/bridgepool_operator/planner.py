@@ -161,13 +161,17 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
     draining = [w for w in live if w.draining]
     active = [w for w in live if not w.draining]
 
-    # 1. Finished drains; the others' sessions move to workers that stay.
-    targets = move_targets(live, revision)
+    # 1. Finished drains; the others' sessions move to workers that stay, as
+    # do those of workers deleted from outside, within their grace period.
+    targets = move_targets(live, revision) if spec.sessions.move_on_drain else ()
     for w in draining:
         done = drain_done(w, spec, now)
         if done is not None:
             actions.append(DeletePod(w.name, grace, *done))
-        elif spec.sessions.move_on_drain and targets and w.url and w.sessions:
+        elif targets and w.url and w.sessions:
+            actions.append(MoveSessions(w.name, w.url, targets))
+    for w in workers:
+        if w.deleting and targets and w.url and w.sessions:
             actions.append(MoveSessions(w.name, w.url, targets))
 
     # 2. Dead workers leave at once.

@@ -47,6 +47,9 @@ def worker_env(spec: BridgePoolSpec) -> list[dict[str, str]]:
         "BRIDGEPOOL_WORKER_GRACE_SECONDS": round(
             spec.rollout.termination_grace_period_seconds * WORKER_GRACE_SHARE, 3
         ),
+        # A worker deleted from outside (kubectl delete pod, a node drain's
+        # eviction) waits for the operator to move its sessions before it exits.
+        "BRIDGEPOOL_WORKER_HANDOFF_SESSIONS": "true" if spec.sessions.move_on_drain else None,
     }
     return [{"name": k, "value": str(v)} for k, v in values.items() if v is not None]
 

@@ -1102,3 +1102,8 @@ def test_sessions_stay_when_moves_are_off_or_nothing_can_take_them() -> None:
     assert moves(run([worker("a"), worker("b"), worker("c"), draining], off)) == []
     unready = [worker(n, ready=False, not_ready_for=1) for n in "abc"]
     assert moves(run([*unready, draining], status=established(3))) == []
+
+
+def test_a_worker_deleted_from_outside_has_its_sessions_moved_in_its_grace_period() -> None:
+    workers = [worker("a"), worker("b"), worker("c"), worker("gone", deleting=True, sessions=2)]
+    assert moves(run(workers, status=established(3))) == [("gone", ["a", "b", "c"])]

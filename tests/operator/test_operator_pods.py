@@ -76,6 +76,7 @@ def test_pod_shape() -> None:
         "BRIDGEPOOL_WORKER_MAX_REQUESTS": "100",
         "BRIDGEPOOL_WORKER_MAX_RSS_BYTES": "1000",
         "BRIDGEPOOL_WORKER_GRACE_SECONDS": "16.0",
+        "BRIDGEPOOL_WORKER_HANDOFF_SESSIONS": "true",
     }
     assert c["ports"] == [{"name": "bridge", "containerPort": 8080, "protocol": "TCP"}]
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "bridge"}

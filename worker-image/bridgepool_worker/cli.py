@@ -71,8 +71,23 @@ async def serve(app: web.Application, config: WorkerConfig) -> int:
     runtime.begin_termination(f"received {first.name}")
     deadline = loop.time() + config.grace_seconds
     code = EXIT_OK
-    while runtime.lifecycle.in_flight > 0 or runtime.moves.in_progress() > 0:
+
+    def sessions_to_hand_off() -> int:
+        return runtime.sessions.live_count(runtime.wall()) if config.handoff_sessions else 0
+
+    while (
+        runtime.lifecycle.in_flight > 0
+        or runtime.moves.in_progress() > 0
+        or sessions_to_hand_off() > 0
+    ):
         remaining = deadline - loop.time()
+        if remaining <= 0 and runtime.lifecycle.in_flight == 0 and not runtime.moves.in_progress():
+            # Calls done, but some sessions did not move in time: they end here.
+            log.warning(
+                "grace period over, sessions not moved",
+                extra={"sessions": sessions_to_hand_off()},
+            )
+            break
         if remaining <= 0:
             code = EXIT_ABANDONED
             log.warning(

@@ -44,6 +44,11 @@ class WorkerConfig(BaseModel):
     )
     max_sessions: int = Field(default=1000, ge=1, description="most sessions held at once")
     grace_seconds: float = Field(default=25.0, ge=0, description="drain time after SIGTERM")
+    handoff_sessions: bool = Field(
+        default=False,
+        description="after SIGTERM, keep serving until its sessions have moved to other "
+        "workers (the operator moves them) or the grace period ends",
+    )
     max_requests: int | None = Field(
         default=None, ge=1, description="recycle after this many calls"
     )

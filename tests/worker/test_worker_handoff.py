@@ -1,0 +1,49 @@
+"""A worker deleted from outside (SIGTERM from the kubelet) with
+``handoff_sessions`` on keeps serving until its sessions have moved, then
+exits; without a mover it exits when its grace period ends."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import aiohttp
+
+from bridgepool_operator.drain import Target
+from bridgepool_operator.mover import move_off
+
+from .conftest import Workers
+from .test_worker_processes import session_ids, wait_for
+
+HANDOFF = {"BRIDGEPOOL_WORKER_HANDOFF_SESSIONS": "true", "BRIDGEPOOL_WORKER_GRACE_SECONDS": "60"}
+
+
+def test_a_terminating_worker_waits_for_its_sessions_to_move_then_exits(
+    workers: Workers,
+) -> None:
+    leaving, staying = workers.start(env=HANDOFF), workers.start()
+    leaving.result("ping", session_id="kept")
+    leaving.signal(signal.SIGTERM)
+    # Still serving the session it holds, though it takes no new ones.
+    wait_for(lambda: leaving.get("/readyz").status_code == 503)
+    assert leaving.result("ping", session_id="kept")["pong"] is True
+    assert leaving.call("ping", session_id="new").status_code == 503
+    assert leaving.popen.poll() is None
+
+    async def move() -> None:
+        async with aiohttp.ClientSession() as http:
+            target = (Target("staying", staying.url, 0),)
+            report = await move_off(http, leaving.url, target, budget_seconds=30, step_timeout=10)
+            assert set(report.moved) == {"kept"}
+
+    asyncio.run(move())
+    assert leaving.wait(timeout=30) == 0
+    assert session_ids(staying) == {"kept"}
+
+
+def test_without_a_mover_it_exits_when_the_grace_period_ends(workers: Workers) -> None:
+    leaving = workers.start(env={**HANDOFF, "BRIDGEPOOL_WORKER_GRACE_SECONDS": "1"})
+    leaving.result("ping", session_id="kept")
+    leaving.signal(signal.SIGTERM)
+    assert leaving.wait(timeout=30) == 0
+    assert "sessions not moved" in leaving.logs()
