@@ -303,8 +303,10 @@ class Dispatcher:
         """Place the session afresh on the best worker; or, if a concurrent call
         of it placed it while this one waited, join it there."""
         pool = call.pool
+        exclude = frozenset(call.tried)
+        target = pool.home_for(session_id, exclude)
         worker, waited = await pool.acquire(
-            new_session=True, exclude=frozenset(call.tried), wait_seconds=remaining
+            target=target, new_session=True, exclude=exclude, wait_seconds=remaining
         )
         placed = pool.sessions.lookup(session_id, self.clock())
         if placed is not None and placed != worker.name:

@@ -16,7 +16,7 @@ from bridgepool.protocol import Readiness
 from bridgepool.spec import RoutingSettings
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
-from bridgepool_router.core.balancer import WorkerView, candidates, least_loaded
+from bridgepool_router.core.balancer import WorkerView, candidates, home, least_loaded
 from bridgepool_router.core.breaker import BREAKER_STATE_VALUE, BreakerState, CircuitBreaker
 from bridgepool_router.core.health import HealthTracker
 from bridgepool_router.core.retry import RetryBudget
@@ -201,6 +201,18 @@ class PoolRuntime:
         if cands.panic:
             self.stats.panic_calls.inc()  # every worker picked is reserved at once
         return self.workers[best.worker], True
+
+    def home_for(self, session_id: str, exclude: frozenset[str]) -> str | None:
+        """Where a new session goes, the same in every router (None: no worker
+        can take it)."""
+        cands = candidates(
+            self.views(),
+            new_session=True,
+            max_ejection_percent=self.routing.circuit_breaker.max_ejection_percent,
+            exclude=exclude,
+        )
+        chosen = home(session_id, cands.workers)
+        return None if chosen is None else chosen.worker
 
     def _note_panic(self, panic: bool, kind: str) -> None:
         """Log a change, per kind of pick: when no worker takes new sessions, only

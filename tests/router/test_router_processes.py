@@ -39,9 +39,19 @@ def pool_state(router: str) -> dict[str, Any]:
 def test_sessions_stick_and_anonymous_calls_spread(procs: Processes) -> None:
     w1, w2 = procs.worker(), procs.worker()
     router = procs.router(procs.write_pools({"demo": pool_entry(w1.url, w2.url)}))
+    # Calls without a session spread over equally loaded workers.
+    anonymous = {
+        httpx.post(f"{router.url}/v1/pools/demo/execute", json={"command": "ping"}).headers[
+            "X-BridgePool-Worker"
+        ]
+        for _ in range(10)
+    }
+    assert len(anonymous) == 2
     served: dict[str, set[str]] = {}
+    # New sessions go to their home worker (rendezvous hashing): 20 of them
+    # land on both workers but for a chance of one in half a million.
     for i in range(5):
-        for session in ("a", "b", "c", "d"):
+        for session in (f"s-{n}" for n in range(20)):
             r = incr(router.url, session)
             assert r.status_code == 200
             assert r.json()["result"] == {"count": i + 1}  # state lives on one worker
@@ -51,13 +61,6 @@ def test_sessions_stick_and_anonymous_calls_spread(procs: Processes) -> None:
         f"127.0.0.1:{w1.port}",
         f"127.0.0.1:{w2.port}",
     }
-    anonymous = {
-        httpx.post(f"{router.url}/v1/pools/demo/execute", json={"command": "ping"}).headers[
-            "X-BridgePool-Worker"
-        ]
-        for _ in range(10)
-    }
-    assert len(anonymous) == 2
 
 
 def test_two_routers_and_a_restarted_router_agree_on_a_session(procs: Processes) -> None:

@@ -1,8 +1,10 @@
 """Which worker gets a call.
 
 Eligible workers are up (active health), not draining, admitted by their
-breaker and, for a new session, accepting sessions. Among them the least loaded
-(in-flight / capacity, then fewest sessions) wins; ties rotate.
+breaker and, for a new session, accepting sessions. A call without a session
+goes to the least loaded of them (in-flight / capacity, then fewest
+sessions; ties rotate); a new session goes to its home among them (see
+:func:`home`), so that every router places it on the same worker.
 
 Two guards keep the breaker from emptying the pool:
 
@@ -16,6 +18,7 @@ Two guards keep the breaker from emptying the pool:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -76,6 +79,22 @@ def candidates(
         return Candidates(eligible, panic=False)
     fallback = tuple(w for w in workers if w.worker not in excluded and not w.draining)
     return Candidates(fallback, panic=bool(fallback))
+
+
+def home(session_id: str, workers: Sequence[WorkerView]) -> WorkerView | None:
+    """The worker a new session goes to: the highest-scoring of ``workers`` by
+    rendezvous hashing of (session, worker). Every router computes the same
+    home from the same workers, so routers that place one session at the same
+    time (its first calls sent through different routers) agree, and a
+    session moved off a worker that left lands on one place in every router.
+    Sessions spread evenly; a worker joining or leaving moves only its share."""
+    if not workers:
+        return None
+
+    def score(w: WorkerView) -> bytes:
+        return hashlib.blake2b(f"{session_id}\0{w.worker}".encode(), digest_size=8).digest()
+
+    return max(workers, key=score)
 
 
 def least_loaded(workers: Sequence[WorkerView], rotation: int = 0) -> WorkerView | None:
