@@ -70,3 +70,6 @@ def configure(component: str, level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # aiohttp's access log (a line per request: every call, probe and scrape)
+    # would drown the components' own lines.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 from typing import Any, cast
 
 import aiohttp
@@ -101,8 +100,18 @@ def test_applied_pool_gets_its_workers_ready_with_status_and_conditions(
 
     table = cluster.kubectl("-n", namespace, "get", "bp", POOL)
     header, row = table.splitlines()
-    assert header.split() == ["NAME", "DESIRED", "READY", "UTILIZATION", "PHASE", "AGE"]
-    assert row.split()[:5] == [POOL, "2", "2", "0", "Running"]
+    assert header.split() == [
+        "NAME",
+        "DESIRED",
+        "READY",
+        "UPDATED",
+        "UTILIZATION",
+        "PHASE",
+        "AGE",
+        "PROGRESS",
+    ]
+    assert row.split()[:6] == [POOL, "2", "2", "2", "0", "Running"]
+    assert row.endswith("2 workers at revision " + status["updateRevision"])
 
     metrics = httpx.get(operator_metrics_url(operator), trust_env=False).text
     pool_labels = f'namespace="{namespace}",pool="{POOL}"'
@@ -344,7 +353,7 @@ def test_an_image_that_cannot_start_degrades_the_pool_without_churning_pods(
     assert has_condition(pool, "Ready", "False")
     # Not "Complete": the pool cannot get there without a new template.
     assert has_condition(pool, "Progressing", "False", "Stalled")
-    time.sleep(6)  # several passes and health intervals: still the same one pod
+    wait_passes(operator, 3, "still the same one pod")
     assert [p.metadata.name for p in pools.pods(POOL)] == [pod.metadata.name]
     events = events_of(pools.core, namespace, POOL)
     assert any(e.type == "Warning" and e.reason == "ErrImageNeverPull" for e in events)
@@ -374,7 +383,7 @@ def test_a_worker_that_serves_but_fails_its_readiness_checks_is_kept_not_churned
             "Degraded: the worker is not ready",
             lambda p: has_condition(p, "Degraded", "True", "WorkersNotReady"),
         )
-        time.sleep(8)  # well past the startup timeout, over several passes
+        wait_passes(operator, 4, "well past the startup timeout")
         pool = pools.get(POOL)
     finally:
         ledger.watcher.stop()
@@ -392,6 +401,25 @@ def metric_value(text: str, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def passes_run(operator: Process) -> float:
+    """How many passes the operator has run, whatever their result."""
+    text = httpx.get(operator_metrics_url(operator), trust_env=False).text
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("bridgepool_operator_reconcile_total{")
+    )
+
+
+def wait_passes(operator: Process, count: int, why: str) -> None:
+    """Wait until the operator has run ``count`` more passes: for checks that
+    something does not happen, however many times the operator looks."""
+    start = passes_run(operator)
+    support.wait_for(
+        f"{count} more passes ({why})", lambda: passes_run(operator) >= start + count, timeout=60
+    )
 
 
 def test_a_template_the_api_server_refuses_degrades_the_pool_naming_the_field(
@@ -417,7 +445,7 @@ def test_a_template_the_api_server_refuses_degrades_the_pool_naming_the_field(
         httpx.get(metrics_url, trust_env=False).text,
         'bridgepool_operator_reconcile_total{result="success"}',
     )
-    time.sleep(8)  # four more passes (one every 2 s)
+    wait_passes(operator, 4, "the refused template is not retried at every pass")
     pool = pools.get(POOL)
     metrics = httpx.get(metrics_url, trust_env=False).text
 
@@ -468,7 +496,7 @@ def test_a_typo_in_the_template_is_refused_not_silently_dropped(
             "Degraded: InvalidTemplate",
             lambda p: has_condition(p, "Degraded", "True", "InvalidTemplate"),
         )
-        time.sleep(4)  # two more passes
+        wait_passes(operator, 2, "no pod made of the refused template")
     finally:
         ledger.watcher.stop()
 
@@ -504,7 +532,7 @@ def test_a_pass_that_fails_shows_on_the_pool_and_the_pool_recovers(
     message = (condition(pool, "Degraded") or {})["message"]
     assert message.startswith("the API server answered 403 Forbidden: pods forbidden: "), message
     assert "exceeded quota: no-pods" in message
-    time.sleep(6)  # more failed passes (2 s, then 4 s apart)
+    wait_passes(operator, 2, "more failed passes, no more events")
     failed = [e for e in events_of(pools.core, namespace, POOL) if e.reason == "ReconcileError"]
     assert [(e.type, e.message, e.count or 1) for e in failed] == [("Warning", message, 1)]
     assert operator.log.read_text().count("Traceback") == 1

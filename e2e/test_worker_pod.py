@@ -81,7 +81,11 @@ def test_deleting_a_worker_lets_its_call_in_flight_finish(
         core,
         namespace,
         worker_pod(
-            "worker", worker_image, env={"BRIDGEPOOL_FAULTS_ENABLED": "1"}, grace_seconds=grace
+            "worker",
+            worker_image,
+            # A second slot, so the test can ask the worker while the slow call runs.
+            env={"BRIDGEPOOL_FAULTS_ENABLED": "1", "BRIDGEPOOL_WORKER_CAPACITY": "2"},
+            grace_seconds=grace,
         ),
     )
     log = support.PodLog(core, namespace, "worker")
@@ -98,7 +102,12 @@ def test_deleting_a_worker_lets_its_call_in_flight_finish(
     caller = threading.Thread(target=call)
     started = time.monotonic()
     caller.start()
-    time.sleep(1.0)  # let the call reach the worker before the pod is deleted
+
+    def slow_call_running() -> bool:
+        stats = http.post_json(f"{worker_url(pod)}/v1/execute", {**PING, "command": "get_stats"})
+        return stats.status == 200 and stats.body["result"]["in_flight"] >= 2  # with its own
+
+    support.wait_for("the slow call to reach the worker", slow_call_running)
     core.delete_namespaced_pod("worker", namespace)
     deleted = time.monotonic()
     caller.join(timeout=grace)

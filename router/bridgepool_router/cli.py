@@ -115,8 +115,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"bridgepool-router: {exc}", file=sys.stderr)
         sys.exit(2)
     logs.configure("router", options.log_level)
-    # Access logs per call would dominate the router's own work at thousands of calls/s.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     app = create_app(RouterConfig(discovery=discovery))
     log.info("router starting", extra={"host": options.host, "port": options.port})
     # run_app stops accepting on SIGTERM, lets in-flight calls finish (up to the
