@@ -2,7 +2,8 @@
 
 Handlers parse and validate, hand the call to the dispatcher, and turn its
 result into a response. Background work (discovery, health checks) and the
-client session to the workers are owned by a cleanup context.
+connections to the workers (:mod:`bridgepool_router.upstream`) are owned by a
+cleanup context.
 
 What a client can make the router hold, and for how long:
 
@@ -21,6 +22,7 @@ What a client can make the router hold, and for how long:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -28,7 +30,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -52,6 +53,7 @@ from bridgepool_router.dispatcher import CallResult, Dispatcher, error_result
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime
 from bridgepool_router.registry import PoolRegistry
+from bridgepool_router.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,8 @@ class RouterConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     clock: Clock = time.monotonic
     jitter: Callable[[], float] | None = None
-    # Most simultaneous connections to one worker; calls beyond capacity queue
-    # in the router anyway, so this only bounds sockets.
+    # Most idle connections kept open to one worker. The connections in use are
+    # bounded by the worker's capacity: calls beyond it queue in the router.
     connections_per_worker: int = 256
 
 
@@ -130,22 +132,43 @@ def _http_error(exc: web.HTTPException) -> BridgePoolError:
     )
 
 
-@web.middleware
-async def errors_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every failure leaves the router as the structured error body."""
-    try:
-        return await handler(request)
-    except BridgePoolError as err:
-        return error_response(err)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = error_response(_http_error(exc))
-        if exc.status == 405 and "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _answering_errors(handler: Handler) -> Handler:
+    """Every failure leaves the router as the structured error body: the
+    router's own, and aiohttp's refusals raised in a handler (a body over the
+    limit, no route). Each route's handler is wrapped in this rather than the
+    app in a middleware, which costs every call more than the wrapper does."""
+
+    @functools.wraps(handler)
+    async def answer(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except BridgePoolError as err:
+            return error_response(err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(_http_error(exc))
+            if exc.status == 405 and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+
+    return answer
+
+
+async def no_route(request: web.Request) -> web.StreamResponse:
+    """The last route, taking whatever no other route does: 405 naming the methods
+    another route allows for the path, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            _, methods = await resource.resolve(request)
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 def _pool(request: web.Request) -> PoolRuntime:
@@ -310,24 +333,22 @@ async def readyz(request: web.Request) -> web.Response:
 async def _router_context(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     config = state.config
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=config.connections_per_worker)
-    async with aiohttp.ClientSession(
-        connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
-    ) as http:
-        kwargs = {"jitter": config.jitter} if config.jitter else {}
-        state.dispatcher = Dispatcher(http, state.metrics, config.clock, **kwargs)
-        state.registry = PoolRegistry(state.dispatcher, state.metrics, config.clock)
-        tasks = [
-            asyncio.create_task(config.discovery.run(state.registry), name="discovery"),
-            asyncio.create_task(state.registry.expire_sessions(), name="session expiry"),
-        ]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await state.registry.close()
+    upstream = Upstream(max_idle_per_worker=config.connections_per_worker)
+    kwargs = {"jitter": config.jitter} if config.jitter else {}
+    state.dispatcher = Dispatcher(upstream, state.metrics, config.clock, **kwargs)
+    state.registry = PoolRegistry(state.dispatcher, state.metrics, config.clock)
+    tasks = [
+        asyncio.create_task(config.discovery.run(state.registry), name="discovery"),
+        asyncio.create_task(state.registry.expire_sessions(), name="session expiry"),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await state.registry.close()
+        upstream.close()
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -335,16 +356,24 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 def create_app(config: RouterConfig) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(client_max_size=config.max_body_bytes)
     app[STATE] = RouterState(config)
     app.cleanup_ctx.append(_router_context)
     app.on_shutdown.append(_on_shutdown)
-    app.router.add_post("/v1/pools/{pool}/execute", execute_anonymous)
-    app.router.add_post("/v1/pools/{pool}/sessions/{session_id}/execute", execute_in_session)
-    app.router.add_delete("/v1/pools/{pool}/sessions/{session_id}", delete_session)
-    app.router.add_get("/v1/pools", list_pools)
-    app.router.add_get("/v1/pools/{pool}", get_pool)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    routes = [
+        web.post("/v1/pools/{pool}/sessions/{session_id}/execute", execute_in_session),
+        web.post("/v1/pools/{pool}/execute", execute_anonymous),
+        web.delete("/v1/pools/{pool}/sessions/{session_id}", delete_session),
+        web.get("/v1/pools", list_pools),
+        web.get("/v1/pools/{pool}", get_pool),
+        web.get("/metrics", metrics),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.route("*", "/{path:.*}", no_route),  # last: what no route above takes
+    ]
+    app.router.add_routes(
+        web.RouteDef(route.method, route.path, _answering_errors(route.handler), route.kwargs)
+        for route in routes
+        if isinstance(route, web.RouteDef)
+    )
     return app

@@ -39,7 +39,7 @@ _COMMAND_MIN, _COMMAND_MAX = _length_bounds("command")
 _SESSION_MIN, _SESSION_MAX = _length_bounds("session_id")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallBody:
     payload: bytes  # what the worker gets
     request_id: object  # the body's ``id``, echoed in the router's own error answers
@@ -69,10 +69,8 @@ def plainly_valid(body: dict[str, Any], session_id: str | None) -> bool:
 def parse_call(raw: bytes, session_id: str | None) -> CallBody:
     """Check an execute body for a call (``session_id`` from the path, or None for
     an anonymous call); raise the router's 400 naming the problem."""
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise router_errors.bad_request("invalid_json", f"request body is not JSON: {exc}") from exc
+    utf8 = _is_utf8(raw)
+    body = _decode(raw, utf8)
     if not isinstance(body, dict):
         raise router_errors.bad_request("invalid_request", "request body must be a JSON object")
     body_session = body.get("session_id")
@@ -92,11 +90,41 @@ def parse_call(raw: bytes, session_id: str | None) -> CallBody:
                 "request body is not a valid execute request",
                 errors=json.loads(exc.json(include_url=False, include_input=False)),
             ) from exc
-    return CallBody(_payload(raw, body, session_id), body.get("id"))
+    return CallBody(_payload(raw, utf8, body, session_id), body.get("id"))
 
 
-def _payload(raw: bytes, body: dict[str, Any], session_id: str | None) -> bytes:
-    if json.detect_encoding(raw) != "utf-8":
+_DECODER = json.JSONDecoder()
+
+
+def _decode(raw: bytes, utf8: bool) -> Any:
+    """The body's JSON value; the router's 400 if it is not JSON."""
+    if utf8:
+        # What json.loads does, without its layers, for the usual body: one
+        # JSON value and nothing around it.
+        try:
+            text = raw.decode("utf-8", "surrogatepass")
+            value, end = _DECODER.raw_decode(text)
+            if end == len(text):
+                return value
+        except ValueError:
+            pass  # json.loads gives the verdict, and says what is wrong
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise router_errors.bad_request("invalid_json", f"request body is not JSON: {exc}") from exc
+
+
+def _is_utf8(raw: bytes) -> bool:
+    """Whether the JSON text is UTF-8, as ``json.detect_encoding`` decides; at a
+    glance for the usual body, an object opening with ``{`` and no NUL after it
+    (no byte-order mark, not UTF-16 or -32)."""
+    if raw[:1] == b"{" and raw[1:2] != b"\x00":
+        return True
+    return json.detect_encoding(raw) == "utf-8"
+
+
+def _payload(raw: bytes, utf8: bool, body: dict[str, Any], session_id: str | None) -> bytes:
+    if not utf8:
         # Workers read UTF-8 only; other JSON encodings are re-encoded (rare).
         return json.dumps(
             body if session_id is None else {**body, "session_id": session_id}

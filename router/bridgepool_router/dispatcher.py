@@ -12,11 +12,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorInfo, counts_against_worker
-from bridgepool.protocol import HEADER_INCARNATION, HEADER_TIMEOUT
+from bridgepool.protocol import HEADER_TIMEOUT
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
@@ -25,13 +24,15 @@ from bridgepool_router.core.sessions import Rebind, Rebound, check_binding
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime, TrackedWorker, WorkerGone
 from bridgepool_router.session_lookup import SessionLookup
+from bridgepool_router.upstream import ConnectFailed, Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 
-JSON_HEADERS = {"Content-Type": "application/json"}
+# A call's first attempt has spent nothing yet.
+_NO_ATTEMPTS = Tally()
 
 
-@dataclass
+@dataclass(slots=True)
 class CallResult:
     """What the router answers: a worker's answer passed through, or its own error."""
 
@@ -45,7 +46,7 @@ class CallResult:
     waiting_seconds: float = 0.0  # queue waits and retry backoff
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempt:
     status: int | None = None  # None: no answer
     body: bytes = b""
@@ -55,7 +56,7 @@ class _Attempt:
     incarnation: str | None = None  # of the worker process that answered
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call:
     pool: PoolRuntime
     request_id: object
@@ -101,16 +102,16 @@ def _refusal(body: bytes) -> FailureKind | None:
 class Dispatcher:
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        upstream: Upstream,
         metrics: RouterMetrics,
         clock: Clock,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.http = http
+        self.upstream = upstream
         self.metrics = metrics
         self.clock = clock
         self.jitter = jitter
-        self.sessions = SessionLookup(http, metrics, clock)
+        self.sessions = SessionLookup(upstream, metrics, clock)
 
     # -- one attempt --------------------------------------------------------
 
@@ -118,20 +119,22 @@ class Dispatcher:
         self, call: _Call, worker: TrackedWorker, payload: bytes, remaining: float
     ) -> _Attempt:
         pool, name = call.pool, worker.name
-        connect_timeout = min(remaining, pool.routing.health.timeout_seconds)
-        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=connect_timeout)
-        headers = {**JSON_HEADERS, HEADER_TIMEOUT: f"{remaining:.3f}"}
         start = self.clock()
         attempt = _Attempt()
         try:
-            async with self.http.post(
-                worker.endpoint.url + "/v1/execute", data=payload, headers=headers, timeout=timeout
-            ) as resp:
-                attempt.status = resp.status
-                attempt.body = await resp.read()
-                attempt.incarnation = resp.headers.get(HEADER_INCARNATION)
-                pool.saw_incarnation(worker, attempt.incarnation)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            answer = await self.upstream.request(
+                "POST",
+                worker.endpoint.url,
+                "/v1/execute",
+                body=payload,
+                headers={"Content-Type": "application/json", HEADER_TIMEOUT: f"{remaining:.3f}"},
+                timeout=remaining,
+                connect_timeout=min(remaining, pool.routing.health.timeout_seconds),
+            )
+            attempt.status, attempt.body = answer.status, answer.body
+            attempt.incarnation = answer.incarnation
+            pool.saw_incarnation(worker, attempt.incarnation)
+        except ConnectFailed as exc:
             attempt.failure = FailureKind.CONNECT
             attempt.error = router_errors.worker_unreachable(pool.name, name, str(exc))
             if worker.health.mark_down():
@@ -140,7 +143,7 @@ class Dispatcher:
         except TimeoutError:
             attempt.failure = FailureKind.TIMEOUT
             attempt.error = router_errors.call_timeout(pool.name, call.timeout, name)
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             attempt.failure = FailureKind.WORKER_ERROR
             attempt.error = router_errors.worker_disconnected(pool.name, name, repr(exc))
         attempt.elapsed = self.clock() - start
@@ -174,7 +177,7 @@ class Dispatcher:
         call = _Call(pool, request_id, session_id, idempotent, now + timeout, timeout)
         pool.budget.record_request(now)
         result = CallResult(0, b"")
-        tally = Tally()
+        tally = _NO_ATTEMPTS
         last: _Attempt | None = None
         while True:
             remaining = call.deadline - self.clock()
@@ -198,7 +201,7 @@ class Dispatcher:
                 pool.release(worker)
             call.last_worker = worker.name
             result.upstream_seconds += last.elapsed
-            if await self._ran_without_state(call, worker, last, result):
+            if session_id is not None and await self._ran_without_state(call, worker, last, result):
                 last = None  # that answer does not count: the call runs where the session is
                 continue
             if last.failure is None:
@@ -379,7 +382,7 @@ class Dispatcher:
             return error_result(router_errors.session_not_found(pool.name, session_id))
         try:
             status, body = await self.sessions.delete_on(worker, session_id, timeout)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             err = router_errors.worker_unreachable(pool.name, worker.name, repr(exc))
             result = error_result(err)
             result.worker = worker.name

@@ -8,18 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import aiohttp
 from pydantic import ValidationError
 
 from bridgepool.protocol import Readiness
 from bridgepool_router.pool import PoolRuntime, TrackedWorker
+from bridgepool_router.upstream import ConnectFailed, Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 
 
 class HealthChecks:
-    def __init__(self, http: aiohttp.ClientSession) -> None:
-        self.http = http
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
 
     async def check(self, pool: PoolRuntime, worker: TrackedWorker) -> None:
         """One active check of the worker's /readyz, which also reports its capacity."""
@@ -27,21 +27,20 @@ class HealthChecks:
         ready = False
         refused = False
         try:
-            async with self.http.get(
-                worker.endpoint.url + "/readyz",
-                timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
-            ) as resp:
-                readiness = Readiness.model_validate_json(await resp.read())
+            answer = await self.upstream.request(
+                "GET", worker.endpoint.url, "/readyz", timeout=settings.timeout_seconds
+            )
+            readiness = Readiness.model_validate_json(answer.body)
             pool.saw_incarnation(worker, readiness.incarnation)
             worker.readiness = readiness
             worker.capacity = max(readiness.capacity, 1)
             worker.accepting_sessions = readiness.accepting_sessions
-            ready = resp.status == 200 and readiness.ready
+            ready = answer.status == 200 and readiness.ready
             worker.last_error = None if ready else (readiness.reason or readiness.state.value)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        except ConnectFailed as exc:
             refused = True
             worker.last_error = str(exc)
-        except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
+        except (UpstreamError, TimeoutError, ValidationError) as exc:
             worker.last_error = repr(exc)
         was_up = worker.health.up
         if ready:

@@ -10,8 +10,6 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from prometheus_client import Gauge
-
 from bridgepool.protocol import Readiness
 from bridgepool.spec import RoutingSettings
 from bridgepool_router import router_errors
@@ -43,7 +41,6 @@ class TrackedWorker:
     endpoint: WorkerEndpoint
     breaker: CircuitBreaker
     health: HealthTracker
-    in_flight_gauge: Gauge = field(repr=False)
     capacity: int = ASSUMED_CAPACITY
     in_flight: int = 0
     accepting_sessions: bool = True
@@ -144,10 +141,10 @@ class PoolRuntime:
             endpoint=endpoint,
             breaker=CircuitBreaker(self.routing.circuit_breaker, on_transition),
             health=HealthTracker(self.routing.health, up=endpoint.ready),
-            in_flight_gauge=self.stats.in_flight(name),
         )
         self.metrics.worker_up.labels(pool, name).set(1 if endpoint.ready else 0)
-        worker.in_flight_gauge.set(0)
+        # Read when scraped: a call then costs no metric update for it.
+        self.stats.in_flight(name).set_function(lambda: worker.in_flight)
         return worker
 
     def saw_incarnation(self, worker: TrackedWorker, incarnation: str | None) -> None:
@@ -233,7 +230,6 @@ class PoolRuntime:
     def _reserve(self, worker: TrackedWorker) -> TrackedWorker:
         worker.in_flight += 1
         worker.breaker.on_dispatch(self.clock())
-        worker.in_flight_gauge.set(worker.in_flight)
         return worker
 
     async def acquire(
@@ -282,7 +278,6 @@ class PoolRuntime:
 
     def release(self, worker: TrackedWorker) -> None:
         worker.in_flight -= 1
-        worker.in_flight_gauge.set(worker.in_flight)
         self.wake()
 
     def wake(self) -> None:

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 class PoolRegistry:
     def __init__(self, dispatcher: Dispatcher, metrics: RouterMetrics, clock: Clock) -> None:
-        self.health_checks = HealthChecks(dispatcher.http)
+        self.upstream = dispatcher.upstream
+        self.health_checks = HealthChecks(dispatcher.upstream)
         self.metrics = metrics
         self.clock = clock
         self.pools: dict[str, PoolRuntime] = {}
@@ -76,6 +77,7 @@ class PoolRegistry:
     def _stop(self, worker: TrackedWorker) -> None:
         if worker.health_task is not None:
             worker.health_task.cancel()
+        self.upstream.forget(worker.endpoint.url)
 
     async def close(self) -> None:
         tasks = [

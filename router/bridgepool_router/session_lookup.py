@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import quote
 
-import aiohttp
 from pydantic import ValidationError
 
 from bridgepool.protocol import SessionsResponse
@@ -21,13 +21,14 @@ from bridgepool_router.core.breaker import BreakerState
 from bridgepool_router.core.sessions import Rebind, SessionCopy, choose_holder
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime, TrackedWorker
+from bridgepool_router.upstream import Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 
 
 class SessionLookup:
-    def __init__(self, http: aiohttp.ClientSession, metrics: RouterMetrics, clock: Clock) -> None:
-        self.http = http
+    def __init__(self, upstream: Upstream, metrics: RouterMetrics, clock: Clock) -> None:
+        self.upstream = upstream
         self.metrics = metrics
         self.clock = clock
 
@@ -82,17 +83,17 @@ class SessionLookup:
         """Ask the workers (concurrently, briefly) whether they hold the session,
         and choose the copy to follow. After a broken binding (``rebind``) the
         workers this router cannot reach are not asked."""
-        timeout = aiohttp.ClientTimeout(total=min(remaining, pool.routing.health.timeout_seconds))
+        timeout = min(remaining, pool.routing.health.timeout_seconds)
 
         async def ask(worker: TrackedWorker) -> SessionCopy | None:
             try:
-                async with self.http.get(
-                    worker.endpoint.url + "/v1/sessions", timeout=timeout
-                ) as resp:
-                    if resp.status != 200:
-                        return None
-                    listing = SessionsResponse.model_validate_json(await resp.read())
-            except (aiohttp.ClientError, TimeoutError, ValidationError):
+                answer = await self.upstream.request(
+                    "GET", worker.endpoint.url, "/v1/sessions", timeout=timeout
+                )
+                if answer.status != 200:
+                    return None
+                listing = SessionsResponse.model_validate_json(answer.body)
+            except (UpstreamError, TimeoutError, ValidationError):
                 return None
             for info in listing.sessions:
                 if info.session_id == session_id:
@@ -118,12 +119,12 @@ class SessionLookup:
         timeout: float,  # noqa: ASYNC109 - passed on to the worker request
     ) -> tuple[int, bytes]:
         """End the session on ``worker``: its answer (status, body). Raises
-        aiohttp's errors and TimeoutError when the worker does not answer."""
-        async with self.http.delete(
-            f"{worker.endpoint.url}/v1/sessions/{session_id}",
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            return resp.status, await resp.read()
+        UpstreamError and TimeoutError when the worker does not answer."""
+        answer = await self.upstream.request(
+            "DELETE", worker.endpoint.url, f"/v1/sessions/{quote(session_id, safe='')}",
+            timeout=timeout,
+        )  # fmt: skip
+        return answer.status, answer.body
 
     async def drop_copy(
         self,
@@ -138,7 +139,7 @@ class SessionLookup:
         status, detail = 0, None
         try:
             status, _ = await self.delete_on(worker, session_id, timeout)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             detail = repr(exc)
         log.info(
             "stray session copy dropped" if status == 200 else "stray session copy not dropped",
