@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from bridgepool.spec import CircuitBreakerSettings, RetrySettings, RouterHealthSettings
@@ -159,6 +161,18 @@ def test_session_table_expires_the_least_recently_used_first_in_batches() -> Non
     assert table.expire(13) == 0
     assert (table.lookup("a", 13), table.lookup("e", 13)) == ("w1", "w1")
     assert table.sessions_on("w1") == 2
+
+
+def test_session_table_bindings_are_out_of_the_garbage_collectors_sight() -> None:
+    """Plain tuples of atoms, which the collector stops tracking: a big table
+    costs a full collection nothing (see core.sessions._Binding)."""
+    table = SessionTable(idle_ttl_seconds=10)
+    for i in range(100):
+        table.bind(f"s{i}", "w1", 0)
+    table.lookup("s1", 1)
+    table.mark_lost("w1")
+    gc.collect()
+    assert not any(gc.is_tracked(b) for b in table._bindings.values())
 
 
 # -- rebinding a session ------------------------------------------------------------
