@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,6 +53,21 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "co
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def listening(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a TCP socket listening on ``port`` (Linux)."""
+    sockets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            sockets.add(os.readlink(fd))
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        listens = state == "0A" and int(local.split(":")[1], 16) == port  # 0A: LISTEN
+        if listens and f"socket:[{inode}]" in sockets:
+            return True
+    return False
+
+
 @dataclass
 class Proc:
     popen: subprocess.Popen[bytes]
@@ -90,11 +106,15 @@ class Processes:
         tmp.replace(path)  # atomic: the router never reads half a file
         return path
 
-    def router(self, pools_file: Path, port: int | None = None) -> Proc:
+    def router(self, pools_file: Path, port: int | None = None, reuse_port: bool = False) -> Proc:
+        """A router; ``reuse_port``: one of several router processes on ``port``."""
         port = port or free_port()
         cmd = [str(BIN / "bridgepool-router"), "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--static-file", str(pools_file), "--static-reload-seconds", "0.1"]
-        log = open(self.tmp / f"router-{port}.log", "ab")  # noqa: SIM115 - outlives this call
+        if reuse_port:
+            cmd.append("--reuse-port")
+        name = f"router-{port}-{len(self.procs)}" if reuse_port else f"router-{port}"
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - outlives this call
         popen = subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ})
         proc = Proc(popen, f"http://127.0.0.1:{port}", port)
         self.procs.append(proc)
@@ -107,6 +127,8 @@ class Processes:
             return all(w["state"] != "unknown" for p in pools for w in p["workers"])
 
         wait_until(ready, what="router")
+        if reuse_port:  # the port answered, but maybe another process on it
+            wait_until(lambda: listening(popen.pid, port), what="router listening")
         return proc
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ def test_every_setting_comes_from_its_variable() -> None:
         "BRIDGEPOOL_ROUTER_STATIC_RELOAD_SECONDS": "0.5",
         "BRIDGEPOOL_ROUTER_KUBERNETES": "true",
         "BRIDGEPOOL_ROUTER_NAMESPACE": "team-a, team-b",
+        "BRIDGEPOOL_ROUTER_REUSE_PORT": "true",
         "BRIDGEPOOL_ROUTER_SHUTDOWN_TIMEOUT": "5",
         "BRIDGEPOOL_ROUTER_LOG_LEVEL": "WARNING",
     }
@@ -42,6 +43,7 @@ def test_every_setting_comes_from_its_variable() -> None:
         static_reload_seconds=0.5,
         kubernetes=True,
         namespace=("team-a", "team-b"),
+        reuse_port=True,
         shutdown_timeout=5,
         log_level="warning",
     )

@@ -19,7 +19,7 @@ from bridgepool.client import (
     ResourceError,
     SessionError,
 )
-from tests.router.conftest import FAST_ROUTING, Processes, wait_until
+from tests.router.conftest import FAST_ROUTING, Processes, free_port, wait_until
 
 
 def pool_entry(*workers: str, routing: dict[str, Any] | None = None, **extra: Any) -> Any:
@@ -243,6 +243,34 @@ def test_routers_sharing_a_busy_worker_wait_for_its_slots_instead_of_failing(
     for router in routers:
         (state,) = pool_state(router.url)["workers"]
         assert state["breaker"] == "closed"
+
+
+def test_router_processes_sharing_a_port_keep_a_worker_to_its_capacity(
+    procs: Processes,
+) -> None:
+    """Two router processes on one port (``--reuse-port``, as in one pod), one
+    address for the clients: every call is answered, and the worker, which each
+    router keeps to its capacity, never runs more than that at once: the
+    surplus it turns away is retried, never an error."""
+    worker = procs.worker(capacity=2)
+    pools = procs.write_pools({"demo": pool_entry(worker.url)})
+    port = free_port()
+    routers = [procs.router(pools, port=port, reuse_port=True) for _ in range(2)]
+    assert all(r.popen.poll() is None for r in routers)  # both bound the port
+
+    async def burst() -> list[httpx.Response]:
+        call = {"command": "overlap", "args": {"seconds": 0.2}}
+
+        async def one() -> httpx.Response:
+            # A connection of its own, so the kernel spreads them over both routers.
+            async with httpx.AsyncClient(timeout=30) as http:
+                return await http.post(f"{routers[0].url}/v1/pools/demo/execute", json=call)
+
+        return await asyncio.gather(*(one() for _ in range(12)))
+
+    answers = asyncio.run(burst())
+    assert [r.status_code for r in answers] == [200] * 12, [r.text for r in answers]
+    assert max(r.json()["result"]["most"] for r in answers) <= 2
 
 
 def test_queue_wait_times_out(procs: Processes) -> None:

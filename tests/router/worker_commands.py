@@ -1,7 +1,9 @@
 """Commands the router tests add to the real worker, beside the example module
-(``echo``, ``incr``, ``fail``): ``sleep`` holds a call slot for a while, and
+(``echo``, ``incr``, ``fail``): ``sleep`` holds a call slot for a while,
 ``budget`` answers the time budget the worker received for the call (so a
-test sees the timeout the router forwarded).
+test sees the timeout the router forwarded), and ``overlap`` holds a slot and
+answers how many ``overlap`` calls ran at once meanwhile (so a test sees
+whether a worker ever ran more calls than its capacity).
 """
 
 from __future__ import annotations
@@ -17,6 +19,23 @@ async def sleep(ctx: CommandContext, args: dict[str, Any]) -> dict[str, float]:
     seconds = float(args.get("seconds", 0))
     await asyncio.sleep(seconds)
     return {"slept": seconds}
+
+
+_overlapping = 0
+
+
+@command
+async def overlap(ctx: CommandContext, args: dict[str, Any]) -> dict[str, int]:
+    global _overlapping
+    _overlapping += 1
+    most = _overlapping
+    try:
+        for _ in range(10):
+            await asyncio.sleep(float(args.get("seconds", 0)) / 10)
+            most = max(most, _overlapping)
+    finally:
+        _overlapping -= 1
+    return {"most": most}
 
 
 @command
