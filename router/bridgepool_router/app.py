@@ -210,8 +210,11 @@ async def _read_body(request: web.Request, budget: float) -> bytes:
     if announced is not None and announced > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=announced)
     try:
-        if request.content.is_eof():  # all of it has arrived: the common case, no timer
-            return await request.read()
+        if request.content.is_eof():  # all of it has arrived: the common case
+            body = request.content.read_nowait()
+            if len(body) > limit:  # a chunked body says its size only now
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+            return body
         async with asyncio.timeout(budget):
             return await request.read()
     except TimeoutError:

@@ -259,9 +259,9 @@ class Upstream:
         deadline = loop.time() + timeout
         host = self._host(url)
         head = f"{method} {path} HTTP/1.1\r\nHost: {host.host_header}\r\n"
-        if headers:
-            head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        data = f"{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
+        data = (head + f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
         conn = host.take()
         if conn is None:
             limit = timeout if connect_timeout is None else min(connect_timeout, timeout)
