@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorInfo, counts_against_worker
-from bridgepool.protocol import HEADER_TIMEOUT
+from bridgepool.protocol import HEADER_TIMEOUT, SESSION_MOVED, SESSION_MOVING
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
@@ -54,6 +54,7 @@ class _Attempt:
     error: BridgePoolError | None = None
     elapsed: float = 0.0
     incarnation: str | None = None  # of the worker process that answered
+    moved_to: str | None = None  # 410 session_moved: the new holder's base URL
 
 
 @dataclass(slots=True)
@@ -82,6 +83,20 @@ def error_result(err: BridgePoolError, request_id: object = None) -> CallResult:
 
 # The worker's error type for "every call slot is taken" (its 503).
 WORKER_BUSY = "capacity_exceeded"
+# How long a call for a moved session waits for its new holder to be discovered.
+MOVE_DISCOVERY_PAUSE = 0.05
+
+
+def _moved_to(body: bytes) -> str | None:
+    """The new holder's base URL, from a worker's 410 ``session_moved``."""
+    try:
+        error = json.loads(body).get("error") or {}
+        if error.get("type") != SESSION_MOVED:
+            return None
+        url = (error.get("context") or {}).get("holder_url")
+    except (ValueError, AttributeError):
+        return None
+    return url if isinstance(url, str) and url else None
 
 
 def _refusal(body: bytes) -> FailureKind | None:
@@ -94,7 +109,9 @@ def _refusal(body: bytes) -> FailureKind | None:
         return FailureKind.REFUSED_BY_WORKER
     if info is None:
         return FailureKind.REFUSED_BY_WORKER
-    if info.type == WORKER_BUSY:
+    if info.type in (WORKER_BUSY, SESSION_MOVING):
+        # Busy, or the session is frozen while it moves: the worker ran nothing
+        # and will take the call again in a moment.
         return FailureKind.BUSY
     return FailureKind.REFUSED_BY_WORKER if info.retryable else None
 
@@ -151,6 +168,8 @@ class Dispatcher:
         if attempt.status is not None:
             if attempt.status == 503:
                 attempt.failure = _refusal(attempt.body)
+            elif attempt.status == 410:
+                attempt.moved_to = _moved_to(attempt.body)
             elif attempt.status == 504:
                 attempt.failure = FailureKind.TIMEOUT
             elif counts_against_worker(attempt.status):
@@ -204,6 +223,10 @@ class Dispatcher:
             if session_id is not None and await self._ran_without_state(call, worker, last, result):
                 last = None  # that answer does not count: the call runs where the session is
                 continue
+            if last.moved_to is not None and session_id is not None:
+                await self._follow_move(call, session_id, last.moved_to)
+                last = None  # the old holder ran nothing: the call goes to the new one
+                continue
             if last.failure is None:
                 break
             step = next_attempt(
@@ -229,6 +252,18 @@ class Dispatcher:
             await asyncio.sleep(step.pause)
         assert last is not None
         return self._answer(call, result, last)
+
+    async def _follow_move(self, call: _Call, session_id: str, holder_url: str) -> None:
+        """The session moved to another worker with its state (a drain handed
+        it over): bind it there, no rebound. A holder this router has not
+        discovered yet is waited for briefly; the old worker keeps naming it."""
+        pool = call.pool
+        holder = next((w for w in pool.workers.values() if w.endpoint.url == holder_url), None)
+        if holder is None:
+            await asyncio.sleep(min(MOVE_DISCOVERY_PAUSE, self._remaining(call)))
+            return
+        pool.sessions.bind(session_id, holder.name, self.clock())
+        self.metrics.sessions.labels(pool.name, "moved").inc()
 
     def _remaining(self, call: _Call) -> float:
         return max(call.deadline - self.clock(), 0.001)

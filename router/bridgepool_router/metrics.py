@@ -86,7 +86,8 @@ class RouterMetrics:
         )
         self.sessions = Counter(
             "bridgepool_router_session_lookups_total",
-            "Session lookups: hit (table), found (asked the workers), new, rebound.",
+            "Session lookups: hit (table), found (asked the workers), new, rebound, "
+            "moved (followed a session handed over with its state).",
             ["pool", "result"],
             registry=r,
         )

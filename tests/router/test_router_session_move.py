@@ -1,0 +1,59 @@
+"""A session handed over with its state (a drain's move) is followed by the
+router to its new holder: no failed call, no rebound, the same state."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import aiohttp
+import httpx
+
+from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
+from bridgepool_operator.drain import Target
+from bridgepool_operator.mover import move_off
+
+from .conftest import Processes
+from .test_router_processes import incr, pool_entry
+
+
+def test_the_router_follows_a_session_moved_with_its_state(procs: Processes) -> None:
+    a, b = procs.worker(), procs.worker()
+    router = procs.router(procs.write_pools({"demo": pool_entry(a.url, b.url)}))
+    # Find a session whose home is a, and count in it.
+    session = next(f"s-{n}" for n in range(100) if incr(router.url, f"s-{n}").headers[
+        HEADER_WORKER].endswith(f":{a.port}"))  # fmt: skip
+    answers: list[httpx.Response] = []
+    stop = threading.Event()
+
+    def keep_calling() -> None:
+        while not stop.is_set():
+            answers.append(incr(router.url, session))
+
+    caller = threading.Thread(target=keep_calling)
+    caller.start()
+    try:
+
+        async def move() -> None:
+            async with aiohttp.ClientSession() as http:
+                target = (Target("b", b.url, 0),)
+                report = await move_off(http, a.url, target, budget_seconds=30, step_timeout=10)
+                assert session in report.moved, report
+
+        while len(answers) < 5:  # the calls flow before the move
+            threading.Event().wait(0.01)
+        asyncio.run(move())
+        moved_at = len(answers)
+        while len(answers) < moved_at + 5:  # and after it
+            threading.Event().wait(0.01)
+    finally:
+        stop.set()
+        caller.join(30)
+
+    failed = [r.text for r in answers if r.status_code != 200]
+    assert failed == [], failed[:3]
+    assert not any(HEADER_SESSION_REBOUND in r.headers for r in answers)
+    # One counter, continued across the move: its state came along.
+    counts = [r.json()["result"]["count"] for r in answers]
+    assert counts == list(range(2, 2 + len(counts)))
+    assert answers[-1].headers[HEADER_WORKER].endswith(f":{b.port}")
