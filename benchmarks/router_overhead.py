@@ -3,25 +3,38 @@
 * direct to the worker (``POST /v1/execute``): the baseline;
 * through the BridgePool router (``POST /v1/pools/bench/sessions/{id}/execute``);
 * through a bare aiohttp forwarder (``benchmarks/forwarder.py``: the router's own
-  stack, aiohttp server, one ClientSession and uvloop, with no routing logic);
+  inbound stack, aiohttp server and uvloop, with aiohttp's ClientSession to the
+  worker and no routing logic);
 * through HAProxy, sticky on the ``X-BridgePool-Session`` header (consistent hash).
 
 Latency: an open-loop load at a fixed rate (default 1,000 calls/s): every call
 has a scheduled send time on a fixed timetable and its latency is measured from
 that time, so a slow response delays no measurement (no coordinated omission).
-Printed: p50/p99/p99.9 per path and the percentiles added over direct.
+Each path's run is cut into one-second slices taken in turns with the other
+paths', so a burst of load from elsewhere on the machine falls on every path
+alike rather than on whichever ran at the time. Printed: p50/p99/p99.9 per path
+and the percentiles added over direct.
 
 Throughput: ``wrk`` (C, with a Lua script for the session paths) drives each
-path closed-loop; printed: calls/s. A Python load generator could not saturate
-the router on this machine, hence wrk.
+path closed-loop; printed: calls/s, and the CPU time the proxy process spent
+per call (from /proc: steadier than calls/s on a shared machine, since time
+taken by other processes is not counted). A Python load generator could not
+saturate the router on this machine, hence wrk.
 
-Last, the ratios router/forwarder and router/HAProxy, for throughput and for the
-added p50/p99/p99.9 (an added percentile under 1 µs counts as 1 µs).
+Then the ratios router/forwarder and router/HAProxy, for throughput (and CPU per
+call) and for the added p50/p99/p99.9 (an added percentile under 1 us counts as
+1 us).
+
+Scale-out last: the router as one process and as two processes sharing its port
+(``--reuse-port``, as in one pod), one per core, wrk with two threads and 64
+connections.
 
 The worker is a minimal asyncio server that speaks the worker protocol (fixed
 answers), so the measured cost is the proxy's, not the handler's. The router and
 HAProxy (and the forwarder) are pinned to CPU 0 (``taskset``), the worker, the
-load generator and wrk to CPU 1. Loopback only; runtime about two minutes.
+load generator and wrk to CPU 1. Loopback only; runtime about two and a half
+minutes. The load average is printed before and after: the numbers are only as
+quiet as the machine.
 
     .venv/bin/python -m benchmarks.router_overhead [--rate 1000] [--seconds 5]
 """
@@ -189,6 +202,20 @@ async def open_loop(target: Target, rate: float, seconds: float) -> tuple[list[f
     return latencies, errors
 
 
+def open_loop_in_turns(
+    targets: list[Target], rate: float, seconds: float
+) -> dict[str, tuple[list[float], int]]:
+    """``open_loop`` for every target, ``seconds`` each, in one-second slices
+    taken in turns: what happens on the machine meanwhile falls on all alike."""
+    results: dict[str, tuple[list[float], int]] = {t.name: ([], 0) for t in targets}
+    for _ in range(max(round(seconds), 1)):
+        for target in targets:
+            latencies, errors = asyncio.run(open_loop(target, rate, 1.0))
+            before = results[target.name]
+            results[target.name] = (before[0] + latencies, before[1] + errors)
+    return results
+
+
 # -- wrk ----------------------------------------------------------------------------------
 
 WRK_LUA = """
@@ -208,21 +235,51 @@ end
 """
 
 
-def wrk_throughput(target: Target, seconds: float, tmp: Path) -> tuple[float, str]:
+@dataclass(frozen=True)
+class Throughput:
+    calls_per_second: float
+    non_2xx: int
+    cpu_us_per_call: float | None  # of the proxy processes, when given
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_throughput(
+    target: Target,
+    seconds: float,
+    tmp: Path,
+    pids: list[int] | None = None,
+    *,
+    cpus: str = "1",
+    threads: int = 1,
+    connections: int = 32,
+) -> Throughput:
     script = tmp / f"{target.name}.lua"
     script.write_text(
         WRK_LUA.format(
             sticky="true" if target.sticky_path else "false", sessions=SESSIONS, pool=POOL
         )
     )
+    cpu_before = cpu_seconds(pids or [])
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{round(seconds)}s", "-s", str(script),
-         f"http://127.0.0.1:{target.port}"],
+        ["taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{connections}",
+         f"-d{round(seconds)}s", "-s", str(script), f"http://127.0.0.1:{target.port}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+    cpu = cpu_seconds(pids or []) - cpu_before
     rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    calls = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-    return rps, (non2xx.group(1) if non2xx else "0")
+    return Throughput(
+        rps, int(non2xx.group(1)) if non2xx else 0, cpu / calls * 1e6 if pids and calls else None
+    )
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -265,79 +322,92 @@ backend workers
 """
 
 
+@dataclass(frozen=True)
+class Proxy:
+    port: int
+    pids: list[int]  # the processes serving it (taskset execs: the Popen pid is theirs)
+
+
+def start(procs: list[subprocess.Popen[bytes]], cpus: str | None, *cmd: str) -> int:
+    """Start ``cmd`` (pinned to ``cpus``, if given), keep it in ``procs``; its pid."""
+    pin = ["taskset", "-c", cpus] if cpus else []
+    procs.append(subprocess.Popen([*pin, *cmd], cwd=REPO, stdout=subprocess.DEVNULL))
+    return procs[-1].pid
+
+
+def router_command(port: int, worker_ports: list[int], *extra: str) -> list[str]:
+    urls = ",".join(f"http://127.0.0.1:{p}" for p in worker_ports)
+    return [str(BIN / "bridgepool-router"), "--host", "127.0.0.1", "--port", str(port),
+            "--static", f"{POOL}={urls}", "--log-level", "WARNING", *extra]  # fmt: skip
+
+
 @contextmanager
-def processes(tmp: Path, workers: int) -> Iterator[dict[str, int]]:
+def stopped_at_exit() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        worker_ports = [free_port() for _ in range(workers)]
-        for port in worker_ports:
-            code = f"from benchmarks.router_overhead import run_worker; run_worker({port})"
-            procs.append(subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", code]))
-        router_port, forwarder_port, haproxy_port = free_port(), free_port(), free_port()
-        urls = ",".join(f"http://127.0.0.1:{p}" for p in worker_ports)
-        procs.append(
-            subprocess.Popen(
-                [
-                    "taskset",
-                    "-c",
-                    "0",
-                    str(BIN / "bridgepool-router"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(router_port),
-                    "--static",
-                    f"{POOL}={urls}",
-                    "--log-level",
-                    "WARNING",
-                ],
-            )
-        )
-        procs.append(
-            subprocess.Popen(
-                [
-                    "taskset",
-                    "-c",
-                    "0",
-                    sys.executable,
-                    "-m",
-                    "benchmarks.forwarder",
-                    "--port",
-                    str(forwarder_port),
-                    "--upstream",
-                    f"http://127.0.0.1:{worker_ports[0]}",
-                ],
-                cwd=REPO,
-            )
-        )
-        servers = "\n".join(
-            f"    server w{i} 127.0.0.1:{p} maxconn 1024" for i, p in enumerate(worker_ports)
-        )
-        cfg = tmp / "haproxy.cfg"
-        cfg.write_text(HAPROXY_CFG.format(port=haproxy_port, servers=servers))
-        procs.append(
-            subprocess.Popen(
-                ["taskset", "-c", "0", "haproxy", "-db", "-f", str(cfg)],
-                stdout=subprocess.DEVNULL,
-            )
-        )
-        for port in [*worker_ports, router_port, forwarder_port, haproxy_port]:
-            wait_port(port)
-        time.sleep(0.5)  # the router's first health checks
-        yield {
-            "direct": worker_ports[0],
-            "router": router_port,
-            "forwarder": forwarder_port,
-            "haproxy": haproxy_port,
-        }
+        yield procs
     finally:
-        for proc in procs:
+        for proc in reversed(procs):  # the workers last: nothing calls a gone one
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextmanager
+def processes(tmp: Path, workers: int) -> Iterator[tuple[list[int], dict[str, Proxy]]]:
+    """The workers (their ports) and the three proxies, pinned as the module says."""
+    with stopped_at_exit() as procs:
+        worker_ports = [free_port() for _ in range(workers)]
+        for port in worker_ports:
+            code = f"from benchmarks.router_overhead import run_worker; run_worker({port})"
+            start(procs, "1", sys.executable, "-c", code)
+        router_port, forwarder_port, haproxy_port = free_port(), free_port(), free_port()
+        router = start(procs, "0", *router_command(router_port, worker_ports))
+        forwarder = start(
+            procs, "0", sys.executable, "-m", "benchmarks.forwarder", "--port",
+            str(forwarder_port), "--upstream", f"http://127.0.0.1:{worker_ports[0]}",
+        )  # fmt: skip
+        servers = "\n".join(
+            f"    server w{i} 127.0.0.1:{p} maxconn 1024" for i, p in enumerate(worker_ports)
+        )
+        cfg = tmp / "haproxy.cfg"
+        cfg.write_text(HAPROXY_CFG.format(port=haproxy_port, servers=servers))
+        haproxy = start(procs, "0", "haproxy", "-db", "-f", str(cfg))
+        for port in [*worker_ports, router_port, forwarder_port, haproxy_port]:
+            wait_port(port)
+        time.sleep(0.5)  # the router's first health checks
+        yield (
+            worker_ports,
+            {
+                "router": Proxy(router_port, [router]),
+                "forwarder": Proxy(forwarder_port, [forwarder]),
+                "haproxy": Proxy(haproxy_port, [haproxy]),
+            },
+        )
+
+
+@contextmanager
+def routers_sharing_a_port(worker_ports: list[int], count: int) -> Iterator[Proxy]:
+    """``count`` router processes on one port (``--reuse-port``), the i-th pinned
+    to CPU i: left to itself, the scheduler keeps processes that wake each other
+    on one core."""
+    with stopped_at_exit() as procs:
+        port = free_port()
+        pids = [
+            start(procs, str(i % (os.cpu_count() or 1)),
+                  *router_command(port, worker_ports, "--reuse-port"))
+            for i in range(count)
+        ]  # fmt: skip
+        wait_port(port)
+        time.sleep(1.0)  # every process listening, its first health checks done
+        yield Proxy(port, pids)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -348,19 +418,24 @@ def main() -> None:
     if not shutil.which("haproxy") or not shutil.which("wrk"):
         sys.exit("needs haproxy and wrk: apt-get install -y haproxy wrk")
     os.sched_setaffinity(0, {1})
-    with tempfile.TemporaryDirectory() as tmpdir, processes(Path(tmpdir), workers=1) as ports:
+    print(f"load average (1, 5, 15 min) before: {load_average()}")
+    with tempfile.TemporaryDirectory() as tmpdir, processes(Path(tmpdir), 1) as (ports, proxies):
+        tmp, worker_ports = Path(tmpdir), ports
         targets = [
-            Target("direct", ports["direct"], sticky_path=False),
-            Target("router", ports["router"], sticky_path=True),
-            Target("forwarder", ports["forwarder"], sticky_path=False),
-            Target("haproxy", ports["haproxy"], sticky_path=False),
+            Target("direct", worker_ports[0], sticky_path=False),
+            Target("router", proxies["router"].port, sticky_path=True),
+            Target("forwarder", proxies["forwarder"].port, sticky_path=False),
+            Target("haproxy", proxies["haproxy"].port, sticky_path=False),
         ]
-        print(f"latency: open loop, {args.rate:.0f} calls/s for {args.seconds:.0f}s per path, "
-              f"{SESSIONS} sessions; ms from the scheduled send time")  # fmt: skip
-        stats: dict[str, dict[str, float]] = {}
+        print(f"latency: open loop, {args.rate:.0f} calls/s for {args.seconds:.0f}s per path "
+              f"(1 s slices in turns), {SESSIONS} sessions; ms from the scheduled send "
+              "time")  # fmt: skip
         for target in targets:
             asyncio.run(open_loop(target, args.rate, 1.0))  # warm-up (connections, sessions)
-            lat, errors = asyncio.run(open_loop(target, args.rate, args.seconds))
+        runs = open_loop_in_turns(targets, args.rate, args.seconds)
+        stats: dict[str, dict[str, float]] = {}
+        for target in targets:
+            lat, errors = runs[target.name]
             stats[target.name] = {p: percentile(lat, float(p) / 100) * 1000 for p in PERCENTILES}
             s = stats[target.name]
             print(f"  {target.name:9s} p50 {s['50']:7.3f}  p99 {s['99']:7.3f}  "
@@ -370,25 +445,51 @@ def main() -> None:
         for name in ("router", "forwarder", "haproxy"):
             d = added[name] = {p: stats[name][p] - stats["direct"][p] for p in PERCENTILES}
             print(f"  {name:9s} p50 {d['50']:7.3f}  p99 {d['99']:7.3f}  p99.9 {d['99.9']:7.3f}")
-        print(f"throughput: wrk, 1 thread, 32 connections, {args.seconds:.0f}s per path")
-        rps: dict[str, float] = {}
+        print(f"throughput: wrk, 1 thread, 32 connections, {args.seconds:.0f}s per path; "
+              "CPU per call of the proxy process")  # fmt: skip
+        done: dict[str, Throughput] = {}
         for target in targets:
-            rps[target.name], non2xx = wrk_throughput(target, args.seconds, Path(tmpdir))
-            print(f"  {target.name:9s} {rps[target.name]:9.0f} calls/s  (non-2xx: {non2xx})")
-        print("router / baseline (throughput: higher is better; added latency: lower is better):")
-        print(
-            f"  {'':9s} {'calls/s':>8s} {'added p50':>10s} {'added p99':>10s} {'added p99.9':>12s}"
-        )
+            pids = proxies[target.name].pids if target.name in proxies else None
+            t = done[target.name] = wrk_throughput(target, args.seconds, tmp, pids)
+            cpu = f"{t.cpu_us_per_call:6.1f} us CPU/call" if t.cpu_us_per_call else ""
+            print(f"  {target.name:9s} {t.calls_per_second:9.0f} calls/s  {cpu:19s} "
+                  f"(non-2xx: {t.non_2xx})")  # fmt: skip
+        router = done["router"]
+        print("router / baseline (throughput, and calls per CPU-second of the proxy: higher "
+              "is better; added latency: lower is better):")  # fmt: skip
+        print(f"  {'':9s} {'calls/s':>8s} {'calls/CPU-s':>12s} {'added p50':>10s} "
+              f"{'added p99':>10s} {'added p99.9':>12s}")  # fmt: skip
         for base in ("forwarder", "haproxy"):
             x = {p: max(added["router"][p], 1e-3) / max(added[base][p], 1e-3) for p in PERCENTILES}
-            print(
-                f"  {base:9s} {rps['router'] / rps[base]:7.2f}x {x['50']:9.2f}x "
-                f"{x['99']:9.2f}x {x['99.9']:11.2f}x"
-            )
+            rps = router.calls_per_second / done[base].calls_per_second
+            efficiency = (done[base].cpu_us_per_call or 0) / (router.cpu_us_per_call or 1)
+            print(f"  {base:9s} {rps:7.2f}x {efficiency:11.2f}x {x['50']:9.2f}x "
+                  f"{x['99']:9.2f}x {x['99.9']:11.2f}x")  # fmt: skip
         print(
             "targets (reported, not asserted): router >= 1.5x the forwarder's calls/s; "
             f"router-added p99 <= 1 ms and p99.9 <= 5 ms at {args.rate:.0f} calls/s"
         )
+        scale_out(worker_ports, args.seconds, tmp)
+    print(f"load average (1, 5, 15 min) after: {load_average()}")
+
+
+def scale_out(worker_ports: list[int], seconds: float, tmp: Path) -> None:
+    print(f"scale-out: router processes sharing one port (--reuse-port), the i-th on CPU i, "
+          f"beside the worker (CPU 1) and wrk (2 threads, 64 connections, either CPU); "
+          f"{seconds:.0f}s")  # fmt: skip
+    results: dict[int, Throughput] = {}
+    for count in (1, 2):
+        with routers_sharing_a_port(worker_ports, count) as proxy:
+            target = Target(f"routers{count}", proxy.port, sticky_path=True)
+            wrk_throughput(target, 1.0, tmp, cpus="0,1", threads=2, connections=64)  # warm-up
+            t = results[count] = wrk_throughput(
+                target, seconds, tmp, proxy.pids, cpus="0,1", threads=2, connections=64
+            )
+            print(f"  {count} process{'es' if count > 1 else '  '} {t.calls_per_second:9.0f} "
+                  f"calls/s  {t.cpu_us_per_call or 0:6.1f} us CPU/call  "
+                  f"(non-2xx: {t.non_2xx})")  # fmt: skip
+    gain = results[2].calls_per_second / results[1].calls_per_second
+    print(f"  2 processes / 1: {gain:.2f}x")
 
 
 if __name__ == "__main__":
