@@ -103,6 +103,9 @@ class SessionInfo(BaseModel):
     expires_in_seconds: float
     # Frozen for a move: its calls wait; once moved it is no longer listed here.
     moving: bool = False
+    # It came here by a move, its state with it: a router whose binding to the
+    # old worker broke follows it here without telling its caller state was lost.
+    moved_in: bool = False
 
 
 class SessionsResponse(BaseModel):

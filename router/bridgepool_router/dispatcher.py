@@ -20,7 +20,7 @@ from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
 from bridgepool_router.core.retry import FailureKind, Tally, next_attempt
-from bridgepool_router.core.sessions import Rebind, Rebound, check_binding
+from bridgepool_router.core.sessions import Rebind, Rebound, SessionCopy, check_binding
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime, TrackedWorker, WorkerGone
 from bridgepool_router.session_lookup import SessionLookup
@@ -332,8 +332,9 @@ class Dispatcher:
         )
         if rebind is None:
             return bound
-        self._rebound(pool, rebind, result)
-        return await self.sessions.refind(pool, session_id, rebind, remaining)
+        found = await self.sessions.refind(pool, session_id, rebind, remaining)
+        self._rebound_unless_moved(pool, rebind, found, result)
+        return None if found is None else found.worker
 
     async def _place(
         self, call: _Call, session_id: str, result: CallResult, remaining: float
@@ -379,13 +380,24 @@ class Dispatcher:
         ):
             return False
         rebind = Rebind(Rebound.WORKER_RESTARTED, worker.name)
-        self._rebound(pool, rebind, result)
-        holder = await self.sessions.refind(pool, session_id, rebind, self._remaining(call))
+        found = await self.sessions.refind(pool, session_id, rebind, self._remaining(call))
+        self._rebound_unless_moved(pool, rebind, found, result)
+        holder = None if found is None else found.worker
         if holder is None or holder == worker.name:
             pool.sessions.bind(session_id, worker.name, self.clock())
             return False
         await self.sessions.drop_copy(pool, worker, session_id, self._remaining(call))
         return True
+
+    def _rebound_unless_moved(
+        self, pool: PoolRuntime, rebind: Rebind, found: SessionCopy | None, result: CallResult
+    ) -> None:
+        """Flag the answer, unless the copy followed came to its worker by a
+        move: a drain handed the session over with its state, nothing was lost."""
+        if found is not None and found.moved_in:
+            self.metrics.sessions.labels(pool.name, "moved").inc()
+            return
+        self._rebound(pool, rebind, result)
 
     def _rebound(self, pool: PoolRuntime, rebind: Rebind, result: CallResult) -> None:
         """Flag the answer: the session's state on ``rebind.previous`` is gone."""

@@ -18,7 +18,7 @@ from bridgepool_router.core.balancer import WorkerView, candidates, home, least_
 from bridgepool_router.core.breaker import BREAKER_STATE_VALUE, BreakerState, CircuitBreaker
 from bridgepool_router.core.health import HealthTracker
 from bridgepool_router.core.retry import RetryBudget
-from bridgepool_router.core.sessions import SessionTable
+from bridgepool_router.core.sessions import SessionCopy, SessionTable
 from bridgepool_router.core.wait_queue import Waiter, WaitQueue
 from bridgepool_router.discovery import PoolSnapshot, WorkerEndpoint
 from bridgepool_router.metrics import PoolMetrics, RouterMetrics
@@ -88,7 +88,7 @@ class PoolRuntime:
         # Session ids being looked up on the workers right now (a session's first
         # call here, or one whose binding broke): its concurrent calls share one
         # lookup, so they agree on one worker (see session_lookup).
-        self.lookups: dict[str, asyncio.Future[str | None]] = {}
+        self.lookups: dict[str, asyncio.Future[SessionCopy | None]] = {}
 
     # -- discovery ---------------------------------------------------------
 

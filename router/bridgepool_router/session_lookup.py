@@ -38,48 +38,49 @@ class SessionLookup:
         if bound is not None:
             pool.stats.session_hits.inc()
             return bound
-        holder, asked = await self._settle(pool, session_id, remaining, None)
+        found, asked = await self._settle(pool, session_id, remaining, None)
         if asked:
-            self.metrics.sessions.labels(pool.name, "found" if holder else "new").inc()
-        return holder
+            self.metrics.sessions.labels(pool.name, "found" if found else "new").inc()
+        return None if found is None else found.worker
 
     async def refind(
         self, pool: PoolRuntime, session_id: str, rebind: Rebind, remaining: float
-    ) -> str | None:
-        """Where the session lives now that its binding broke: the worker holding
-        a copy another router (or this one's concurrent call) moved it to, now
+    ) -> SessionCopy | None:
+        """Where the session lives now that its binding broke: the copy another
+        router (or this one's concurrent call, or a drain's move) took it to, now
         bound in the table; or None, the binding forgotten: place it afresh."""
-        holder, _ = await self._settle(pool, session_id, remaining, rebind)
-        return holder
+        found, _ = await self._settle(pool, session_id, remaining, rebind)
+        return found
 
     async def _settle(
         self, pool: PoolRuntime, session_id: str, remaining: float, rebind: Rebind | None
-    ) -> tuple[str | None, bool]:
+    ) -> tuple[SessionCopy | None, bool]:
         """Ask the workers and record the answer in the table, once for all the
-        concurrent callers; returns (holder, whether this caller did the asking)."""
+        concurrent callers; returns (the copy followed, whether this caller did
+        the asking)."""
         pending = pool.lookups.get(session_id)
         if pending is not None:
             return await asyncio.shield(pending), False
-        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[SessionCopy | None] = asyncio.get_running_loop().create_future()
         pool.lookups[session_id] = fut
         try:
-            holder = await self.find(pool, session_id, remaining, rebind)
-            if holder is not None:
-                pool.sessions.bind(session_id, holder, self.clock())
+            found = await self.find(pool, session_id, remaining, rebind)
+            if found is not None:
+                pool.sessions.bind(session_id, found.worker, self.clock())
             elif rebind is not None:
                 pool.sessions.forget(session_id, rebind.previous)
-            fut.set_result(holder)
+            fut.set_result(found)
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # mark retrieved; the waiters re-raise it
             raise
         finally:
             del pool.lookups[session_id]
-        return holder, True
+        return found, True
 
     async def find(
         self, pool: PoolRuntime, session_id: str, remaining: float, rebind: Rebind | None = None
-    ) -> str | None:
+    ) -> SessionCopy | None:
         """Ask the workers (concurrently, briefly) whether they hold the session,
         and choose the copy to follow. After a broken binding (``rebind``) the
         workers this router cannot reach are not asked."""
@@ -97,7 +98,7 @@ class SessionLookup:
                 return None
             for info in listing.sessions:
                 if info.session_id == session_id:
-                    return SessionCopy(worker.name, info.last_activity)
+                    return SessionCopy(worker.name, info.last_activity, info.moved_in)
             return None
 
         unusable: frozenset[str] = frozenset()
@@ -110,7 +111,8 @@ class SessionLookup:
         answers = await asyncio.gather(*(ask(w) for w in asked))
         copies = [c for c in answers if c is not None and c.worker in pool.workers]
         last_resort = rebind.last_resort if rebind is not None else None
-        return choose_holder(copies, unusable=unusable, last_resort=last_resort)
+        holder = choose_holder(copies, unusable=unusable, last_resort=last_resort)
+        return next((c for c in copies if c.worker == holder), None)
 
     async def delete_on(
         self,

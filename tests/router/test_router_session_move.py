@@ -13,7 +13,7 @@ from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
 from bridgepool_operator.drain import Target
 from bridgepool_operator.mover import move_off
 
-from .conftest import Processes
+from .conftest import Processes, wait_until
 from .test_router_processes import incr, pool_entry
 
 
@@ -57,3 +57,37 @@ def test_the_router_follows_a_session_moved_with_its_state(procs: Processes) -> 
     counts = [r.json()["result"]["count"] for r in answers]
     assert counts == list(range(2, 2 + len(counts)))
     assert answers[-1].headers[HEADER_WORKER].endswith(f":{b.port}")
+
+
+def test_a_router_whose_binding_names_the_gone_worker_follows_the_move_without_a_rebound(
+    procs: Processes,
+) -> None:
+    """Router B knew the session on worker a; the session moved to b while only
+    router A carried its calls; then a left. B finds the session on b, marked
+    as arrived by a move: its state is intact, so B's caller hears of no loss."""
+    a, b = procs.worker(), procs.worker()
+    both = procs.write_pools({"demo": pool_entry(a.url, b.url)})
+    router_a, router_b = procs.router(both), procs.router(both)
+    session = next(f"s-{n}" for n in range(100) if incr(router_a.url, f"s-{n}").headers[
+        HEADER_WORKER].endswith(f":{a.port}"))  # fmt: skip
+    assert incr(router_b.url, session).headers[HEADER_WORKER].endswith(f":{a.port}")
+
+    async def move() -> None:
+        async with aiohttp.ClientSession() as http:
+            target = (Target("b", b.url, 0),)
+            report = await move_off(http, a.url, target, budget_seconds=30, step_timeout=10)
+            assert session in report.moved, report
+
+    asyncio.run(move())
+    assert incr(router_a.url, session).json()["result"] == {"count": 3}
+    procs.write_pools({"demo": pool_entry(b.url)})  # a leaves
+
+    def b_alone() -> bool:
+        workers = httpx.get(f"{router_b.url}/v1/pools/demo").json()["workers"]
+        return [w["worker"] for w in workers] == [f"127.0.0.1:{b.port}"]
+
+    wait_until(b_alone, what="router B to drop worker a")
+    answer = incr(router_b.url, session)
+    assert answer.status_code == 200, answer.text
+    assert HEADER_SESSION_REBOUND not in answer.headers
+    assert answer.json()["result"] == {"count": 4}

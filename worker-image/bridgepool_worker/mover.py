@@ -555,6 +555,7 @@ class SessionMoves:
             if arrival is not None:
                 session = arrival.session
                 session.last_activity = self.runtime.wall() - arrival.idle_seconds
+                session.moved_in = True
                 self.runtime.sessions.adopt(session)
                 self.runtime.metrics.moves.labels(result="moved_in").inc()
                 self._release(session_id)

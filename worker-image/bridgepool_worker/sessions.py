@@ -25,6 +25,7 @@ class Session:
     # program id -> program (see programs.py); kept apart from the user's state
     programs: dict[str, Any] = field(default_factory=dict)
     moving: bool = False  # frozen for a move (see moves.py)
+    moved_in: bool = False  # arrived here by a move, its state intact
 
     def reset(self) -> None:
         self.state.clear()
@@ -134,6 +135,7 @@ class SessionStore:
                 idle_seconds=max(0.0, now - s.last_activity),
                 expires_in_seconds=max(0.0, s.last_activity + self.ttl_seconds - now),
                 moving=s.moving,
+                moved_in=s.moved_in,
             )
             for s in self._sessions.values()
             if not self._expired(s, now)

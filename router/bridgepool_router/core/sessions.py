@@ -151,6 +151,7 @@ class SessionCopy:
 
     worker: str
     last_activity: float
+    moved_in: bool = False  # it came to that worker by a move, its state intact
 
 
 def choose_holder(
