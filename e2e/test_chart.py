@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from benchmarks.chaos import (
     summarize,
 )
 from bridgepool import labels
-from bridgepool.protocol import HEADER_WORKER
+from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
 from bridgepool.workers import pod_ready, worker_url
 from e2e import support
 from e2e.components import (
@@ -217,67 +218,111 @@ def test_calls_through_the_router_service(installed: Installed) -> None:
     pools.delete(POOL)
 
 
-def test_rollout_through_the_service_fails_no_call_and_keeps_the_session(
-    installed: Installed,
+SESSIONS = 20
+
+
+def generation(pool: dict[str, Any]) -> int:
+    return int(pool["metadata"]["generation"])
+
+
+def programs_in_sessions(api: str, count: int) -> dict[str, tuple[dict[str, Any], Any]]:
+    """``count`` sessions through the router, each with a program: session ->
+    (the call that runs its program, the program's answer)."""
+    made: dict[str, tuple[dict[str, Any], Any]] = {}
+    with httpx.Client(trust_env=False, timeout=15) as http:
+        for n in range(count):
+            url = f"{api}/sessions/user-{n}/execute"
+            run, _ = start_program(http, url)
+            answer = http.post(url, json=run)
+            assert answer.status_code == 200, answer.text
+            made[f"user-{n}"] = (run, answer.json()["result"])
+    return made
+
+
+def same_answers_no_rebound(api: str, sessions: dict[str, tuple[dict[str, Any], Any]]) -> set[str]:
+    """Each session's program answers as before, without a rebound: its state
+    moved with it. The workers that answered."""
+    workers = set()
+    with httpx.Client(trust_env=False, timeout=15) as http:
+        for session, (run, answer) in sessions.items():
+            resp = http.post(f"{api}/sessions/{session}/execute", json=run)
+            assert resp.status_code == 200, (session, resp.text)
+            assert HEADER_SESSION_REBOUND not in resp.headers, (session, resp.headers)
+            assert resp.json()["result"] == answer, session
+            workers.add(resp.headers[HEADER_WORKER])
+    return workers
+
+
+def holders(pods: list[Any]) -> Counter[str]:
+    """How many workers hold each session, asked directly."""
+    held: Counter[str] = Counter()
+    for pod in pods:
+        listing = httpx.get(f"{worker_url(pod)}/v1/sessions", trust_env=False, timeout=5).json()
+        held.update(s["session_id"] for s in listing["sessions"])
+    return held
+
+
+def test_a_rollout_moves_every_session_with_its_state_and_fails_no_call(
+    installed: Installed, core: client.CoreV1Api, e2e_timings: dict[str, str]
 ) -> None:
+    """A rollout of a pool whose workers hold 20 sessions, each with a program,
+    under continuous calls: the sessions move to the new workers with their
+    programs, so the drains end at once rather than at the sessions' TTL."""
     pools = installed.pools
-    pools.create(
-        pool_manifest(
-            "roll",
-            "localhost/bridgepool-worker:dev",
-            spec={"replicas": 2, "worker": {"capacity": 4}},
-        )
-    )
+    spec = {"replicas": 2, "worker": {"capacity": 4}}
+    pools.create(pool_manifest("roll", "localhost/bridgepool-worker:dev", spec=spec))
     before = pools.wait("roll", "2 workers ready", lambda p: settled(p, 2))
-    old_revision = before["status"]["updateRevision"]
     old_pods = {p.metadata.name for p in pools.pods("roll")}
     url = installed.release.router_url()
     support.wait_for("the router to see both workers", lambda: router_sees(url, "roll", old_pods))
     api = f"{url}/v1/pools/roll"
+    sessions = programs_in_sessions(api, SESSIONS)
 
-    session_url = f"{api}/sessions/user-1/execute"
-    with httpx.Client(trust_env=False, timeout=15) as http:
-        use_program, session_worker = start_program(http, session_url)
-
-    with (
-        calling(f"{api}/execute", {"command": "ping", "args": {}}, period=0.05) as anonymous,
-        calling(session_url, use_program, period=0.5) as session,
-    ):
-        support.wait_for("calls flowing", lambda: anonymous.ok > 10 and session.ok > 1)
+    with contextlib.ExitStack() as stack:
+        anonymous = stack.enter_context(
+            calling(f"{api}/execute", {"command": "ping", "args": {}}, period=0.05)
+        )
+        callers = [
+            stack.enter_context(calling(f"{api}/sessions/{s}/execute", run, period=0.3))
+            for s, (run, _) in sessions.items()
+        ]
+        support.wait_for("calls flowing", lambda: all(c.ok > 1 for c in callers))
         template = before["spec"]["template"]
         template["metadata"] = {"labels": {"rollout": "second"}}
-        pools.patch_spec("roll", {"template": template})
-
-        def rolled_but_session_kept() -> bool:
-            pods = pools.pods("roll")
-            new_ready = [
-                p
-                for p in pods
-                if p.metadata.labels[labels.LABEL_REVISION] != old_revision and pod_ready(p)
-            ]
-            old_left = [p.metadata.name for p in pods if p.metadata.name in old_pods]
-            return len(new_ready) == 2 and old_left == [session_worker]
-
-        # The worker holding the session drains; its session goes on there.
-        support.wait_for(
-            "new workers ready, the session's worker draining", rolled_but_session_kept
+        started = time.monotonic()
+        patched = pools.patch_spec("roll", {"template": template})
+        pools.wait(
+            "roll",
+            "rollout complete",
+            lambda p: (
+                settled(p, 2)
+                and p["status"]["observedGeneration"] == patched["metadata"]["generation"]
+            ),
+            timeout=120,
         )
-        calls_before = session.ok
-        support.wait_for("more calls on the draining worker", lambda: session.ok > calls_before + 2)
+        support.wait_for(
+            "the old workers deleted",
+            lambda: {p.metadata.name for p in pools.pods("roll")}.isdisjoint(old_pods),
+            timeout=120,
+        )
+        rolled = time.monotonic() - started
 
-    assert httpx.delete(f"{api}/sessions/user-1", trust_env=False).status_code == 200
-    new_revision = pools.get("roll")["status"]["updateRevision"]
-    pools.wait("roll", "rollout complete", lambda p: settled(p, 2, new_revision))
-    support.wait_for(
-        "the old workers deleted",
-        lambda: {p.metadata.name for p in pools.pods("roll")}.isdisjoint(old_pods),
-    )
-    assert anonymous.failures == [] and session.failures == [], (
-        anonymous.failures[:5],
-        session.failures[:5],
-    )
-    assert session.workers == {session_worker}
-    assert anonymous.workers >= {p.metadata.name for p in pools.pods("roll")}
+    failures = anonymous.failures + [f for c in callers for f in c.failures]
+    assert failures == [], failures[:5]
+    new_pods = pools.pods("roll")
+    assert same_answers_no_rebound(api, sessions) <= {p.metadata.name for p in new_pods}
+    assert holders(new_pods) == Counter(dict.fromkeys(sessions, 1))
+    # The old workers went because their sessions had moved, not at a timeout.
+    deleted = [
+        str(e.message)
+        for e in core.list_namespaced_event(
+            installed.namespace,
+            field_selector=f"involvedObject.kind={labels.KIND},involvedObject.name=roll",
+        ).items
+        if e.reason == "WorkerDeleted"
+    ]
+    assert len(deleted) == 2 and all("no sessions left" in m for m in deleted), deleted
+    e2e_timings[f"rollout of 2 workers holding {SESSIONS} sessions, all moved"] = f"{rolled:.1f} s"
     pools.delete("roll")
 
 
@@ -440,7 +485,7 @@ def test_load_through_the_router_grows_the_pool_inside_the_band_and_it_shrinks_a
     settled_utilization = [s["utilization"] for s in steady[-3:] if "utilization" in s]
     assert settled_utilization and all(60 <= u <= 80 for u in settled_utilization), steady[-3:]
     # Every worker it removed was drained first.
-    created = set(ledger.created)
+    created = ledger.names_with(**{labels.LABEL_POOL: "auto"})
     removed = created - {p.metadata.name for p in pools.pods("auto")}
     assert len(removed) == MAX_WORKERS - 1, (created, removed)
     assert {ledger.drained.get(name) for name in removed} == {"scale-down"}, ledger.drained
@@ -537,9 +582,15 @@ def test_a_worker_that_reaches_max_requests_is_replaced_new_one_ready_first(
 def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(
     installed: Installed,
 ) -> None:
+    """The operator is also the mover of sessions: killed while the rollout
+    moves them, no session is lost or held twice, and no pod is made twice."""
     pools, release = installed.pools, installed.release
     pools.create(pool_manifest("trio", "localhost/bridgepool-worker:dev", spec={"replicas": 3}))
     before = pools.wait("trio", "3 workers ready", lambda p: settled(p, 3))
+    url = release.router_url()
+    first = {p.metadata.name for p in pools.pods("trio")}
+    support.wait_for("the router to see the workers", lambda: router_sees(url, "trio", first))
+    sessions = programs_in_sessions(f"{url}/v1/pools/trio", 12)
     (operator_pod,) = release.pods("operator")
     ledger = PodLedger(pools.api, installed.namespace)
     ledger.watcher.start()
@@ -547,8 +598,11 @@ def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(
         template = before["spec"]["template"]
         template["metadata"] = {"labels": {"rollout": "second"}}
         patched = pools.patch_spec("trio", {"template": template})
-        support.wait_for("the first new worker", lambda: len(ledger.names_with(
-            **{labels.LABEL_POOL: "trio"})) > 3, timeout=60)  # fmt: skip
+        support.wait_for(
+            "an old worker draining, its sessions moving",
+            lambda: bool(ledger.drained),
+            timeout=60,
+        )
         release.cluster.kubectl(
             "-n", release.namespace, "delete", "pod", operator_pod.metadata.name, "--wait=false"
         )
@@ -577,6 +631,8 @@ def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(
     made = ledger.names_with(**{labels.LABEL_POOL: "trio", labels.LABEL_REVISION: new_revision})
     assert len(made) == 3, ledger.created  # one new worker per old one, none twice
     assert len(pools.pods("trio")) == 3
+    assert same_answers_no_rebound(f"{url}/v1/pools/trio", sessions) <= made
+    assert holders(pools.pods("trio")) == Counter(dict.fromkeys(sessions, 1))
     pools.delete("trio")
 
 
