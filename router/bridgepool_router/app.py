@@ -171,8 +171,8 @@ async def no_route(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
-def _pool(request: web.Request) -> PoolRuntime:
-    registry = request.app[STATE].registry
+def _pool(request: web.Request, state: RouterState | None = None) -> PoolRuntime:
+    registry = (state or request.app[STATE]).registry
     assert registry is not None
     name = request.match_info["pool"]
     pool = registry.pools.get(name)
@@ -203,9 +203,8 @@ def _outcome(status: int) -> str:
     return {502: "bad_gateway", 503: "unavailable", 504: "timeout"}.get(status, "worker_error")
 
 
-async def _read_body(request: web.Request, budget: float) -> bytes:
-    """The call's body, read within the call's budget and the size limit."""
-    limit = request.app[STATE].config.max_body_bytes
+async def _read_body(request: web.Request, budget: float, limit: int) -> bytes:
+    """The call's body, read within the call's budget and the size ``limit``."""
     announced = request.content_length
     if announced is not None and announced > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=announced)
@@ -234,13 +233,16 @@ async def _read_body(request: web.Request, budget: float) -> bytes:
         ) from None
 
 
-async def _execute(request: web.Request, session_id: str | None) -> web.Response:
+async def execute(request: web.Request) -> web.Response:
+    """A call: anonymous, or in the session its path names."""
+    start = time.perf_counter()
     state = request.app[STATE]
     assert state.dispatcher is not None
-    start = time.perf_counter()
-    pool = _pool(request)
+    session_id = request.match_info.get("session_id")
+    pool = _pool(request, state)
     timeout = _timeout(request, pool)
-    call = parse_call(await _read_body(request, timeout), session_id)
+    body = await _read_body(request, timeout, state.config.max_body_bytes)
+    call = parse_call(body, session_id)
     idempotent = request.headers.get(HEADER_IDEMPOTENT, "").lower() == "true"
     result = await state.dispatcher.execute(
         pool,
@@ -257,14 +259,6 @@ async def _execute(request: web.Request, session_id: str | None) -> web.Response
     stats.duration.observe(total)
     stats.overhead.observe(max(total - result.upstream_seconds - result.waiting_seconds, 0.0))
     return response
-
-
-async def execute_anonymous(request: web.Request) -> web.Response:
-    return await _execute(request, None)
-
-
-async def execute_in_session(request: web.Request) -> web.Response:
-    return await _execute(request, request.match_info["session_id"])
 
 
 async def delete_session(request: web.Request) -> web.Response:
@@ -364,8 +358,8 @@ def create_app(config: RouterConfig) -> web.Application:
     app.cleanup_ctx.append(_router_context)
     app.on_shutdown.append(_on_shutdown)
     routes = [
-        web.post("/v1/pools/{pool}/sessions/{session_id}/execute", execute_in_session),
-        web.post("/v1/pools/{pool}/execute", execute_anonymous),
+        web.post("/v1/pools/{pool}/sessions/{session_id}/execute", execute),
+        web.post("/v1/pools/{pool}/execute", execute),
         web.delete("/v1/pools/{pool}/sessions/{session_id}", delete_session),
         web.get("/v1/pools", list_pools),
         web.get("/v1/pools/{pool}", get_pool),

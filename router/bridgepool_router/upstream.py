@@ -30,6 +30,7 @@ from bridgepool.protocol import HEADER_INCARNATION
 
 _INCARNATION = HEADER_INCARNATION.lower().encode()
 _FRAMING = (b"content-length", b"transfer-encoding")
+_LENGTHS = frozenset(len(name) for name in (_INCARNATION, *_FRAMING))
 
 
 class UpstreamError(Exception):
@@ -100,6 +101,8 @@ class _Connection(asyncio.Protocol):
     # -- the parser's callbacks -----------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) not in _LENGTHS:  # most headers, at a glance
+            return
         name = name.lower()
         if name == _INCARNATION:
             self._incarnation = value.decode("latin-1")
