@@ -194,24 +194,20 @@ def test_a_connection_that_fails_is_closed_and_the_next_request_gets_a_new_one(
     run(scenario)
 
 
-def test_an_answer_that_closes_its_connection_is_not_followed_on_it(run: Run) -> None:
+@pytest.mark.parametrize(
+    "reply",
+    [
+        always(answer(headers="Connection: close\r\n"), close=True),
+        always(answer(b"one") + answer(b"two")),  # the second unasked for
+    ],
+    ids=["connection_close", "unasked_second_answer"],
+)
+def test_a_connection_whose_answer_ends_it_is_not_used_again(run: Run, reply: Reply) -> None:
     async def scenario() -> None:
-        async with Worker(always(answer(headers="Connection: close\r\n"), close=True)) as worker:
+        async with Worker(reply) as worker:
             upstream = Upstream()
             for _ in range(2):
                 assert (await upstream.request("GET", worker.url, "/", timeout=5)).status == 200
-            assert worker.opened == 2
-            upstream.close()
-
-    run(scenario)
-
-
-def test_an_unasked_second_answer_retires_the_connection(run: Run) -> None:
-    async def scenario() -> None:
-        async with Worker(always(answer(b"one") + answer(b"two"))) as worker:
-            upstream = Upstream()
-            for _ in range(2):
-                assert (await upstream.request("GET", worker.url, "/", timeout=5)).body == b"one"
             assert worker.opened == 2
             upstream.close()
 
