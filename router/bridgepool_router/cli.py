@@ -24,6 +24,13 @@ log = logging.getLogger("bridgepool_router")
 
 ENV_PREFIX = "BRIDGEPOOL_ROUTER_"
 
+# Connections left waiting to be accepted while the router is held up (a busy
+# core, a long pause). Past this queue the kernel drops a client's SYN, and the
+# client tries again only a second later: with aiohttp's default of 128, a
+# 300 ms stall at 1,000 calls/s left over a hundred calls waiting over 1 s. The
+# kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 2048
+
 
 class RouterOptions(BaseModel):
     """How the router process runs: its flags, or ``BRIDGEPOOL_ROUTER_*`` variables."""
@@ -138,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=options.port,
         shutdown_timeout=options.shutdown_timeout,
         reuse_port=options.reuse_port or None,
+        backlog=LISTEN_BACKLOG,
         access_log=None,
         print=None,
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from bridgepool.config import ConfigError
-from bridgepool_router.cli import SOURCES, RouterOptions, load_options
+from bridgepool_router.cli import LISTEN_BACKLOG, SOURCES, RouterOptions, load_options
 from tests.router.conftest import BIN, Processes, free_port, wait_until
 
 
@@ -130,3 +131,16 @@ def test_a_router_configured_by_variables_alone(procs: Processes) -> None:
     finally:
         router.terminate()
         router.wait(10)
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_the_router_queues_the_connections_a_stall_leaves_unaccepted(procs: Processes) -> None:
+    """Past its listen queue the kernel drops a client's SYN, and the client tries
+    again a second later: the router's queue is far longer than aiohttp's 128."""
+    worker = procs.worker()
+    router = procs.router(procs.write_pools({"demo": [worker.url]}))
+    listening = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{router.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert int(listening[2]) == min(LISTEN_BACKLOG, somaxconn)  # Send-Q: the queue's length
