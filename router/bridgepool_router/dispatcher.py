@@ -227,6 +227,14 @@ class Dispatcher:
                 await self._follow_move(call, session_id, last.moved_to)
                 last = None  # the old holder ran nothing: the call goes to the new one
                 continue
+            if (
+                last.failure is FailureKind.CONNECT
+                and session_id is not None
+                and not call.placed_now
+                and await self._found_elsewhere(call, session_id, worker, result)
+            ):
+                last = None  # nothing reached the worker: the call goes where the session is
+                continue
             if last.failure is None:
                 break
             step = next_attempt(
@@ -252,6 +260,22 @@ class Dispatcher:
             await asyncio.sleep(step.pause)
         assert last is not None
         return self._answer(call, result, last)
+
+    async def _found_elsewhere(
+        self, call: _Call, session_id: str, worker: TrackedWorker, result: CallResult
+    ) -> bool:
+        """The session's worker cannot be reached (it exited after a drain
+        handed its sessions over, before discovery said it is gone): whether
+        another worker holds the session, now bound there. If none does, the
+        binding stays: the worker may be back in a moment, the session with it."""
+        pool = call.pool
+        rebind = Rebind(Rebound.WORKER_UNREACHABLE, worker.name)
+        found = await self.sessions.find(pool, session_id, self._remaining(call), rebind)
+        if found is None:
+            return False
+        pool.sessions.bind(session_id, found.worker, self.clock())
+        self._rebound_unless_moved(pool, rebind, found, result)
+        return True
 
     async def _follow_move(self, call: _Call, session_id: str, holder_url: str) -> None:
         """The session moved to another worker with its state (a drain handed

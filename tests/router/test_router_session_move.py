@@ -4,6 +4,7 @@ router to its new holder: no failed call, no rebound, the same state."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 
 import aiohttp
@@ -91,3 +92,29 @@ def test_a_router_whose_binding_names_the_gone_worker_follows_the_move_without_a
     assert answer.status_code == 200, answer.text
     assert HEADER_SESSION_REBOUND not in answer.headers
     assert answer.json()["result"] == {"count": 4}
+
+
+def test_a_router_whose_old_holder_has_exited_finds_the_moved_session(procs: Processes) -> None:
+    """The old worker exits right after its sessions moved, while router B
+    still lists it and still binds the session there: B's call cannot connect,
+    and B finds the session where it moved, without a rebound."""
+    a, b = procs.worker(), procs.worker()
+    both = procs.write_pools({"demo": pool_entry(a.url, b.url)})
+    router_a, router_b = procs.router(both), procs.router(both)
+    session = next(f"s-{n}" for n in range(100) if incr(router_a.url, f"s-{n}").headers[
+        HEADER_WORKER].endswith(f":{a.port}"))  # fmt: skip
+    assert incr(router_b.url, session).headers[HEADER_WORKER].endswith(f":{a.port}")
+
+    async def move() -> None:
+        async with aiohttp.ClientSession() as http:
+            target = (Target("b", b.url, 0),)
+            report = await move_off(http, a.url, target, budget_seconds=30, step_timeout=10)
+            assert session in report.moved, report
+
+    asyncio.run(move())
+    a.kill(signal.SIGTERM)  # exits; the routers still list it
+    answer = incr(router_b.url, session)
+    assert answer.status_code == 200, answer.text
+    assert HEADER_SESSION_REBOUND not in answer.headers
+    assert answer.json()["result"] == {"count": 3}
+    assert answer.headers[HEADER_WORKER].endswith(f":{b.port}")
