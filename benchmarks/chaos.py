@@ -479,9 +479,9 @@ def allowed(call: Call, fault: FaultRecord | None) -> str | None:
     - a call that cannot be retried safely (not idempotent, or tied to its
       session's worker) in flight on a worker killed without warning;
     - a session call that finds its state gone with its worker (the router
-      says so with the rebound header): a worker's sessions live and die with
-      it today, whether it crashed (and maybe restarted in place) or its drain
-      timed out.
+      says so with the rebound header): a worker's sessions die with it when
+      it crashes (and maybe restarts in place), and a session that could not
+      move off a draining worker ends with the drain's timeout.
     """
     state_lost = call.kind == SESSION and call.status == 404 and call.category == "session"
     if state_lost and call.rebound:

@@ -489,6 +489,10 @@ class WorkerSummary(SpecModel):
             "RFC 3339 time when a draining worker is deleted whatever sessions it still holds."
         ),
     )
+    not_moved: str | None = Field(
+        default=None,
+        description="Sessions of this draining worker that cannot move, and why.",
+    )
 
 
 class ScaleRecommendation(SpecModel):

@@ -13,7 +13,7 @@ Pure: the planner decides, ``actions.py`` writes the annotations.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -101,23 +101,39 @@ def drain_done(
     return None
 
 
-def waiting_on(w: ObservedWorker, spec: BridgePoolSpec) -> str:
+# Pod name -> session -> why it cannot move (what the operator learned trying).
+Unmovable = Mapping[str, Mapping[str, str]]
+
+
+def not_moved(reasons: Mapping[str, str]) -> str:
+    """``2 cannot move: session_too_large``."""
+    return f"{len(reasons)} cannot move: {', '.join(sorted(set(reasons.values())))}"
+
+
+def waiting_on(
+    w: ObservedWorker, spec: BridgePoolSpec, unmovable: Mapping[str, str] | None = None
+) -> str:
     """What a draining worker waits for, for a human: ``web-x7 (rollout): 2
-    sessions, 1 call; gives up at 2026-01-01T10:05:00Z``."""
+    sessions (1 cannot move: move_refused), 1 call; gives up at
+    2026-01-01T10:05:00Z``."""
     if w.stats is None:
         holds = "sessions unknown (no stats)"
     else:
         holds = plural(w.stats.sessions, "session")
+        if unmovable:
+            holds += f" ({not_moved(unmovable)})"
         if w.stats.in_flight:
             holds += ", " + plural(w.stats.in_flight, "call")
     why = f" ({w.drain_reason})" if w.drain_reason else ""
     return f"{w.name}{why}: {holds}; gives up at {format_time(drain_deadline(w, spec))}"
 
 
-def draining_message(draining: Sequence[ObservedWorker], spec: BridgePoolSpec) -> str:
+def draining_message(
+    draining: Sequence[ObservedWorker], spec: BridgePoolSpec, unmovable: Unmovable
+) -> str:
     """The draining workers and what each waits for, the longest wait first."""
     ordered = sorted(draining, key=lambda w: (w.draining_since or w.created_at, w.name))
-    parts = [waiting_on(w, spec) for w in ordered[:MAX_NAMED]]
+    parts = [waiting_on(w, spec, unmovable.get(w.name)) for w in ordered[:MAX_NAMED]]
     if len(ordered) > MAX_NAMED:
         parts.append(f"and {plural(len(ordered) - MAX_NAMED, 'more worker')}")
     return f"waiting for {plural(len(draining), 'draining worker')}: " + "; ".join(parts)

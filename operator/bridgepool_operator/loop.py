@@ -70,7 +70,10 @@ async def reconcile(
         await execute(runtime, body, last_valid, actions, raw_status, result, previous=previous)
         return
     workers = await observe(runtime, pods)
-    actions = plan(Pool(name, generation, spec, previous), workers, now)
+    unmovable = {
+        pod: why for (ns, pod), why in runtime.unmovable.items() if ns == meta["namespace"]
+    }
+    actions = plan(Pool(name, generation, spec, previous, unmovable), workers, now)
     await execute(runtime, body, spec, actions, raw_status, result, previous=previous)
     await remember_valid_spec(runtime, body, spec)
 

@@ -38,7 +38,7 @@ first) in ``drain.py``, the status in ``status.py``, the size in ``scaling.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -48,6 +48,7 @@ from .drain import (
     DeleteReason,
     DrainReason,
     Target,
+    Unmovable,
     drain_done,
     drain_order,
     move_targets,
@@ -135,6 +136,8 @@ class Pool:
     generation: int
     spec: BridgePoolSpec
     status: BridgePoolStatus  # as last written: conditions and autoscaler memory
+    # Draining workers' sessions that cannot move (what the operator learned trying).
+    unmovable: Unmovable = field(default_factory=dict)
 
 
 def create_reasons(
@@ -240,6 +243,7 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
         dead=dead,
         creating=to_create,
         rejection=rejection,
+        unmovable=pool.unmovable,
     )
     actions.extend(transition_events(pool.status, status, current))
     # 8. The disruption budget follows the desired size.

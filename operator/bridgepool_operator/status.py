@@ -34,7 +34,7 @@ from bridgepool.spec import (
     WorkerSummaryState,
 )
 
-from .drain import drain_deadline, draining_message
+from .drain import Unmovable, drain_deadline, draining_message, not_moved
 from .health import is_starting, plural, unready_detail
 from .observe import ObservedWorker, format_time, parse_time
 from .scaling import ScalingDecision, measure_load
@@ -180,10 +180,12 @@ def build_status(
     dead: dict[str, str],
     creating: int,
     rejection: TemplateRejection | None,
+    unmovable: Unmovable,
 ) -> BridgePoolStatus:
     """The status of a pass that observed ``live`` and decided ``decision``;
-    ``creating`` pods are made this pass, ``dead`` workers leave it, and
-    ``rejection`` is the API server's refusal of the current template."""
+    ``creating`` pods are made this pass, ``dead`` workers leave it,
+    ``rejection`` is the API server's refusal of the current template, and
+    ``unmovable`` the draining workers' sessions that cannot move."""
     active = [w for w in live if not w.draining and w.name not in dead]
     ready = [w for w in active if w.ready]
     updated = [w for w in active if w.revision == revision]
@@ -235,7 +237,7 @@ def build_status(
             True,
             "RollingOut",
             f"{len(updated)} of {plural(desired, 'worker')} at revision {revision}"
-            + (f"; {draining_message(draining, spec)}" if draining else ""),
+            + (f"; {draining_message(draining, spec, unmovable)}" if draining else ""),
         )
     elif creating or len(active) < desired or coming:
         progressing = (
@@ -244,7 +246,7 @@ def build_status(
             f"{len(ready)} of {plural(desired, 'worker')} ready, {creating + len(coming)} starting",
         )
     elif draining:
-        progressing = (True, "Draining", draining_message(draining, spec))
+        progressing = (True, "Draining", draining_message(draining, spec, unmovable))
     elif len(active) > desired:  # this pass picks the workers to drain
         progressing = (True, "ScalingDown", f"{len(active)} -> {plural(desired, 'worker')}")
     else:
@@ -301,6 +303,7 @@ def build_status(
             revision=w.revision,
             drain_reason=w.drain_reason if w.draining else None,
             drain_deadline=format_time(drain_deadline(w, spec)) if w.draining else None,
+            not_moved=not_moved(unmovable[w.name]) if unmovable.get(w.name) else None,
         )
         for w in sorted(live, key=lambda w: w.name)
     ][:MAX_WORKER_SUMMARIES]

@@ -1107,3 +1107,13 @@ def test_sessions_stay_when_moves_are_off_or_nothing_can_take_them() -> None:
 def test_a_worker_deleted_from_outside_has_its_sessions_moved_in_its_grace_period() -> None:
     workers = [worker("a"), worker("b"), worker("c"), worker("gone", deleting=True, sessions=2)]
     assert moves(run(workers, status=established(3))) == [("gone", ["a", "b", "c"])]
+
+
+def test_sessions_that_cannot_move_are_named_in_the_status() -> None:
+    draining = replace(worker("old", OLD, draining_for=60, sessions=2), drain_reason="rollout")
+    pool = Pool("pool", 1, SPEC, established(3), unmovable={"old": {"s-1": "session_too_large"}})
+    status = status_of(plan(pool, [worker("a"), worker("b"), worker("c"), draining], NOW))
+    (progressing,) = [c for c in status.conditions if c.type == "Progressing"]
+    assert "old (rollout): 2 sessions (1 cannot move: session_too_large)" in progressing.message
+    (old,) = [w for w in status.workers if w.name == "old"]
+    assert old.not_moved == "1 cannot move: session_too_large"
