@@ -36,7 +36,6 @@ class Target:
 
     name: str
     url: str
-    sessions: int
 
 
 # Draining workers named one by one in a status message; the rest are counted.
@@ -79,7 +78,7 @@ def move_targets(workers: Sequence[ObservedWorker], revision: str) -> tuple[Targ
         and w.stats.accepting_sessions
     ]
     current = [w for w in open_ if w.revision == revision] or open_
-    return tuple(Target(w.name, w.url, w.sessions or 0) for w in current if w.url)
+    return tuple(Target(w.name, w.url) for w in current if w.url)
 
 
 def drain_deadline(w: ObservedWorker, spec: BridgePoolSpec) -> datetime:

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from bridgepool.placement import home_of
 from bridgepool.protocol import (
     CommitRequest,
     MoveRef,
@@ -142,12 +143,12 @@ async def move_off(
     budget_seconds: float,
     step_timeout: float,
 ) -> MoveReport:
-    """Move the source's sessions (but ``skip``) to ``targets``, each to the
-    target with the fewest sessions so far, until done or the budget is spent."""
+    """Move the source's sessions (but ``skip``) to ``targets``, each to its
+    home among them (where a router would place it afresh:
+    :mod:`bridgepool.placement`), until done or the budget is spent."""
     report = MoveReport()
     if not targets:
         return report
-    load = {t.name: t.sessions for t in targets}
     by_name = {t.name: t for t in targets}
     deadline = time.monotonic() + budget_seconds
     for session_id in await sessions_of(http, source_url, step_timeout):
@@ -155,7 +156,8 @@ async def move_off(
             continue
         if time.monotonic() >= deadline:
             break
-        name = min(load, key=lambda n: (load[n], n))
+        name = home_of(session_id, by_name)
+        assert name is not None
         try:
             await move_session(http, session_id, source_url, by_name[name].url, step_timeout)
         except StepFailed as err:
@@ -164,6 +166,5 @@ async def move_off(
             else:
                 report.failed[session_id] = str(err)
             continue
-        load[name] += 1
         report.moved[session_id] = name
     return report

@@ -1093,7 +1093,7 @@ def test_a_draining_worker_with_sessions_moves_them_to_current_workers() -> None
     assert moves(actions) == [("old", ["a", "b", "c"]), ("older", ["a", "b", "c"])]
     assert ("delete", "empty") in pod_actions(actions)
     (target, *_) = next(a for a in actions if isinstance(a, MoveSessions)).targets
-    assert (target.url, target.sessions) == ("http://a:8080", 0)
+    assert (target.name, target.url) == ("a", "http://a:8080")
 
 
 def test_sessions_stay_when_moves_are_off_or_nothing_can_take_them() -> None:

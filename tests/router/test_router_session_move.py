@@ -37,7 +37,7 @@ def test_the_router_follows_a_session_moved_with_its_state(procs: Processes) -> 
 
         async def move() -> None:
             async with aiohttp.ClientSession() as http:
-                target = (Target("b", b.url, 0),)
+                target = (Target("b", b.url),)
                 report = await move_off(http, a.url, target, budget_seconds=30, step_timeout=10)
                 assert session in report.moved, report
 
@@ -75,7 +75,7 @@ def test_a_router_whose_binding_names_the_gone_worker_follows_the_move_without_a
 
     async def move() -> None:
         async with aiohttp.ClientSession() as http:
-            target = (Target("b", b.url, 0),)
+            target = (Target("b", b.url),)
             report = await move_off(http, a.url, target, budget_seconds=30, step_timeout=10)
             assert session in report.moved, report
 
@@ -107,7 +107,7 @@ def test_a_router_whose_old_holder_has_exited_finds_the_moved_session(procs: Pro
 
     async def move() -> None:
         async with aiohttp.ClientSession() as http:
-            target = (Target("b", b.url, 0),)
+            target = (Target("b", b.url),)
             report = await move_off(http, a.url, target, budget_seconds=30, step_timeout=10)
             assert session in report.moved, report
 

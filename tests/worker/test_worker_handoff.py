@@ -32,7 +32,7 @@ def test_a_terminating_worker_waits_for_its_sessions_to_move_then_exits(
 
     async def move() -> None:
         async with aiohttp.ClientSession() as http:
-            target = (Target("staying", staying.url, 0),)
+            target = (Target("staying", staying.url),)
             report = await move_off(http, leaving.url, target, budget_seconds=30, step_timeout=10)
             assert set(report.moved) == {"kept"}
 

@@ -18,9 +18,10 @@ Two guards keep the breaker from emptying the pool:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from bridgepool.placement import home_score
 
 
 @dataclass(frozen=True)
@@ -82,19 +83,11 @@ def candidates(
 
 
 def home(session_id: str, workers: Sequence[WorkerView]) -> WorkerView | None:
-    """The worker a new session goes to: the highest-scoring of ``workers`` by
-    rendezvous hashing of (session, worker). Every router computes the same
-    home from the same workers, so routers that place one session at the same
-    time (its first calls sent through different routers) agree, and a
-    session moved off a worker that left lands on one place in every router.
-    Sessions spread evenly; a worker joining or leaving moves only its share."""
-    if not workers:
-        return None
-
-    def score(w: WorkerView) -> bytes:
-        return hashlib.blake2b(f"{session_id}\0{w.worker}".encode(), digest_size=8).digest()
-
-    return max(workers, key=score)
+    """The worker a new session goes to: its home among ``workers``
+    (:mod:`bridgepool.placement`), so routers that place one session at the
+    same time (its first calls sent through different routers) agree, and the
+    operator moving sessions off a draining worker picks the same worker."""
+    return max(workers, key=lambda w: home_score(session_id, w.worker), default=None)
 
 
 def least_loaded(workers: Sequence[WorkerView], rotation: int = 0) -> WorkerView | None:
