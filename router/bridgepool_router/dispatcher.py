@@ -176,7 +176,10 @@ class Dispatcher:
                 attempt.failure = FailureKind.WORKER_ERROR
         if attempt.failure is None:
             worker.breaker.record_success(now)
-        elif attempt.failure is not FailureKind.BUSY:  # a busy worker is a healthy one
+            worker.went_through()
+        elif attempt.failure is FailureKind.BUSY:  # a busy worker is a healthy one
+            worker.busy()
+        else:
             worker.breaker.record_failure(now)
         return attempt
 

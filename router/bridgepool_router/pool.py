@@ -14,7 +14,14 @@ from bridgepool.protocol import Readiness
 from bridgepool.spec import RoutingSettings
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
-from bridgepool_router.core.balancer import WorkerView, candidates, home, least_loaded
+from bridgepool_router.core.balancer import (
+    WorkerView,
+    candidates,
+    home,
+    least_loaded,
+    share_after_busy,
+    share_after_success,
+)
 from bridgepool_router.core.breaker import BREAKER_STATE_VALUE, BreakerState, CircuitBreaker
 from bridgepool_router.core.health import HealthTracker
 from bridgepool_router.core.retry import RetryBudget
@@ -49,10 +56,31 @@ class TrackedWorker:
     incarnation: str | None = None
     last_error: str | None = None
     health_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # This router's share of the worker's slots while other routers use it too
+    # (None: all of them). It shrinks when the worker says it is busy and grows
+    # back as calls go through, so routers that share a worker queue their
+    # calls in order instead of racing for its slots.
+    share: float | None = None
 
     @property
     def name(self) -> str:
         return self.endpoint.worker
+
+    @property
+    def limit(self) -> int:
+        """How many calls this router keeps in flight on the worker."""
+        if self.share is None:
+            return self.capacity
+        return max(1, min(self.capacity, int(self.share)))
+
+    def busy(self) -> None:
+        self.share = share_after_busy(float(self.limit if self.share is None else self.share))
+
+    def went_through(self) -> None:
+        if self.share is not None:
+            self.share = share_after_success(self.share, self.capacity)
+            if self.share >= self.capacity:
+                self.share = None
 
     def view(self, now: float, sessions: int) -> WorkerView:
         state = self.breaker.state(now)
@@ -64,7 +92,7 @@ class TrackedWorker:
             breaker_opened_at=None if state is BreakerState.CLOSED else self.breaker.opened_at,
             accepting_sessions=self.accepting_sessions,
             in_flight=self.in_flight,
-            capacity=self.capacity,
+            capacity=self.limit,
             sessions=sessions,
         )
 
@@ -181,7 +209,7 @@ class PoolRuntime:
             worker = self.workers.get(target)
             if worker is None:
                 return None, False
-            return (worker if worker.in_flight < worker.capacity else None), True
+            return (worker if worker.in_flight < worker.limit else None), True
         cands = candidates(
             self.views(),
             new_session=new_session,

@@ -90,6 +90,19 @@ def home(session_id: str, workers: Sequence[WorkerView]) -> WorkerView | None:
     return max(workers, key=lambda w: home_score(session_id, w.worker), default=None)
 
 
+def share_after_busy(share: float) -> float:
+    """A worker turned a call away as busy (its slots are taken by other
+    routers' calls too): this router halves its share of the worker's slots."""
+    return max(1.0, share / 2.0)
+
+
+def share_after_success(share: float, capacity: int) -> float:
+    """A call went through: the share grows back by about one slot per
+    share's worth of calls, up to the worker's capacity (additive increase,
+    multiplicative decrease, as TCP shares a link)."""
+    return min(float(capacity), share + 1.0 / share)
+
+
 def least_loaded(workers: Sequence[WorkerView], rotation: int = 0) -> WorkerView | None:
     """The least-loaded worker with room, or None if every one is at capacity."""
     with_room = [w for w in workers if w.has_room]
