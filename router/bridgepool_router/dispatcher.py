@@ -69,6 +69,7 @@ class _Call:
     resolved: bool = False  # the session was looked up (table or workers)
     placed_now: bool = False  # this call placed the session afresh
     last_worker: str | None = None  # the worker of the latest attempt
+    ahead: bool = False  # a worker turned the last attempt away as busy: wait ahead
 
 
 def _error_body(err: BridgePoolError, request_id: object = None) -> bytes:
@@ -259,6 +260,7 @@ class Dispatcher:
             if step.elsewhere:
                 self._avoid(call, worker)
             tally = step.tally
+            call.ahead = last.failure is FailureKind.BUSY
             result.waiting_seconds += step.pause
             await asyncio.sleep(step.pause)
         assert last is not None
@@ -327,10 +329,12 @@ class Dispatcher:
         """A slot on the worker this attempt goes to, and the time waited for it."""
         pool = call.pool
         if call.session_id is None:
-            return await pool.acquire(exclude=frozenset(call.tried), wait_seconds=remaining)
+            return await pool.acquire(
+                exclude=frozenset(call.tried), wait_seconds=remaining, ahead=call.ahead
+            )
         target = await self._session_worker(call, call.session_id, result, remaining)
         if target is not None:
-            return await pool.acquire(target=target, wait_seconds=remaining)
+            return await pool.acquire(target=target, wait_seconds=remaining, ahead=call.ahead)
         return await self._place(call, call.session_id, result, remaining)
 
     async def _session_worker(

@@ -267,9 +267,11 @@ class PoolRuntime:
         exclude: frozenset[str] = frozenset(),
         new_session: bool = False,
         wait_seconds: float,
+        ahead: bool = False,
     ) -> tuple[TrackedWorker, float]:
         """Reserve a slot on a worker (``target``, or the best candidate), waiting in
-        the pool's queue if all are busy. Returns the worker and the time waited."""
+        the pool's queue if all are busy (``ahead`` of the others: a call a worker
+        turned away as busy). Returns the worker and the time waited."""
         worker, any_candidate = self._pick(target, exclude, new_session)
         if worker is not None:
             return self._reserve(worker), 0.0
@@ -278,7 +280,9 @@ class PoolRuntime:
                 raise WorkerGone(target)
             raise router_errors.no_workers(self.name)
         start = self.clock()
-        waiter = self.queue.admit(target=target, new_session=new_session, exclude=exclude)
+        waiter = self.queue.admit(
+            target=target, new_session=new_session, exclude=exclude, ahead=ahead
+        )
         if waiter is None:
             self.metrics.queue_rejected.labels(self.name, "full").inc()
             raise router_errors.queue_full(self.name, self.queue.max_length)

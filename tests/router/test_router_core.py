@@ -551,3 +551,16 @@ def test_wait_queue_is_fifo_per_serveable_worker() -> None:
 
 def test_wait_queue_of_length_zero_rejects_everything() -> None:
     assert WaitQueue(max_length=0).admit() is None
+
+
+def test_a_call_turned_away_busy_waits_ahead_of_the_line() -> None:
+    from bridgepool_router.core.wait_queue import WaitQueue
+
+    queue = WaitQueue(max_length=10)
+    first = queue.admit()
+    second = queue.admit()
+    bounced = queue.admit(ahead=True)
+    assert first and second and bounced
+    order = [queue.take_first(lambda w: True) for _ in range(3)]
+    assert [w.ticket for w in order if w] == [bounced.ticket, first.ticket, second.ticket]
+    assert len(queue) == 0

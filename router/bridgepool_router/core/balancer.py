@@ -90,6 +90,10 @@ def home(session_id: str, workers: Sequence[WorkerView]) -> WorkerView | None:
     return max(workers, key=lambda w: home_score(session_id, w.worker), default=None)
 
 
+# Slots a router's share of a worker grows by per share's worth of calls.
+SHARE_GROWTH = 0.25
+
+
 def share_after_busy(share: float) -> float:
     """A worker turned a call away as busy (its slots are taken by other
     routers' calls too): this router halves its share of the worker's slots."""
@@ -97,10 +101,11 @@ def share_after_busy(share: float) -> float:
 
 
 def share_after_success(share: float, capacity: int) -> float:
-    """A call went through: the share grows back by about one slot per
-    share's worth of calls, up to the worker's capacity (additive increase,
-    multiplicative decrease, as TCP shares a link)."""
-    return min(float(capacity), share + 1.0 / share)
+    """A call went through: the share grows back by about one slot per four
+    shares' worth of calls, up to the worker's capacity (additive increase,
+    multiplicative decrease, as TCP shares a link; slowly, since a share of a
+    few slots would otherwise be back over the top after a call or two)."""
+    return min(float(capacity), share + SHARE_GROWTH / share)
 
 
 def least_loaded(workers: Sequence[WorkerView], rotation: int = 0) -> WorkerView | None:
