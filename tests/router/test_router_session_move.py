@@ -14,16 +14,51 @@ from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
 from bridgepool_operator.drain import Target
 from bridgepool_operator.mover import move_off
 
-from .conftest import Processes, wait_until
+from .conftest import Proc, Processes, wait_until
 from .test_router_processes import incr, pool_entry
+
+
+def homed_on(router: Proc, worker: Proc) -> str:
+    """A session whose home is ``worker``, counted once through ``router``."""
+    return next(
+        session
+        for session in (f"s-{n}" for n in range(100))
+        if incr(router.url, session).headers[HEADER_WORKER].endswith(f":{worker.port}")
+    )
+
+
+def move_all(source: Proc, target: Proc) -> set[str]:
+    """The operator's mover takes every session of ``source`` to ``target``."""
+
+    async def move() -> set[str]:
+        async with aiohttp.ClientSession() as http:
+            report = await move_off(
+                http,
+                source.url,
+                (Target("target", target.url),),
+                budget_seconds=30,
+                step_timeout=10,
+            )
+            return set(report.moved)
+
+    return asyncio.run(move())
+
+
+def two_routers_bound_to_a(procs: Processes) -> tuple[Proc, Proc, Proc, Proc, str]:
+    """Workers a and b, routers A and B, and a session on a that both routers
+    have carried (counted to 2)."""
+    a, b = procs.worker(), procs.worker()
+    both = procs.write_pools({"demo": pool_entry(a.url, b.url)})
+    router_a, router_b = procs.router(both), procs.router(both)
+    session = homed_on(router_a, a)
+    assert incr(router_b.url, session).headers[HEADER_WORKER].endswith(f":{a.port}")
+    return a, b, router_a, router_b, session
 
 
 def test_the_router_follows_a_session_moved_with_its_state(procs: Processes) -> None:
     a, b = procs.worker(), procs.worker()
     router = procs.router(procs.write_pools({"demo": pool_entry(a.url, b.url)}))
-    # Find a session whose home is a, and count in it.
-    session = next(f"s-{n}" for n in range(100) if incr(router.url, f"s-{n}").headers[
-        HEADER_WORKER].endswith(f":{a.port}"))  # fmt: skip
+    session = homed_on(router, a)
     answers: list[httpx.Response] = []
     stop = threading.Event()
 
@@ -34,19 +69,10 @@ def test_the_router_follows_a_session_moved_with_its_state(procs: Processes) -> 
     caller = threading.Thread(target=keep_calling)
     caller.start()
     try:
-
-        async def move() -> None:
-            async with aiohttp.ClientSession() as http:
-                target = (Target("b", b.url),)
-                report = await move_off(http, a.url, target, budget_seconds=30, step_timeout=10)
-                assert session in report.moved, report
-
-        while len(answers) < 5:  # the calls flow before the move
-            threading.Event().wait(0.01)
-        asyncio.run(move())
+        wait_until(lambda: len(answers) >= 5, what="calls before the move")
+        assert move_all(a, b) == {session}
         moved_at = len(answers)
-        while len(answers) < moved_at + 5:  # and after it
-            threading.Event().wait(0.01)
+        wait_until(lambda: len(answers) >= moved_at + 5, what="calls after the move")
     finally:
         stop.set()
         caller.join(30)
@@ -66,20 +92,8 @@ def test_a_router_whose_binding_names_the_gone_worker_follows_the_move_without_a
     """Router B knew the session on worker a; the session moved to b while only
     router A carried its calls; then a left. B finds the session on b, marked
     as arrived by a move: its state is intact, so B's caller hears of no loss."""
-    a, b = procs.worker(), procs.worker()
-    both = procs.write_pools({"demo": pool_entry(a.url, b.url)})
-    router_a, router_b = procs.router(both), procs.router(both)
-    session = next(f"s-{n}" for n in range(100) if incr(router_a.url, f"s-{n}").headers[
-        HEADER_WORKER].endswith(f":{a.port}"))  # fmt: skip
-    assert incr(router_b.url, session).headers[HEADER_WORKER].endswith(f":{a.port}")
-
-    async def move() -> None:
-        async with aiohttp.ClientSession() as http:
-            target = (Target("b", b.url),)
-            report = await move_off(http, a.url, target, budget_seconds=30, step_timeout=10)
-            assert session in report.moved, report
-
-    asyncio.run(move())
+    a, b, router_a, router_b, session = two_routers_bound_to_a(procs)
+    assert move_all(a, b) == {session}
     assert incr(router_a.url, session).json()["result"] == {"count": 3}
     procs.write_pools({"demo": pool_entry(b.url)})  # a leaves
 
@@ -98,20 +112,8 @@ def test_a_router_whose_old_holder_has_exited_finds_the_moved_session(procs: Pro
     """The old worker exits right after its sessions moved, while router B
     still lists it and still binds the session there: B's call cannot connect,
     and B finds the session where it moved, without a rebound."""
-    a, b = procs.worker(), procs.worker()
-    both = procs.write_pools({"demo": pool_entry(a.url, b.url)})
-    router_a, router_b = procs.router(both), procs.router(both)
-    session = next(f"s-{n}" for n in range(100) if incr(router_a.url, f"s-{n}").headers[
-        HEADER_WORKER].endswith(f":{a.port}"))  # fmt: skip
-    assert incr(router_b.url, session).headers[HEADER_WORKER].endswith(f":{a.port}")
-
-    async def move() -> None:
-        async with aiohttp.ClientSession() as http:
-            target = (Target("b", b.url),)
-            report = await move_off(http, a.url, target, budget_seconds=30, step_timeout=10)
-            assert session in report.moved, report
-
-    asyncio.run(move())
+    a, b, _, router_b, session = two_routers_bound_to_a(procs)
+    assert move_all(a, b) == {session}
     a.kill(signal.SIGTERM)  # exits; the routers still list it
     answer = incr(router_b.url, session)
     assert answer.status_code == 200, answer.text
