@@ -407,9 +407,8 @@ def passes_run(operator: Process) -> float:
     """How many passes the operator has run, whatever their result."""
     text = httpx.get(operator_metrics_url(operator), trust_env=False).text
     return sum(
-        float(line.split()[-1])
-        for line in text.splitlines()
-        if line.startswith("bridgepool_operator_reconcile_total{")
+        metric_value(text, f'bridgepool_operator_reconcile_total{{result="{result}"}}')
+        for result in ("success", "requeue", "error", "invalid")
     )
 
 
