@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
+from bridgepool.errors import ErrorCategory
 from bridgepool.protocol import (
     HEADER_TIMEOUT,
     HEADER_WORKER,
@@ -14,6 +16,7 @@ from bridgepool.protocol import (
     WorkerState,
     WorkerStats,
 )
+from bridgepool_worker.metrics import WorkerMetrics
 
 from .conftest import Worker
 
@@ -257,3 +260,11 @@ def test_metrics_are_exposed_without_session_ids(shared_worker: Worker) -> None:
     assert "bridgepool_worker_sessions_opened_total" in text
     assert 'bridgepool_worker_errors_total{category="python"}' in text
     assert "metrics-secret-session" not in text
+
+
+def test_a_fresh_worker_exports_every_error_category_at_zero() -> None:
+    # Dashboards rate() these; a category with no series would read "no data".
+    text = generate_latest(WorkerMetrics().registry).decode()
+
+    for category in ErrorCategory:
+        assert f'bridgepool_worker_errors_total{{category="{category.value}"}} 0.0' in text

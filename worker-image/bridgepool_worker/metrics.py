@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from bridgepool.errors import ErrorCategory
 from bridgepool.protocol import WorkerState
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -118,6 +119,10 @@ class WorkerMetrics:
             "bridgepool_worker_uptime_seconds", "Seconds since the worker started.", registry=r
         )
         self.set_state(WorkerState.INITIALIZING)
+        # Error counters start at 0 for every category, so a rate() over them
+        # reads 0 instead of "no data" on a worker that has not failed yet.
+        for category in ErrorCategory:
+            self.errors.labels(category=category.value)
         # Labelled children looked up once per (command, status): the hot path.
         self._call_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
