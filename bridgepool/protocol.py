@@ -37,6 +37,9 @@ HEADER_INCARNATION = "X-BridgePool-Worker-Incarnation"
 HEADER_TIMEOUT = "X-BridgePool-Timeout"  # request: seconds; may only lower the default
 HEADER_IDEMPOTENT = "X-BridgePool-Idempotent"  # request: "true" lets anonymous calls retry
 HEADER_SESSION = "X-BridgePool-Session"  # request/response: the session id, for proxies
+# request to a worker: "true" lets the call wait in line for a call slot (within
+# its budget) instead of a 503 at once; routers that share a worker send it.
+HEADER_WAIT_FOR_SLOT = "X-BridgePool-Wait-For-Slot"
 
 
 def call_budget(requested: str | None, default: float) -> float:

@@ -445,11 +445,6 @@ def test_load_through_the_router_grows_the_pool_inside_the_band_and_it_shrinks_a
             "scaleDownStabilizationSeconds": DOWN_WINDOW,
         },
         "worker": {"capacity": CAPACITY},
-        # The product's call budget (60 s), not the suite's fast 10 s: while the
-        # one first worker is shared by the chart's two routers at 300 % load, a
-        # call can wait 6-10 s for a slot (a known fairness gap between routers,
-        # issue #14); this test is about the pool's size.
-        "routing": {"callTimeoutSeconds": 60},
     }
     env = {"BRIDGEPOOL_FAULTS_ENABLED": "1"}  # ping's sleep: calls that hold a slot
     body = {"command": "ping", "args": {"sleep": WORK}}

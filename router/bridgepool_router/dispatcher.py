@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorInfo, counts_against_worker
-from bridgepool.protocol import HEADER_TIMEOUT, SESSION_MOVED, SESSION_MOVING
+from bridgepool.protocol import HEADER_TIMEOUT, HEADER_WAIT_FOR_SLOT, SESSION_MOVED, SESSION_MOVING
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
@@ -145,7 +145,14 @@ class Dispatcher:
                 worker.endpoint.url,
                 "/v1/execute",
                 body=payload,
-                headers={"Content-Type": "application/json", HEADER_TIMEOUT: f"{remaining:.3f}"},
+                headers={
+                    "Content-Type": "application/json",
+                    HEADER_TIMEOUT: f"{remaining:.3f}",
+                    # This router counts only its own calls: when other routers
+                    # fill the worker too, the call waits in the worker's line,
+                    # first come first served, rather than racing them for slots.
+                    HEADER_WAIT_FOR_SLOT: "true",
+                },
                 timeout=remaining,
                 connect_timeout=min(remaining, pool.routing.health.timeout_seconds),
             )

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from bridgepool.client import (
     ResourceError,
     SessionError,
 )
-from tests.router.conftest import FAST_ROUTING, Processes, free_port, wait_until
+from tests.router.conftest import FAST_ROUTING, Proc, Processes, free_port, wait_until
 
 
 def pool_entry(*workers: str, routing: dict[str, Any] | None = None, **extra: Any) -> Any:
@@ -216,25 +217,26 @@ def test_queue_overflow_is_503_with_retry_after(procs: Processes) -> None:
 def test_routers_sharing_a_busy_worker_wait_for_its_slots_instead_of_failing(
     procs: Processes,
 ) -> None:
-    """Each router keeps a worker to its capacity, but two routers offer it
-    twice that. The worker turns the surplus away (503 capacity_exceeded);
-    the routers wait and try again instead of passing the refusal on, and
-    the worker stays healthy in their eyes (its breaker does not count it)."""
+    """Each router keeps a worker to its capacity, but three routers offer it
+    three times that. One surplus call waits in the worker's line; the worker
+    turns the rest away (503 capacity_exceeded), and the routers wait and try
+    again instead of passing the refusal on. The worker stays healthy in
+    their eyes (its breaker does not count it)."""
     worker = procs.worker(capacity=1)
     pools = procs.write_pools({"demo": pool_entry(worker.url)})
-    routers = [procs.router(pools), procs.router(pools)]
+    routers = [procs.router(pools) for _ in range(3)]
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=30) as http:
             slow = {"command": "sleep", "args": {"seconds": 0.2}}
             calls = [
-                http.post(f"{routers[i % 2].url}/v1/pools/demo/execute", json=slow)
-                for i in range(8)
+                http.post(f"{routers[i % 3].url}/v1/pools/demo/execute", json=slow)
+                for i in range(9)
             ]
             return await asyncio.gather(*calls)
 
     answers = asyncio.run(burst())
-    assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers]
+    assert [r.status_code for r in answers] == [200] * 9, [r.text for r in answers]
     metrics = "".join(httpx.get(f"{r.url}/metrics").text for r in routers)
     # The worker did turn calls away: the routers retried them as busy ...
     assert 'bridgepool_router_retries_total{pool="demo",reason="busy"}' in metrics
@@ -243,6 +245,42 @@ def test_routers_sharing_a_busy_worker_wait_for_its_slots_instead_of_failing(
     for router in routers:
         (state,) = pool_state(router.url)["workers"]
         assert state["breaker"] == "closed"
+
+
+def test_a_router_with_one_call_is_not_starved_by_a_router_with_a_backlog(
+    procs: Processes,
+) -> None:
+    """Router A has a backlog for a worker of one slot; router B sends one call
+    meanwhile. B's call waits in the worker's line and runs next, instead of
+    losing every race for the slot to A's next queued call until A's backlog
+    is done."""
+    worker = procs.worker(capacity=1)
+    pools = procs.write_pools({"demo": pool_entry(worker.url)})
+    busy, quiet = procs.router(pools), procs.router(pools)
+    call = {"command": "turn", "args": {"seconds": 0.2}}
+    backlog = 8
+
+    def queued_at(router: Proc) -> float:
+        for line in httpx.get(f"{router.url}/metrics").text.splitlines():
+            if line.startswith('bridgepool_router_queue_depth{pool="demo"}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def execute(router: Proc) -> int:
+        answer = httpx.post(f"{router.url}/v1/pools/demo/execute", json=call, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["result"]["turn"])
+
+    with ThreadPoolExecutor(backlog) as pool:
+        backlogged = [pool.submit(execute, busy) for _ in range(backlog)]
+        # One of A's calls runs, several wait in A's own queue.
+        wait_until(lambda: queued_at(busy) >= 3, what="router A's backlog")
+        quiet_turn = execute(quiet)
+        turns = [b.result() for b in backlogged]
+
+    # B's call came while A still had at least three calls queued: it is
+    # served before them, not after A's whole backlog.
+    assert sum(turn > quiet_turn for turn in turns) >= 2, (quiet_turn, sorted(turns))
 
 
 def test_router_processes_sharing_a_port_keep_a_worker_to_its_capacity(

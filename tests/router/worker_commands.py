@@ -3,7 +3,9 @@
 ``budget`` answers the time budget the worker received for the call (so a
 test sees the timeout the router forwarded), and ``overlap`` holds a slot and
 answers how many ``overlap`` calls ran at once meanwhile (so a test sees
-whether a worker ever ran more calls than its capacity).
+whether a worker ever ran more calls than its capacity), and ``turn`` holds a
+slot and answers the order in which the worker started it among all ``turn``
+calls (so a test sees which call the worker served first).
 """
 
 from __future__ import annotations
@@ -41,3 +43,15 @@ async def overlap(ctx: CommandContext, args: dict[str, Any]) -> dict[str, int]:
 @command
 async def budget(ctx: CommandContext, args: dict[str, Any]) -> dict[str, float]:
     return {"timeout": ctx.timeout_seconds}
+
+
+_turns = 0
+
+
+@command
+async def turn(ctx: CommandContext, args: dict[str, Any]) -> dict[str, int]:
+    global _turns
+    _turns += 1
+    started = _turns
+    await asyncio.sleep(float(args.get("seconds", 0)))
+    return {"turn": started}

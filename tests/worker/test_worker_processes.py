@@ -13,7 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from bridgepool.protocol import HEADER_TIMEOUT, Readiness, WorkerState, WorkerStats
+from bridgepool.protocol import (
+    HEADER_TIMEOUT,
+    HEADER_WAIT_FOR_SLOT,
+    Readiness,
+    WorkerState,
+    WorkerStats,
+)
 
 from .conftest import Worker, Workers
 
@@ -101,6 +107,57 @@ def test_calls_beyond_capacity_are_refused_at_once(workers: Workers) -> None:
     busy = [line for line in worker.logs().splitlines() if '"to": "busy"' in line]
     assert busy and '"reason": "all call slots in use"' in busy[0]
     assert '"seconds_in_previous"' in busy[0]
+
+
+def test_calls_that_may_wait_line_up_for_a_slot_and_the_line_is_short(
+    workers: Workers,
+) -> None:
+    """With every slot taken, a call sent with the wait-for-slot header waits in
+    line and runs once a slot frees; the line holds as many calls as there are
+    slots; past it, and without the header, the answer is 503 at once."""
+    worker = workers.start(env={**FAULTS, "BRIDGEPOOL_WORKER_CAPACITY": "2"})
+    may_wait = {HEADER_WAIT_FOR_SLOT: "true"}
+
+    def waiting() -> float:
+        for line in worker.get("/metrics").text.splitlines():
+            if line.startswith("bridgepool_worker_calls_waiting_for_slot "):
+                return float(line.split()[1])
+        raise AssertionError("no bridgepool_worker_calls_waiting_for_slot in /metrics")
+
+    with ThreadPoolExecutor(4) as pool:
+        holders = [
+            pool.submit(worker.call, "fault", {"kind": "slow", "seconds": 0.6}) for _ in range(2)
+        ]
+        wait_for(lambda: worker.get("/v1/stats").json()["in_flight"] == 2)
+        waiters = []
+        for expected in (1, 2):
+            waiters.append(pool.submit(worker.call, "ping", headers=may_wait))
+            wait_for(lambda expected=expected: waiting() == expected)  # type: ignore[misc]
+
+        past_the_line = worker.call("ping", headers=may_wait)
+        without_header = worker.call("ping")
+        for refused in (past_the_line, without_header):
+            assert refused.status_code == 503
+            assert refused.json()["error"]["type"] == "capacity_exceeded"
+        assert [h.result().status_code for h in holders] == [200, 200]
+        assert [w.result().status_code for w in waiters] == [200, 200]
+    assert waiting() == 0
+    stats = worker.get("/v1/stats").json()
+    assert (stats["in_flight"], stats["state"]) == (0, "ready")
+
+
+def test_a_call_waiting_for_a_slot_gets_503_when_its_budget_runs_out(workers: Workers) -> None:
+    worker = workers.start(env={**FAULTS, "BRIDGEPOOL_WORKER_CAPACITY": "1"})
+    with ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(worker.call, "fault", {"kind": "slow", "seconds": 1.5})
+        wait_for(lambda: worker.get("/v1/stats").json()["in_flight"] == 1)
+        late = worker.call("ping", headers={HEADER_WAIT_FOR_SLOT: "true", HEADER_TIMEOUT: "0.2"})
+        assert late.status_code == 503
+        assert late.json()["error"]["type"] == "capacity_exceeded"
+        assert holder.result().status_code == 200
+    # The slot it never got was not lost: the worker has its one slot back.
+    worker.result("ping", headers={HEADER_WAIT_FOR_SLOT: "true"})
+    assert worker.get("/v1/stats").json()["in_flight"] == 0
 
 
 def test_fault_command_is_unknown_unless_enabled(workers: Workers) -> None:

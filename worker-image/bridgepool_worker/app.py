@@ -38,6 +38,7 @@ from bridgepool.errors import BridgePoolError, ErrorCategory, validation_problem
 from bridgepool.protocol import (
     HEADER_INCARNATION,
     HEADER_TIMEOUT,
+    HEADER_WAIT_FOR_SLOT,
     HEADER_WORKER,
     ActivateRequest,
     CommitRequest,
@@ -154,7 +155,8 @@ async def execute(request: web.Request) -> web.Response:
     except ValidationError as exc:
         return _error_response(_rejected_body(raw, exc), _request_id(raw))
     timeout = _call_timeout(request, runtime.config)
-    status, body = await runtime.execute(call, timeout)
+    wait_for_slot = request.headers.get(HEADER_WAIT_FOR_SLOT, "").lower() == "true"
+    status, body = await runtime.execute(call, timeout, wait_for_slot=wait_for_slot)
     return web.Response(text=body, status=status, content_type="application/json")
 
 

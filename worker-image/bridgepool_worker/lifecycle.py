@@ -142,16 +142,21 @@ class Lifecycle:
         return self._settle(now, "initialization complete")
 
     def try_begin_call(self, now: float) -> tuple[bool, Transition | None]:
-        """Take a call slot if one is free (no queueing here: the router queues)."""
+        """Take a call slot if one is free (calls that may wait line up in slots.py)."""
         if self.in_flight >= self.capacity:
             return False, None
         self.load.update(self.in_flight, now)
         self.in_flight += 1
         return True, self._settle(now, "call started")
 
-    def end_call(self, now: float, *, internal_error: bool = False) -> Transition | None:
+    def end_call(
+        self, now: float, *, internal_error: bool = False, handed_over: bool = False
+    ) -> Transition | None:
+        """A call ended. ``handed_over``: its slot went straight to a call that
+        waited for one, so the count of calls in flight stays as it is."""
         self.load.update(self.in_flight, now)
-        self.in_flight = max(0, self.in_flight - 1)
+        if not handed_over:
+            self.in_flight = max(0, self.in_flight - 1)
         if internal_error:
             self._internal_errors += 1
             self._last_internal_error = now

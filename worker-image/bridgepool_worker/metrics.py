@@ -44,6 +44,11 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             "bridgepool_worker_in_flight_calls", "Calls running now.", registry=r
         )
+        self.calls_waiting_for_slot = Gauge(
+            "bridgepool_worker_calls_waiting_for_slot",
+            "Calls waiting in line for a free call slot (routers that share this worker).",
+            registry=r,
+        )
         self.capacity = Gauge(
             "bridgepool_worker_capacity_calls", "Concurrent calls allowed.", registry=r
         )

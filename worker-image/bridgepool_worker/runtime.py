@@ -31,6 +31,7 @@ from bridgepool_worker.mover import SessionMoves
 from bridgepool_worker.registry import Command, CommandRegistry
 from bridgepool_worker.sdk import CommandContext
 from bridgepool_worker.sessions import Session, SessionStore
+from bridgepool_worker.slots import SlotLine
 
 log = logging.getLogger("bridgepool_worker")
 
@@ -84,6 +85,8 @@ class WorkerRuntime:
         self._session_calls: Counter[str] = Counter()
         self._idle_waiters: dict[str, asyncio.Event] = {}
         self.moves = SessionMoves(self)
+        # Calls that may wait for a slot (several routers share this worker).
+        self.slots = SlotLine(config.capacity, lambda: self._end_call(False, None))
         metrics.capacity.set(config.capacity)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -214,14 +217,21 @@ class WorkerRuntime:
     # -- the command path --------------------------------------------------------
 
     async def execute(
-        self, request: ExecuteRequest, budget_seconds: float, *, internal: bool = False
+        self,
+        request: ExecuteRequest,
+        budget_seconds: float,
+        *,
+        internal: bool = False,
+        wait_for_slot: bool = False,
     ) -> tuple[int, str]:
-        """Run one call; return the HTTP status and the JSON body."""
+        """Run one call; return the HTTP status and the JSON body.
+        ``wait_for_slot``: with every slot taken, wait in line (slots.py) within
+        the call's budget instead of answering 503 at once."""
         started = self.mono()
         command = self.registry.get(request.command)
         label = command.name if command is not None else "unknown"
         try:
-            result = await self._run(request, command, budget_seconds)
+            result = await self._run(request, command, budget_seconds, wait_for_slot)
             try:
                 body = json.dumps(
                     {"id": request.id, "success": True, "result": result, "error": None}
@@ -286,7 +296,11 @@ class WorkerRuntime:
         return True
 
     async def _run(
-        self, request: ExecuteRequest, command: Command | None, budget_seconds: float
+        self,
+        request: ExecuteRequest,
+        command: Command | None,
+        budget_seconds: float,
+        wait_for_slot: bool,
     ) -> Any:
         if command is None:
             raise BridgePoolError.make(
@@ -297,24 +311,7 @@ class WorkerRuntime:
                 command=request.command,
             )
         session_id = request.session_id
-        if session_id is not None and self.moves.table.holding(session_id) is not None:
-            # A moving session's call waits here, holding no call slot.
-            waited_from = self.mono()
-            await self.moves.wait_until_here(session_id, budget_seconds)
-            budget_seconds = max(0.001, budget_seconds - (self.mono() - waited_from))
-        session = self._admit_session(session_id) if session_id is not None else None
-        admitted, transition = self.lifecycle.try_begin_call(self.mono())
-        if not admitted:
-            self.metrics.rejected.labels(reason="capacity").inc()
-            raise BridgePoolError.make(
-                ErrorCategory.RESOURCE,
-                "capacity_exceeded",
-                f"all {self.lifecycle.capacity} call slots of this worker are in use",
-                status=503,
-                retryable=True,
-                capacity=self.lifecycle.capacity,
-            )
-        self.record(transition)
+        session, budget_seconds = await self._take_slot(session_id, budget_seconds, wait_for_slot)
         self.metrics.in_flight.set(self.lifecycle.in_flight)
         if session_id is not None:
             self._session_calls[session_id] += 1
@@ -349,8 +346,64 @@ class WorkerRuntime:
             else:
                 self._end_call(internal_error, session_id)
 
+    async def _take_slot(
+        self, session_id: str | None, budget_seconds: float, wait_for_slot: bool
+    ) -> tuple[Session | None, float]:
+        """Take a call slot, admitting the call's session: the session held here,
+        or None for one the call may open. Returns it and the budget left."""
+        while True:
+            if session_id is not None and self.moves.table.holding(session_id) is not None:
+                # A moving session's call waits here, holding no call slot.
+                waited_from = self.mono()
+                await self.moves.wait_until_here(session_id, budget_seconds)
+                budget_seconds = max(0.001, budget_seconds - (self.mono() - waited_from))
+            session = self._admit_session(session_id) if session_id is not None else None
+            admitted, transition = self.lifecycle.try_begin_call(self.mono())
+            if admitted:
+                self.record(transition)
+                return session, budget_seconds
+            if not wait_for_slot or self.slots.full:
+                raise self._busy()
+            waited_from = self.mono()
+            self.metrics.calls_waiting_for_slot.inc()
+            try:
+                handed = await self.slots.wait(budget_seconds)
+            finally:
+                self.metrics.calls_waiting_for_slot.dec()
+            budget_seconds = max(0.001, budget_seconds - (self.mono() - waited_from))
+            if not handed:
+                raise self._busy()
+            # The call holds a slot now. While it waited, its session may have
+            # begun to move or the worker to turn new sessions away: look again.
+            if session_id is None:
+                return None, budget_seconds
+            if self.moves.table.holding(session_id) is None:
+                try:
+                    return self._admit_session(session_id), budget_seconds
+                except BridgePoolError:
+                    self._end_call(False, None)
+                    raise
+            self._end_call(False, None)  # give the slot on, and wait for the move
+
+    def _busy(self) -> BridgePoolError:
+        self.metrics.rejected.labels(reason="capacity").inc()
+        return BridgePoolError.make(
+            ErrorCategory.RESOURCE,
+            "capacity_exceeded",
+            f"all {self.lifecycle.capacity} call slots of this worker are in use",
+            status=503,
+            retryable=True,
+            capacity=self.lifecycle.capacity,
+        )
+
     def _end_call(self, internal_error: bool, session_id: str | None) -> None:
-        self.record(self.lifecycle.end_call(self.mono(), internal_error=internal_error))
+        """Free a call's slot, or hand it to the call that has waited longest."""
+        handed_over = self.slots.hand_over()
+        self.record(
+            self.lifecycle.end_call(
+                self.mono(), internal_error=internal_error, handed_over=handed_over
+            )
+        )
         self.metrics.in_flight.set(self.lifecycle.in_flight)
         if session_id is not None:
             self._session_calls[session_id] -= 1
