@@ -171,6 +171,7 @@ class CallLog:
     ok: int = 0
     failures: list[str] = field(default_factory=list)
     workers: set[str] = field(default_factory=set)
+    slowest: float = 0.0  # seconds, the longest call answered
 
 
 @contextmanager
@@ -185,7 +186,9 @@ def calling(url: str, body: dict[str, Any], period: float) -> Iterator[CallLog]:
             while not stop.is_set():
                 n += 1
                 try:
+                    sent = time.monotonic()
                     resp = http.post(url, json={**body, "id": str(n)})
+                    log.slowest = max(log.slowest, time.monotonic() - sent)
                     if HEADER_SESSION_REBOUND in resp.headers:
                         log.failures.append(f"session moved, state lost: {resp.headers}")
                     elif resp.status_code == 200 and resp.json()["success"]:

@@ -506,6 +506,7 @@ def test_load_through_the_router_grows_the_pool_inside_the_band_and_it_shrinks_a
     )
     e2e_timings["autoscaling: load stopped -> 1 worker"] = f"{shrunk - load_stopped:.1f} s"
     e2e_timings["autoscaling: utilization at full size"] = f"{settled_utilization} %"
+    e2e_timings["autoscaling: slowest call"] = f"{max(c.slowest for c in callers):.2f} s"
     pools.delete("auto")
 
 
