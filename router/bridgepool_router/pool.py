@@ -179,12 +179,14 @@ class PoolRuntime:
         """Note the worker's process token from an answer or a health check. A
         token other than the one seen before means the worker restarted: the
         sessions this router had on it lost their state, and their bindings are
-        marked so (see ``SessionTable.mark_lost``)."""
+        marked so (see ``SessionTable.mark_lost``); its breaker no longer holds
+        the old process's failures against it."""
         if not incarnation or incarnation == worker.incarnation:
             return
         known, worker.incarnation = worker.incarnation, incarnation
         if known is None:
             return
+        worker.breaker.worker_restarted()
         lost = self.sessions.mark_lost(worker.name)
         log.warning(
             "worker restarted; its sessions' state is gone",

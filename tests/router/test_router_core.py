@@ -270,6 +270,12 @@ S = CircuitBreakerSettings(failure_threshold=3, success_threshold=2, open_second
         (["f@0", "f@1", "f@2", "d@12", "f@12"], 22, BreakerState.HALF_OPEN, True),
         # late successes while open change nothing
         (["f@0", "f@1", "f@2", "s@3", "s@4", "s@5"], 6, BreakerState.OPEN, False),
+        # the worker restarted (r): probes go through at once, not after open_seconds
+        (["f@0", "f@1", "f@2", "r@3"], 3, BreakerState.HALF_OPEN, True),
+        (["f@0", "f@1", "f@2", "r@3", "d@3", "s@3", "d@3", "s@3"], 3, BreakerState.CLOSED, True),
+        (["f@0", "f@1", "f@2", "r@3", "d@3", "f@3"], 4, BreakerState.OPEN, False),
+        # ... and the old process's failures no longer count
+        (["f@0", "f@1", "r@1", "f@2"], 2, BreakerState.CLOSED, True),
     ],
 )
 def test_breaker(events: list[str], now: float, state: BreakerState, admits: bool) -> None:
@@ -278,6 +284,9 @@ def test_breaker(events: list[str], now: float, state: BreakerState, admits: boo
     for event in events:
         kind, at = event.split("@")
         t = float(at)
+        if kind == "r":
+            breaker.worker_restarted()
+            continue
         {"f": breaker.record_failure, "s": breaker.record_success, "d": breaker.on_dispatch}[kind](
             t
         )

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from bridgepool.protocol import HEADER_WORKER
 from tests.router.conftest import FAST_ROUTING, Proc, Processes, wait_until
+from tests.router.test_router_session_move import homed_on
 
 SESSION = "split"
 # A failed call opens a worker's breaker at once: the router that sees the
@@ -135,3 +137,43 @@ def test_routers_follow_one_holder_after_a_worker_restarts_in_place(
     assert client.failures_without_rebound() == []
     assert served == {new}
     assert holders(workers) == [new]
+
+
+def test_a_worker_restarted_after_its_breaker_opened_is_back_without_waiting_it_out(
+    procs: Processes,
+) -> None:
+    """The breaker opened on the old process's failures (as a crash's cut-off
+    calls open it). Once the router sees the new process, by its health checks,
+    the breaker lets probes through at once and closes on their success: the
+    worker is not kept out for the breaker's open time (60 s)."""
+    workers = [procs.worker(), procs.worker()]
+    router = procs.router(pools_file(procs, workers, FAST_ROUTING, "pools.json"))
+    victim = workers[0]
+    name = f"127.0.0.1:{victim.port}"
+    session = homed_on(router, victim)
+    failing = {"command": "fault", "args": {"kind": "error"}}
+    url = f"{router.url}/v1/pools/demo/sessions/{session}/execute"
+    for _ in range(5):  # the breaker's default failure threshold
+        assert httpx.post(url, json=failing).status_code == 500
+
+    def breaker() -> str:
+        state = httpx.get(f"{router.url}/v1/pools/demo").json()
+        (seen,) = [w for w in state["workers"] if w["worker"] == name]
+        return str(seen["breaker"])
+
+    assert breaker() == "open"
+    victim.kill(signal.SIGKILL)
+    procs.worker(port=victim.port)  # the same name, a new process
+
+    wait_until(lambda: breaker() != "open", what="the breaker to let the new process be probed")
+    anonymous = f"{router.url}/v1/pools/demo/execute"
+    wait_until(
+        lambda: httpx.post(anonymous, json={"command": "echo"}).headers[HEADER_WORKER] == name,
+        what="calls to reach the restarted worker again",
+    )
+
+    def closed_after_a_call() -> bool:
+        httpx.post(anonymous, json={"command": "echo"})
+        return breaker() == "closed"
+
+    wait_until(closed_after_a_call, what="the probes to close the breaker")

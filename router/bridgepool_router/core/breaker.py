@@ -4,6 +4,7 @@ closed --(failure_threshold consecutive failures)--> open
 open --(open_seconds pass)--> half-open: one probe call at a time
 half-open --(success_threshold consecutive successes)--> closed
 half-open --(a failure)--> open again
+open --(the worker restarted: a new process)--> half-open at once
 
 What counts as a failure is the caller's decision (connection errors, timeouts
 and 5xx answers; never a handler's own 422).
@@ -86,6 +87,19 @@ class CircuitBreaker:
                 self._open(now)
         elif state is BreakerState.HALF_OPEN:
             self._open(now)
+
+    def worker_restarted(self) -> None:
+        """The worker is a new process, so what was counted was the old one's
+        doing (typically the calls cut off by its crash). An open breaker lets
+        probes through now instead of keeping a healthy process out for
+        ``open_seconds``; a closed one forgets its failures."""
+        if self._state is BreakerState.OPEN:
+            self.opened_at = None
+            self._successes = 0
+            self._probe_in_flight = False
+            self._move(BreakerState.HALF_OPEN)
+        elif self._state is BreakerState.CLOSED:
+            self._failures = 0
 
     def _open(self, now: float) -> None:
         self.opened_at = now
