@@ -13,7 +13,9 @@ that time, so a slow response delays no measurement (no coordinated omission).
 Each path's run is cut into one-second slices taken in turns with the other
 paths', so a burst of load from elsewhere on the machine falls on every path
 alike rather than on whichever ran at the time. Printed: p50/p99/p99.9 per path
-and the percentiles added over direct.
+and the percentiles added over direct; beside them, the router's own histogram of
+the time it adds (what it spends on a call, without the time the process waits
+to be scheduled).
 
 Throughput: ``wrk`` (C, with a Lua script for the session paths) drives each
 path closed-loop; printed: calls/s, and the CPU time the proxy process spent
@@ -22,8 +24,7 @@ taken by other processes is not counted). A Python load generator could not
 saturate the router on this machine, hence wrk.
 
 Then the ratios router/forwarder and router/HAProxy, for throughput (and CPU per
-call) and for the added p50/p99/p99.9 (an added percentile under 1 us counts as
-1 us).
+call) and for the added p50/p99/p99.9 (none where the baseline added under 1 us).
 
 Scale-out last: the router as one process and as two processes sharing its port
 (``--reuse-port``, as in one pod), one per core, wrk with two threads and 64
@@ -44,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -57,6 +59,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.stats import percentile
 
@@ -406,6 +411,48 @@ def routers_sharing_a_port(worker_ports: list[int], count: int) -> Iterator[Prox
         yield Proxy(port, pids)
 
 
+def added_latency_buckets(router_url: str) -> dict[float, float]:
+    """The router's own histogram of the time it adds to a call (its total minus
+    the worker's time): upper bound in seconds -> calls at most that long."""
+    text = httpx.get(f"{router_url}/metrics", timeout=10, trust_env=False).text
+    return {
+        float(sample.labels["le"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "bridgepool_router_added_latency_seconds_bucket"
+    }
+
+
+def print_own_count(buckets: dict[float, float]) -> None:
+    """What the router's histogram says of the latency run: the share of calls
+    under each bound up to 1 ms, and the bound p99 and p99.9 fall under. Time
+    the process spends waiting to be scheduled, or in the kernel before the
+    request reaches it, is not in it: that is the gap to the numbers above."""
+    total = buckets.get(math.inf, 0.0)
+    if not total:
+        print("the router's own count: no calls in its histogram")
+        return
+    bounds = sorted(buckets)
+    shares = "  ".join(
+        f"<= {le * 1000:g} ms {100 * buckets[le] / total:.2f}%" for le in bounds if le <= 0.001
+    )
+
+    def under(q: float) -> str:
+        le = next(le for le in bounds if buckets[le] >= q * total)
+        return f"<= {le * 1000:g} ms" if le != math.inf else "> the largest bucket"
+
+    print(f"the router's own count of the time it adds ({total:.0f} calls, its histogram): "
+          f"{shares}; p99 {under(0.99)}, p99.9 {under(0.999)}")  # fmt: skip
+
+
+def added_ratio(router_ms: float, base_ms: float) -> str:
+    """router/baseline for an added percentile; "-" when the baseline added
+    under 1 us (a difference of percentiles can even come out below zero)."""
+    if base_ms < 1e-3:
+        return "-"
+    return f"{max(router_ms, 1e-3) / base_ms:.2f}x"
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -432,7 +479,10 @@ def main() -> None:
               "time")  # fmt: skip
         for target in targets:
             asyncio.run(open_loop(target, args.rate, 1.0))  # warm-up (connections, sessions)
+        router_url = f"http://127.0.0.1:{proxies['router'].port}"
+        before = added_latency_buckets(router_url)
         runs = open_loop_in_turns(targets, args.rate, args.seconds)
+        own = {le: n - before.get(le, 0.0) for le, n in added_latency_buckets(router_url).items()}
         stats: dict[str, dict[str, float]] = {}
         for target in targets:
             lat, errors = runs[target.name]
@@ -445,6 +495,7 @@ def main() -> None:
         for name in ("router", "forwarder", "haproxy"):
             d = added[name] = {p: stats[name][p] - stats["direct"][p] for p in PERCENTILES}
             print(f"  {name:9s} p50 {d['50']:7.3f}  p99 {d['99']:7.3f}  p99.9 {d['99.9']:7.3f}")
+        print_own_count(own)
         print(f"throughput: wrk, 1 thread, 32 connections, {args.seconds:.0f}s per path; "
               "CPU per call of the proxy process")  # fmt: skip
         done: dict[str, Throughput] = {}
@@ -460,11 +511,12 @@ def main() -> None:
         print(f"  {'':9s} {'calls/s':>8s} {'calls/CPU-s':>12s} {'added p50':>10s} "
               f"{'added p99':>10s} {'added p99.9':>12s}")  # fmt: skip
         for base in ("forwarder", "haproxy"):
-            x = {p: max(added["router"][p], 1e-3) / max(added[base][p], 1e-3) for p in PERCENTILES}
+            x = {p: added_ratio(added["router"][p], added[base][p]) for p in PERCENTILES}
             rps = router.calls_per_second / done[base].calls_per_second
             efficiency = (done[base].cpu_us_per_call or 0) / (router.cpu_us_per_call or 1)
-            print(f"  {base:9s} {rps:7.2f}x {efficiency:11.2f}x {x['50']:9.2f}x "
-                  f"{x['99']:9.2f}x {x['99.9']:11.2f}x")  # fmt: skip
+            print(f"  {base:9s} {rps:7.2f}x {efficiency:11.2f}x {x['50']:>10s} "
+                  f"{x['99']:>10s} {x['99.9']:>12s}")  # fmt: skip
+        print("  (-: the baseline added nothing measurable at that percentile)")
         print(
             "targets (reported, not asserted): router >= 1.5x the forwarder's calls/s; "
             f"router-added p99 <= 1 ms and p99.9 <= 5 ms at {args.rate:.0f} calls/s"

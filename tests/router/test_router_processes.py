@@ -146,7 +146,6 @@ async def test_killed_worker_under_load(procs: Processes) -> None:
         load = [asyncio.create_task(anonymous_load()) for _ in range(8)]
         await asyncio.to_thread(wait_until, lambda: len(results) >= 40, what="calls flowing")
         victim.kill(signal.SIGKILL)
-        kill_time = time.monotonic()
         # Enough calls after the kill that the last 20 checked below all started after it.
         killed_at = len(results)
         await asyncio.to_thread(
@@ -181,7 +180,6 @@ async def test_killed_worker_under_load(procs: Processes) -> None:
         metrics = (await http.get("/metrics")).text
     dead = next(w for w in state["workers"] if w["worker"] == victim_name)
     assert dead["breaker"] == "open" and dead["ready"] is False
-    assert time.monotonic() - kill_time < 10
     assert 'bridgepool_router_breaker_transitions_total{pool="demo",to="open"} 1.0' in metrics
 
 

@@ -90,9 +90,8 @@ def test_calls_beyond_capacity_are_refused_at_once(workers: Workers) -> None:
         assert stats.state == WorkerState.BUSY
         assert worker.get("/readyz").status_code == 200  # busy is still ready
 
-        started = time.monotonic()
         refused = worker.call("ping")
-        assert time.monotonic() - started < 0.5  # not queued behind the slow calls
+        assert not any(c.done() for c in calls)  # answered at once, not after the slow calls
         assert refused.status_code == 503
         error = refused.json()["error"]
         assert (error["category"], error["type"], error["retryable"]) == (
@@ -177,11 +176,10 @@ def test_injected_faults(shared_worker: Worker) -> None:
     assert error.status_code == 500
     assert error.json()["error"]["category"] == "system"
 
-    started = time.monotonic()
     hang = shared_worker.call("fault", {"kind": "hang"}, headers={HEADER_TIMEOUT: "0.3"})
     assert hang.status_code == 504
     assert hang.json()["error"]["category"] == "timeout"
-    assert 0.25 < time.monotonic() - started < 5
+    assert hang.json()["error"]["context"]["timeout_seconds"] == 0.3
 
     bad = shared_worker.call("fault", {"kind": "explode"})
     assert bad.status_code == 400 and "kind" in bad.json()["error"]["message"]
@@ -212,10 +210,8 @@ def test_crash_fault_ends_the_process(workers: Workers) -> None:
 
 def test_timeout_header_may_only_lower_the_call_timeout(workers: Workers) -> None:
     worker = workers.start(env={**FAULTS, "BRIDGEPOOL_WORKER_CALL_TIMEOUT_SECONDS": "0.3"})
-    started = time.monotonic()
     response = worker.call("fault", {"kind": "slow", "seconds": 2}, headers={HEADER_TIMEOUT: "30"})
     assert response.status_code == 504
-    assert time.monotonic() - started < 1.5
     assert response.json()["error"]["context"]["timeout_seconds"] == 0.3
 
 
@@ -248,7 +244,6 @@ def test_sigterm_lets_the_call_in_flight_finish_and_refuses_new_sessions(
     )
     caller.start()
     wait_for(lambda: worker.get("/v1/stats").json()["in_flight"] == 1)
-    started = time.monotonic()
     worker.signal(signal.SIGTERM)
     wait_for(lambda: worker.get("/readyz").status_code == 503)
 
@@ -262,8 +257,7 @@ def test_sigterm_lets_the_call_in_flight_finish_and_refuses_new_sessions(
 
     caller.join(10)
     assert answers and answers[0].status_code == 200, answers
-    assert worker.wait(10) == 0
-    assert time.monotonic() - started < 5  # exits once drained, not at the grace deadline
+    assert worker.wait(10) == 0  # once drained, well before the grace period's 25 s
     assert (
         '"to": "terminating"' in worker.logs() and '"reason": "received SIGTERM"' in worker.logs()
     )
