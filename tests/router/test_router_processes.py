@@ -255,7 +255,7 @@ def test_a_router_with_one_call_is_not_starved_by_a_router_with_a_backlog(
     worker = procs.worker(capacity=1)
     pools = procs.write_pools({"demo": pool_entry(worker.url)})
     busy, quiet = procs.router(pools), procs.router(pools)
-    call = {"command": "turn", "args": {"seconds": 0.2}}
+    call = {"command": "overlap", "args": {"seconds": 0.2}}
     backlog = 8
 
     def queued_at(router: Proc) -> float:

@@ -3,9 +3,8 @@
 ``budget`` answers the time budget the worker received for the call (so a
 test sees the timeout the router forwarded), and ``overlap`` holds a slot and
 answers how many ``overlap`` calls ran at once meanwhile (so a test sees
-whether a worker ever ran more calls than its capacity), and ``turn`` holds a
-slot and answers the order in which the worker started it among all ``turn``
-calls (so a test sees which call the worker served first).
+whether a worker ever ran more calls than its capacity) and its turn, the order
+in which the worker started it (so a test sees which call was served first).
 """
 
 from __future__ import annotations
@@ -24,12 +23,15 @@ async def sleep(ctx: CommandContext, args: dict[str, Any]) -> dict[str, float]:
 
 
 _overlapping = 0
+_started = 0
 
 
 @command
 async def overlap(ctx: CommandContext, args: dict[str, Any]) -> dict[str, int]:
-    global _overlapping
+    global _overlapping, _started
     _overlapping += 1
+    _started += 1
+    turn = _started
     most = _overlapping
     try:
         for _ in range(10):
@@ -37,21 +39,9 @@ async def overlap(ctx: CommandContext, args: dict[str, Any]) -> dict[str, int]:
             most = max(most, _overlapping)
     finally:
         _overlapping -= 1
-    return {"most": most}
+    return {"most": most, "turn": turn}
 
 
 @command
 async def budget(ctx: CommandContext, args: dict[str, Any]) -> dict[str, float]:
     return {"timeout": ctx.timeout_seconds}
-
-
-_turns = 0
-
-
-@command
-async def turn(ctx: CommandContext, args: dict[str, Any]) -> dict[str, int]:
-    global _turns
-    _turns += 1
-    started = _turns
-    await asyncio.sleep(float(args.get("seconds", 0)))
-    return {"turn": started}
