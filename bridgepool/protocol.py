@@ -34,6 +34,10 @@ HEADER_PREVIOUS_WORKER = "X-BridgePool-Previous-Worker"
 # response of a worker: a token new at every start of its process. A worker
 # restarted in place keeps its name but not its sessions; this tells them apart.
 HEADER_INCARNATION = "X-BridgePool-Worker-Incarnation"
+# request, with a session call: the process token the caller last saw from this
+# worker. Another process answers 412 ``worker_restarted`` and runs nothing, so a
+# caller whose view is stale never runs a call on a fresh copy of the session.
+HEADER_EXPECT_INCARNATION = "X-BridgePool-Expect-Incarnation"
 HEADER_TIMEOUT = "X-BridgePool-Timeout"  # request: seconds; may only lower the default
 HEADER_IDEMPOTENT = "X-BridgePool-Idempotent"  # request: "true" lets anonymous calls retry
 HEADER_SESSION = "X-BridgePool-Session"  # request/response: the session id, for proxies
@@ -186,6 +190,7 @@ SESSION_FORMAT_VERSION = 1
 # Error types a router or mover acts on (category ``session``):
 SESSION_MOVING = "session_moving"  # 503, retryable: the session is frozen for a move
 SESSION_MOVED = "session_moved"  # 410: context ``holder`` and ``holder_url`` name its worker
+WORKER_RESTARTED = "worker_restarted"  # 412: not the process HEADER_EXPECT_INCARNATION names
 
 
 class MoveState(StrEnum):

@@ -11,11 +11,19 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorInfo, counts_against_worker
-from bridgepool.protocol import HEADER_TIMEOUT, HEADER_WAIT_FOR_SLOT, SESSION_MOVED, SESSION_MOVING
+from bridgepool.protocol import (
+    HEADER_EXPECT_INCARNATION,
+    HEADER_TIMEOUT,
+    HEADER_WAIT_FOR_SLOT,
+    SESSION_MOVED,
+    SESSION_MOVING,
+    WORKER_RESTARTED,
+)
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.breaker import BreakerState
@@ -55,6 +63,7 @@ class _Attempt:
     elapsed: float = 0.0
     incarnation: str | None = None  # of the worker process that answered
     moved_to: str | None = None  # 410 session_moved: the new holder's base URL
+    restarted: bool = False  # 412 worker_restarted: a new process, that ran nothing
 
 
 @dataclass(slots=True)
@@ -88,15 +97,26 @@ WORKER_BUSY = "capacity_exceeded"
 MOVE_DISCOVERY_PAUSE = 0.05
 
 
+def _error(body: bytes) -> dict[str, Any]:
+    """The ``error`` object of a worker's answer; empty if it has none."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
+def _error_type(body: bytes) -> str | None:
+    return _error(body).get("type")
+
+
 def _moved_to(body: bytes) -> str | None:
     """The new holder's base URL, from a worker's 410 ``session_moved``."""
-    try:
-        error = json.loads(body).get("error") or {}
-        if error.get("type") != SESSION_MOVED:
-            return None
-        url = (error.get("context") or {}).get("holder_url")
-    except (ValueError, AttributeError):
+    error = _error(body)
+    if error.get("type") != SESSION_MOVED:
         return None
+    context = error.get("context")
+    url = context.get("holder_url") if isinstance(context, dict) else None
     return url if isinstance(url, str) and url else None
 
 
@@ -139,20 +159,26 @@ class Dispatcher:
         pool, name = call.pool, worker.name
         start = self.clock()
         attempt = _Attempt()
+        headers = {
+            "Content-Type": "application/json",
+            HEADER_TIMEOUT: f"{remaining:.3f}",
+            # This router counts only its own calls: when other routers fill the
+            # worker too, the call waits in the worker's line, first come first
+            # served, rather than racing them for slots.
+            HEADER_WAIT_FOR_SLOT: "true",
+        }
+        if call.session_id is not None and worker.incarnation is not None:
+            # Run only on the process this router knows: a restarted one has a
+            # fresh copy of the session at most, and the session may live on
+            # elsewhere by now (see _ran_without_state).
+            headers[HEADER_EXPECT_INCARNATION] = worker.incarnation
         try:
             answer = await self.upstream.request(
                 "POST",
                 worker.endpoint.url,
                 "/v1/execute",
                 body=payload,
-                headers={
-                    "Content-Type": "application/json",
-                    HEADER_TIMEOUT: f"{remaining:.3f}",
-                    # This router counts only its own calls: when other routers
-                    # fill the worker too, the call waits in the worker's line,
-                    # first come first served, rather than racing them for slots.
-                    HEADER_WAIT_FOR_SLOT: "true",
-                },
+                headers=headers,
                 timeout=remaining,
                 connect_timeout=min(remaining, pool.routing.health.timeout_seconds),
             )
@@ -178,6 +204,8 @@ class Dispatcher:
                 attempt.failure = _refusal(attempt.body)
             elif attempt.status == 410:
                 attempt.moved_to = _moved_to(attempt.body)
+            elif attempt.status == 412:
+                attempt.restarted = _error_type(attempt.body) == WORKER_RESTARTED
             elif attempt.status == 504:
                 attempt.failure = FailureKind.TIMEOUT
             elif counts_against_worker(attempt.status):
@@ -231,6 +259,12 @@ class Dispatcher:
                 pool.release(worker)
             call.last_worker = worker.name
             result.upstream_seconds += last.elapsed
+            if last.restarted:
+                # The worker is a new process and ran nothing; its answer told
+                # this router so (saw_incarnation): the session's binding is
+                # marked lost, and the next pick follows or re-places it.
+                last = None
+                continue
             if session_id is not None and await self._ran_without_state(call, worker, last, result):
                 last = None  # that answer does not count: the call runs where the session is
                 continue

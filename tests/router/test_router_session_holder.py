@@ -14,6 +14,7 @@ import pytest
 
 from bridgepool.protocol import HEADER_WORKER
 from tests.router.conftest import FAST_ROUTING, Proc, Processes, wait_until
+from tests.router.test_router_processes import incr
 from tests.router.test_router_session_move import homed_on
 
 SESSION = "split"
@@ -137,6 +138,12 @@ def test_routers_follow_one_holder_after_a_worker_restarts_in_place(
     assert client.failures_without_rebound() == []
     assert served == {new}
     assert holders(workers) == [new]
+    # The restarted process ran none of the session's calls: a router whose
+    # view of it was stale was told so (412) before anything ran.
+    ran = httpx.get(f"{victim.url}/metrics").text
+    assert 'command="execute_program"' not in ran and 'command="create_program"' not in ran
+    if stale:
+        assert 'bridgepool_worker_rejected_total{reason="restarted"} 1.0' in ran
 
 
 def test_a_worker_restarted_after_its_breaker_opened_is_back_without_waiting_it_out(
@@ -166,14 +173,10 @@ def test_a_worker_restarted_after_its_breaker_opened_is_back_without_waiting_it_
     procs.worker(port=victim.port)  # the same name, a new process
 
     wait_until(lambda: breaker() != "open", what="the breaker to let the new process be probed")
-    anonymous = f"{router.url}/v1/pools/demo/execute"
-    wait_until(
-        lambda: httpx.post(anonymous, json={"command": "echo"}).headers[HEADER_WORKER] == name,
-        what="calls to reach the restarted worker again",
-    )
+    on_new = homed_on(router, victim)  # calls reach the restarted worker again
 
     def closed_after_a_call() -> bool:
-        httpx.post(anonymous, json={"command": "echo"})
+        assert incr(router.url, on_new).headers[HEADER_WORKER] == name
         return breaker() == "closed"
 
     wait_until(closed_after_a_call, what="the probes to close the breaker")

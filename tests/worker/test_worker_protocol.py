@@ -9,8 +9,11 @@ from prometheus_client import generate_latest
 
 from bridgepool.errors import ErrorCategory
 from bridgepool.protocol import (
+    HEADER_EXPECT_INCARNATION,
+    HEADER_INCARNATION,
     HEADER_TIMEOUT,
     HEADER_WORKER,
+    WORKER_RESTARTED,
     Readiness,
     SessionsResponse,
     WorkerState,
@@ -268,3 +271,30 @@ def test_a_fresh_worker_exports_every_error_category_at_zero() -> None:
 
     for category in ErrorCategory:
         assert f'bridgepool_worker_errors_total{{category="{category.value}"}} 0.0' in text
+
+
+def test_a_call_for_another_process_runs_nothing_and_names_the_restart(
+    shared_worker: Worker,
+) -> None:
+    incarnation = shared_worker.get("/readyz").json()["incarnation"]
+    stale = shared_worker.call(
+        "ping", session_id="stale-view", headers={HEADER_EXPECT_INCARNATION: "an-old-process"}
+    )
+    assert stale.status_code == 412
+    error = stale.json()["error"]
+    assert (error["category"], error["type"], error["retryable"]) == (
+        "session",
+        WORKER_RESTARTED,
+        True,
+    )
+    assert error["context"] == {"incarnation": incarnation, "expected": "an-old-process"}
+    assert stale.headers[HEADER_INCARNATION] == incarnation
+    sessions = shared_worker.get("/v1/sessions").json()["sessions"]
+    assert "stale-view" not in {s["session_id"] for s in sessions}  # nothing ran
+
+    current = shared_worker.call(
+        "ping", session_id="stale-view", headers={HEADER_EXPECT_INCARNATION: incarnation}
+    )
+    assert current.status_code == 200
+    sessions = shared_worker.get("/v1/sessions").json()["sessions"]
+    assert "stale-view" in {s["session_id"] for s in sessions}

@@ -36,10 +36,12 @@ from pydantic import BaseModel, ValidationError
 from bridgepool.config import ConfigError
 from bridgepool.errors import BridgePoolError, ErrorCategory, validation_problems
 from bridgepool.protocol import (
+    HEADER_EXPECT_INCARNATION,
     HEADER_INCARNATION,
     HEADER_TIMEOUT,
     HEADER_WAIT_FOR_SLOT,
     HEADER_WORKER,
+    WORKER_RESTARTED,
     ActivateRequest,
     CommitRequest,
     ExecuteRequest,
@@ -146,6 +148,19 @@ def _request_id(raw: bytes) -> str | int | None:
     return request_id if isinstance(request_id, str | int) else None
 
 
+def _restarted(incarnation: str, expected: str) -> BridgePoolError:
+    return BridgePoolError.make(
+        ErrorCategory.SESSION,
+        WORKER_RESTARTED,
+        f"this worker is a new process ({incarnation}, not {expected}): the session's "
+        "state is not here; nothing ran",
+        status=412,
+        retryable=True,
+        incarnation=incarnation,
+        expected=expected,
+    )
+
+
 async def execute(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     raw = await request.read()
@@ -154,6 +169,10 @@ async def execute(request: web.Request) -> web.Response:
         call = ExecuteRequest.model_validate_json(raw)
     except ValidationError as exc:
         return _error_response(_rejected_body(raw, exc), _request_id(raw))
+    expected = request.headers.get(HEADER_EXPECT_INCARNATION)
+    if expected is not None and expected != runtime.incarnation:
+        runtime.metrics.rejected.labels(reason="restarted").inc()
+        return _error_response(_restarted(runtime.incarnation, expected), call.id)
     timeout = _call_timeout(request, runtime.config)
     wait_for_slot = request.headers.get(HEADER_WAIT_FOR_SLOT, "").lower() == "true"
     status, body = await runtime.execute(call, timeout, wait_for_slot=wait_for_slot)

@@ -37,7 +37,7 @@ class WorkerMetrics:
         )
         self.rejected = Counter(
             "bridgepool_worker_rejected_total",
-            "Calls refused before running: capacity, session cap, draining.",
+            "Calls refused before running: capacity, session cap, draining, restarted.",
             ["reason"],
             registry=r,
         )
