@@ -165,6 +165,20 @@ def test_repeated_internal_errors_degrade_until_success_or_hold_ends() -> None:
     assert state(life) == WorkerState.READY
 
 
+def test_a_slot_freed_without_a_call_says_nothing_of_the_workers_health() -> None:
+    """A slot taken for a call that then did not run (its session began to move
+    while it waited in line) is freed without counting as a success: the run of
+    internal errors around it still degrades the worker."""
+    life = ready_lifecycle()
+    for i in range(DEGRADE_AFTER_INTERNAL_ERRORS):
+        life.try_begin_call(now=10 + i)
+        life.end_call(now=10 + i, internal_error=True)
+        life.try_begin_call(now=10 + i)
+        life.free_slot(now=10 + i)
+    assert life.in_flight == 0
+    assert state(life) == WorkerState.DEGRADED
+
+
 def test_termination_refuses_sessions_and_wins_over_everything() -> None:
     life = ready_lifecycle()
     life.mark_unhealthy(now=2, seconds=None, reason="x")

@@ -152,16 +152,22 @@ class Lifecycle:
     def end_call(
         self, now: float, *, internal_error: bool = False, handed_over: bool = False
     ) -> Transition | None:
-        """A call ended. ``handed_over``: its slot went straight to a call that
-        waited for one, so the count of calls in flight stays as it is."""
-        self.load.update(self.in_flight, now)
-        if not handed_over:
-            self.in_flight = max(0, self.in_flight - 1)
+        """A call ended: its outcome counts towards degrading, and its slot is
+        freed (see ``free_slot``)."""
         if internal_error:
             self._internal_errors += 1
             self._last_internal_error = now
         else:
             self._internal_errors = 0
+        return self.free_slot(now, handed_over=handed_over)
+
+    def free_slot(self, now: float, *, handed_over: bool = False) -> Transition | None:
+        """A slot is free again: its call ended, or it was taken for a call that
+        did not run after all. ``handed_over``: the slot went straight to a call
+        that waited for one, so the count of calls in flight stays as it is."""
+        self.load.update(self.in_flight, now)
+        if not handed_over:
+            self.in_flight = max(0, self.in_flight - 1)
         return self._settle(now, "call finished")
 
     def mark_unhealthy(self, now: float, seconds: float | None, reason: str) -> Transition | None:

@@ -86,7 +86,7 @@ class WorkerRuntime:
         self._idle_waiters: dict[str, asyncio.Event] = {}
         self.moves = SessionMoves(self)
         # Calls that may wait for a slot (several routers share this worker).
-        self.slots = SlotLine(config.capacity, lambda: self._end_call(False, None))
+        self.slots = SlotLine(config.capacity, self._give_back_slot)
         metrics.capacity.set(config.capacity)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -356,7 +356,7 @@ class WorkerRuntime:
                 # A moving session's call waits here, holding no call slot.
                 waited_from = self.mono()
                 await self.moves.wait_until_here(session_id, budget_seconds)
-                budget_seconds = max(0.001, budget_seconds - (self.mono() - waited_from))
+                budget_seconds = self._budget_left(budget_seconds, waited_from)
             session = self._admit_session(session_id) if session_id is not None else None
             admitted, transition = self.lifecycle.try_begin_call(self.mono())
             if admitted:
@@ -370,7 +370,7 @@ class WorkerRuntime:
                 handed = await self.slots.wait(budget_seconds)
             finally:
                 self.metrics.calls_waiting_for_slot.dec()
-            budget_seconds = max(0.001, budget_seconds - (self.mono() - waited_from))
+            budget_seconds = self._budget_left(budget_seconds, waited_from)
             if not handed:
                 raise self._busy()
             # The call holds a slot now. While it waited, its session may have
@@ -381,9 +381,13 @@ class WorkerRuntime:
                 try:
                     return self._admit_session(session_id), budget_seconds
                 except BridgePoolError:
-                    self._end_call(False, None)
+                    self._give_back_slot()
                     raise
-            self._end_call(False, None)  # give the slot on, and wait for the move
+            self._give_back_slot()  # and wait for the move
+
+    def _budget_left(self, budget_seconds: float, since: float) -> float:
+        """What is left of a call's budget after waiting since ``since``."""
+        return max(0.001, budget_seconds - (self.mono() - since))
 
     def _busy(self) -> BridgePoolError:
         self.metrics.rejected.labels(reason="capacity").inc()
@@ -395,6 +399,15 @@ class WorkerRuntime:
             retryable=True,
             capacity=self.lifecycle.capacity,
         )
+
+    def _give_back_slot(self) -> None:
+        """A slot taken for a call that will not run in it after all (its
+        session began to move, or was refused, while it waited; or the caller
+        went away): on to the call that has waited longest, or free. Unlike a
+        call's end, it says nothing about the worker's health."""
+        handed_over = self.slots.hand_over()
+        self.record(self.lifecycle.free_slot(self.mono(), handed_over=handed_over))
+        self.metrics.in_flight.set(self.lifecycle.in_flight)
 
     def _end_call(self, internal_error: bool, session_id: str | None) -> None:
         """Free a call's slot, or hand it to the call that has waited longest."""
