@@ -123,10 +123,10 @@ def _moved_to(body: bytes) -> str | None:
 def _refusal(body: bytes) -> FailureKind | None:
     """What a worker's 503 means for a retry: busy, a retryable refusal, or
     (its error body says retryable=false) neither."""
+    error = _error(body)
     try:
-        error = json.loads(body).get("error")
         info = ErrorInfo.model_validate(error) if error else None
-    except (ValueError, AttributeError, ValidationError):
+    except ValidationError:
         return FailureKind.REFUSED_BY_WORKER
     if info is None:
         return FailureKind.REFUSED_BY_WORKER
@@ -170,7 +170,7 @@ class Dispatcher:
         if call.session_id is not None and worker.incarnation is not None:
             # Run only on the process this router knows: a restarted one has a
             # fresh copy of the session at most, and the session may live on
-            # elsewhere by now (see _ran_without_state).
+            # elsewhere by now.
             headers[HEADER_EXPECT_INCARNATION] = worker.incarnation
         try:
             answer = await self.upstream.request(
@@ -442,7 +442,13 @@ class Dispatcher:
         restarted, and the session's state went with the old one): flag the
         rebound. The session lives on here anew, unless another router moved
         it elsewhere while this one's binding was stale; then the copy this
-        call made here is dropped, and True: the call runs again there."""
+        call made here is dropped, and True: the call runs again there.
+
+        The process check (HEADER_EXPECT_INCARNATION) turns most of these
+        into a 412 before anything runs. This remains for what it cannot
+        catch: a restart this router learns of while the call waits for its
+        slot (the header then names the new process), and a worker too old to
+        check the header."""
         pool, session_id = call.pool, call.session_id
         if (
             session_id is None
