@@ -59,10 +59,16 @@ class Exported:
     labels: frozenset[str]  # the labels the code gives it (scrape labels apart)
 
 
-def _collectors(holder: object) -> Iterator[MetricWrapperBase]:
+def _families(holder: object) -> Iterator[tuple[str, str, frozenset[str]]]:
+    """(family name, type, labels) of each metric the holder exports: its metric
+    objects, and the families the router keeps as plain per-call counts."""
     for value in vars(holder).values():
         if isinstance(value, MetricWrapperBase):
-            yield value
+            for family in value.describe():
+                yield family.name, family.type, frozenset(value._labelnames)
+    for family in getattr(holder, "PER_CALL", ()):
+        # A counter family is named without _total, as prometheus_client names it.
+        yield family.name, family.type, frozenset(family.labelnames)
 
 
 def _series_names(family: str, kind: str) -> list[str]:
@@ -86,12 +92,11 @@ def exported_series() -> dict[str, Exported]:
     ]
     series: dict[str, Exported] = {}
     for holder, scrape_labels in sources:
-        for collector in _collectors(holder):
-            labels = frozenset(collector._labelnames) | scrape_labels | TARGET_LABELS
-            for family in collector.describe():
-                for name in _series_names(family.name, family.type):
-                    extra = {"le"} if name.endswith("_bucket") else set()
-                    series[name] = Exported(family.name, labels | extra)
+        for family, kind, own_labels in _families(holder):
+            labels = own_labels | scrape_labels | TARGET_LABELS
+            for name in _series_names(family, kind):
+                extra = {"le"} if name.endswith("_bucket") else set()
+                series[name] = Exported(family, labels | extra)
     return series
 
 

@@ -254,10 +254,8 @@ async def execute(request: web.Request) -> web.Response:
     )
     response = _respond(result, session_id)
     total = time.perf_counter() - start
-    stats = pool.stats
-    stats.outcome(_outcome(result.status)).inc()
-    stats.duration.observe(total)
-    stats.overhead.observe(max(total - result.upstream_seconds - result.waiting_seconds, 0.0))
+    added = max(total - result.upstream_seconds - result.waiting_seconds, 0.0)
+    pool.stats.call_done(_outcome(result.status), total, added)
     return response
 
 

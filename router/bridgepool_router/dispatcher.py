@@ -110,6 +110,18 @@ def _error_type(body: bytes) -> str | None:
     return _error(body).get("type")
 
 
+def _restarted_under(call: _Call, worker: TrackedWorker, attempt: _Attempt) -> bool:
+    """Whether a session call's answer came from a new process of its worker,
+    one the session's state did not survive (checked at once on every answer:
+    the work of ``Dispatcher._ran_without_state`` is for when it did)."""
+    return (
+        call.session_id is not None
+        and attempt.incarnation is not None
+        and attempt.incarnation == worker.incarnation
+        and call.pool.sessions.lost_on(call.session_id, worker.name)
+    )
+
+
 def _moved_to(body: bytes) -> str | None:
     """The new holder's base URL, from a worker's 410 ``session_moved``."""
     error = _error(body)
@@ -265,7 +277,9 @@ class Dispatcher:
                 # marked lost, and the next pick follows or re-places it.
                 last = None
                 continue
-            if session_id is not None and await self._ran_without_state(call, worker, last, result):
+            if _restarted_under(call, worker, last) and await self._ran_without_state(
+                call, worker, result
+            ):
                 last = None  # that answer does not count: the call runs where the session is
                 continue
             if last.moved_to is not None and session_id is not None:
@@ -333,7 +347,7 @@ class Dispatcher:
             await asyncio.sleep(min(MOVE_DISCOVERY_PAUSE, self._remaining(call)))
             return
         pool.sessions.bind(session_id, holder.name, self.clock())
-        self.metrics.sessions.labels(pool.name, "moved").inc()
+        pool.stats.session_lookup("moved")
 
     def _remaining(self, call: _Call) -> float:
         return max(call.deadline - self.clock(), 0.001)
@@ -436,13 +450,14 @@ class Dispatcher:
         return worker, waited
 
     async def _ran_without_state(
-        self, call: _Call, worker: TrackedWorker, attempt: _Attempt, result: CallResult
+        self, call: _Call, worker: TrackedWorker, result: CallResult
     ) -> bool:
         """After an answer from a new process of the session's worker (it
-        restarted, and the session's state went with the old one): flag the
-        rebound. The session lives on here anew, unless another router moved
-        it elsewhere while this one's binding was stale; then the copy this
-        call made here is dropped, and True: the call runs again there.
+        restarted, and the session's state went with the old one:
+        ``_restarted_under``): flag the rebound. The session lives on here
+        anew, unless another router moved it elsewhere while this one's binding
+        was stale; then the copy this call made here is dropped, and True: the
+        call runs again there.
 
         The process check (HEADER_EXPECT_INCARNATION) turns most of these
         into a 412 before anything runs. This remains for what it cannot
@@ -450,13 +465,7 @@ class Dispatcher:
         slot (the header then names the new process), and a worker too old to
         check the header."""
         pool, session_id = call.pool, call.session_id
-        if (
-            session_id is None
-            or attempt.incarnation is None
-            or attempt.incarnation != worker.incarnation
-            or not pool.sessions.lost_on(session_id, worker.name)
-        ):
-            return False
+        assert session_id is not None
         rebind = Rebind(Rebound.WORKER_RESTARTED, worker.name)
         found = await self.sessions.refind(pool, session_id, rebind, self._remaining(call))
         self._rebound_unless_moved(pool, rebind, found, result)
@@ -473,7 +482,7 @@ class Dispatcher:
         """Flag the answer, unless the copy followed came to its worker by a
         move: a drain handed the session over with its state, nothing was lost."""
         if found is not None and found.moved_in:
-            self.metrics.sessions.labels(pool.name, "moved").inc()
+            pool.stats.session_lookup("moved")
             return
         self._rebound(pool, rebind, result)
 
@@ -482,7 +491,7 @@ class Dispatcher:
         if result.previous_worker is None:
             result.previous_worker = rebind.previous
         result.rebound_reason = rebind.reason
-        self.metrics.sessions.labels(pool.name, "rebound").inc()
+        pool.stats.session_lookup("rebound")
         log.info(
             "session rebound",
             extra={

@@ -2,11 +2,24 @@
 
 Labels are bounded: pool, worker (a pod name at most), outcome/reason enums.
 Never a session id.
+
+The four families every call updates (requests, their duration, the time the
+router adds, session look-ups) are kept as plain numbers per pool and read by
+a collector at scrape time. prometheus_client's own metrics take a lock on
+every update, and those updates cost the call path more than its routing
+does. No lock is needed: the router runs on one thread, its event loop, and
+the scrape handler runs there too.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
@@ -16,31 +29,110 @@ _OVERHEAD_BUCKETS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Family:
+    """A metric family the per-call collector exports: name, help, type, labels."""
+
+    name: str
+    documentation: str
+    type: str  # "counter" or "histogram"
+    labelnames: tuple[str, ...]
+
+
+REQUESTS = Family(
+    "bridgepool_router_requests", "Calls handled, by pool and outcome.", "counter",
+    ("pool", "outcome"),
+)  # fmt: skip
+DURATION = Family(
+    "bridgepool_router_request_duration_seconds",
+    "Time from receiving a call to answering it.",
+    "histogram",
+    ("pool",),
+)
+OVERHEAD = Family(
+    "bridgepool_router_added_latency_seconds",
+    "Time the router itself adds to a call (total minus worker time, queue wait and "
+    "retry backoff).",
+    "histogram",
+    ("pool",),
+)
+SESSION_LOOKUPS = Family(
+    "bridgepool_router_session_lookups",
+    "Session lookups: hit (table), found (asked the workers), new, rebound, moved "
+    "(followed a session handed over with its state).",
+    "counter",
+    ("pool", "result"),
+)
+# The results of a session look-up (the ``result`` of SESSION_LOOKUPS).
+SESSION_RESULTS = ("hit", "found", "new", "rebound", "moved")
+
+
+class LoopHistogram:
+    """A histogram's counts as plain numbers (see the module's docstring)."""
+
+    __slots__ = ("_les", "bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket; the last one above every bound
+        self.sum = 0.0
+        self._les = [*(repr(float(b)) for b in bounds), "+Inf"]  # "le" as exposed
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(le, observations at most le) for each bound and +Inf, as exposed."""
+        out, total = [], 0
+        for le, count in zip(self._les, self.counts, strict=True):
+            total += count
+            out.append((le, float(total)))
+        return out
+
+
+class _PerCallCollector(Collector):
+    """Reads the per-call families from every pool's PoolMetrics at scrape time."""
+
+    def __init__(self, pools: dict[str, PoolMetrics]) -> None:
+        self._pools = pools
+
+    def describe(self) -> Iterable[CounterMetricFamily | HistogramMetricFamily]:
+        return self._families()
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        requests, duration, overhead, lookups = self._families()
+        for pool, stats in self._pools.items():
+            for outcome, count in stats.requests.items():
+                requests.add_metric([pool, outcome], count)
+            for result, count in stats.session_lookups.items():
+                lookups.add_metric([pool, result], count)
+            for family, histogram in ((duration, stats.duration), (overhead, stats.overhead)):
+                family.add_metric([pool], histogram.cumulative(), histogram.sum)
+        yield from (requests, duration, overhead, lookups)
+
+    @staticmethod
+    def _families() -> tuple[
+        CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily, CounterMetricFamily
+    ]:
+        def counter(f: Family) -> CounterMetricFamily:
+            return CounterMetricFamily(f.name, f.documentation, labels=f.labelnames)
+
+        def histogram(f: Family) -> HistogramMetricFamily:
+            return HistogramMetricFamily(f.name, f.documentation, labels=f.labelnames)
+
+        return counter(REQUESTS), histogram(DURATION), histogram(OVERHEAD), counter(SESSION_LOOKUPS)
+
+
 class RouterMetrics:
+    # The families read from each pool's plain counts, for what lists exported metrics.
+    PER_CALL = (REQUESTS, DURATION, OVERHEAD, SESSION_LOOKUPS)
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "bridgepool_router_requests_total",
-            "Calls handled, by pool and outcome.",
-            ["pool", "outcome"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "bridgepool_router_request_duration_seconds",
-            "Time from receiving a call to answering it.",
-            ["pool"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.overhead = Histogram(
-            "bridgepool_router_added_latency_seconds",
-            "Time the router itself adds to a call (total minus worker time, queue "
-            "wait and retry backoff).",
-            ["pool"],
-            buckets=_OVERHEAD_BUCKETS,
-            registry=r,
-        )
+        self._pools: dict[str, PoolMetrics] = {}
+        r.register(_PerCallCollector(self._pools))
         self.retries = Counter(
             "bridgepool_router_retries_total",
             "Retried attempts, by the failure that caused them.",
@@ -84,13 +176,6 @@ class RouterMetrics:
             ["pool", "reason"],
             registry=r,
         )
-        self.sessions = Counter(
-            "bridgepool_router_session_lookups_total",
-            "Session lookups: hit (table), found (asked the workers), new, rebound, "
-            "moved (followed a session handed over with its state).",
-            ["pool", "result"],
-            registry=r,
-        )
         self.panic_calls = Counter(
             "bridgepool_router_panic_calls_total",
             "Calls sent in panic mode: no worker was eligible, so every non-draining "
@@ -118,7 +203,8 @@ class RouterMetrics:
         self._by_worker = (self.breaker_state, self.in_flight, self.worker_up)
 
     def for_pool(self, pool: str) -> PoolMetrics:
-        return PoolMetrics(self, pool)
+        stats = self._pools[pool] = PoolMetrics(self, pool)
+        return stats
 
     def forget_worker(self, pool: str, worker: str) -> None:
         """Drop a worker's series once it has left its pool."""
@@ -130,6 +216,7 @@ class RouterMetrics:
         discovery, so label cardinality follows the pools that exist."""
         for metric in self._by_pool:
             metric.remove_by_labels({"pool": pool})
+        self._pools.pop(pool, None)
 
 
 # Why the queue turns a call away (the ``reason`` of queue_rejected).
@@ -137,31 +224,36 @@ QUEUE_REJECTIONS = ("full", "timeout")
 
 
 class PoolMetrics:
-    """One pool's label children, bound once: ``.labels()`` on every call costs more
-    than the update it leads to."""
+    """One pool's per-call counts (plain numbers, see the module's docstring), and
+    its label children of the other metrics, bound once: ``.labels()`` on every
+    call costs more than the update it leads to."""
 
     def __init__(self, metrics: RouterMetrics, pool: str) -> None:
         self._metrics = metrics
         self.pool = pool
-        self.duration = metrics.duration.labels(pool)
-        self.overhead = metrics.overhead.labels(pool)
+        self.requests: dict[str, int] = {}  # by outcome
+        self.duration = LoopHistogram(_LATENCY_BUCKETS)
+        self.overhead = LoopHistogram(_OVERHEAD_BUCKETS)
+        self.session_lookups = dict.fromkeys(SESSION_RESULTS, 0)
         self.queue_depth = metrics.queue_depth.labels(pool)
         self.queue_wait = metrics.queue_wait.labels(pool)
-        self.session_hits = metrics.sessions.labels(pool, "hit")
         self.panic_calls = metrics.panic_calls.labels(pool)
-        self._outcomes: dict[str, Counter] = {}
         # Counters of rare events start at 0 with the pool, so a rate() over
         # them reads 0 instead of "no data" until the first one happens.
         for reason in QUEUE_REJECTIONS:
             metrics.queue_rejected.labels(pool, reason)
         metrics.budget_denied.labels(pool)
 
-    def outcome(self, outcome: str) -> Counter:
-        """The requests counter for one outcome (a small fixed set, bound on first use)."""
-        child = self._outcomes.get(outcome)
-        if child is None:
-            child = self._outcomes[outcome] = self._metrics.requests.labels(self.pool, outcome)
-        return child
+    def call_done(self, outcome: str, seconds: float, added_seconds: float) -> None:
+        """Count a call: its outcome (a small fixed set), how long it took, and
+        how much of that the router added."""
+        self.requests[outcome] = self.requests.get(outcome, 0) + 1
+        self.duration.observe(seconds)
+        self.overhead.observe(added_seconds)
+
+    def session_lookup(self, result: str) -> None:
+        """Count a session look-up by its result (one of SESSION_RESULTS)."""
+        self.session_lookups[result] += 1
 
     def in_flight(self, worker: str) -> Gauge:
         return self._metrics.in_flight.labels(self.pool, worker)

@@ -36,11 +36,11 @@ class SessionLookup:
         """The worker holding the session: from the table, else by asking the workers."""
         bound = pool.sessions.lookup(session_id, self.clock())
         if bound is not None:
-            pool.stats.session_hits.inc()
+            pool.stats.session_lookup("hit")
             return bound
         found, asked = await self._settle(pool, session_id, remaining, None)
         if asked:
-            self.metrics.sessions.labels(pool.name, "found" if found else "new").inc()
+            pool.stats.session_lookup("found" if found else "new")
         return None if found is None else found.worker
 
     async def refind(
