@@ -10,12 +10,15 @@
 Latency: an open-loop load at a fixed rate (default 1,000 calls/s): every call
 has a scheduled send time on a fixed timetable and its latency is measured from
 that time, so a slow response delays no measurement (no coordinated omission).
-Each path's run is cut into one-second slices taken in turns with the other
-paths', so a burst of load from elsewhere on the machine falls on every path
-alike rather than on whichever ran at the time. Printed: p50/p99/p99.9 per path
-and the percentiles added over direct; beside them, the router's own histogram of
-the time it adds (what it spends on a call, without the time the process waits
-to be scheduled).
+Every call through a proxy has a twin sent straight to the worker at the same
+scheduled time, and what the proxy added is the difference within each pair.
+On this shared VM the load generator's and the worker's core now and then
+stalls for several milliseconds; such a stall delays a call and its twin alike,
+so it cancels out of the pair's difference, where it would otherwise decide a
+percentile on its own. Each path's run is cut into one-second slices taken in
+turns with the other paths'. Printed: p50/p99/p99.9 per path, of its twins, and
+added per pair; beside them, the router's own histogram of the time it adds
+(what it spends on a call, without the time the process waits to be scheduled).
 
 Throughput: ``wrk`` (C, with a Lua script for the session paths) drives each
 path closed-loop; printed: calls/s, and the CPU time the proxy process spent
@@ -173,26 +176,63 @@ async def send_call(
     return int(head[9:12])
 
 
-async def open_loop(target: Target, rate: float, seconds: float) -> tuple[list[float], int]:
-    """Send ``rate`` calls/s for ``seconds``; latency of each from its scheduled time."""
-    conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    payloads = [target.request(f"s{i}") for i in range(SESSIONS)]
-    latencies: list[float] = []
-    errors = 0
+async def _timed_call(
+    pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    port: int,
+    payload: bytes,
+    scheduled: float,
+) -> float | None:
+    """One call's latency from its scheduled send time; None if it failed."""
+    try:
+        status = await send_call(pool, port, payload)
+    except (OSError, asyncio.IncompleteReadError):
+        return None
+    return time.perf_counter() - scheduled if status == 200 else None
+
+
+@dataclass
+class Pairs:
+    """A path's latencies beside the direct calls sent at the same moments."""
+
+    path: list[float]  # each call's latency through the path, s
+    direct: list[float]  # its twin's, sent straight to the worker
+    errors: int = 0
+
+    def added(self) -> list[float]:
+        return [p - d for p, d in zip(self.path, self.direct, strict=True)]
+
+
+async def paired_open_loop(target: Target, direct: Target, rate: float, seconds: float) -> Pairs:
+    """Send ``rate`` calls/s through ``target`` for ``seconds``, each with a twin
+    sent straight to the worker at the same scheduled time (which goes first
+    alternates). A stall of the load generator's or the worker's core delays a
+    call and its twin alike, so the difference is what the path added."""
+    pools: dict[int, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {
+        target.port: [],
+        direct.port: [],
+    }
+    sessions = [f"s{i}" for i in range(SESSIONS)]
+    through = [target.request(s) for s in sessions]
+    straight = [direct.request(s) for s in sessions]
+    pairs = Pairs([], [])
     total = int(rate * seconds)
     interval = 1.0 / rate
     start = time.perf_counter() + 0.05
 
-    async def one(i: int, scheduled: float) -> None:
-        nonlocal errors
-        try:
-            status = await send_call(conns, target.port, payloads[i % SESSIONS])
-        except (OSError, asyncio.IncompleteReadError):
-            errors += 1
+    async def pair(i: int, scheduled: float) -> None:
+        calls = [
+            _timed_call(pools[target.port], target.port, through[i % SESSIONS], scheduled),
+            _timed_call(pools[direct.port], direct.port, straight[i % SESSIONS], scheduled),
+        ]
+        if i % 2:
+            calls.reverse()
+        first, second = await asyncio.gather(*calls)
+        path, twin = (second, first) if i % 2 else (first, second)
+        if path is None or twin is None:
+            pairs.errors += 1
             return
-        if status != 200:
-            errors += 1
-        latencies.append(time.perf_counter() - scheduled)
+        pairs.path.append(path)
+        pairs.direct.append(twin)
 
     tasks = []
     for i in range(total):
@@ -200,24 +240,27 @@ async def open_loop(target: Target, rate: float, seconds: float) -> tuple[list[f
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i, scheduled)))
+        tasks.append(asyncio.create_task(pair(i, scheduled)))
     await asyncio.gather(*tasks)
-    for _, writer in conns:
-        writer.close()
-    return latencies, errors
+    for pool in pools.values():
+        for _, writer in pool:
+            writer.close()
+    return pairs
 
 
-def open_loop_in_turns(
-    targets: list[Target], rate: float, seconds: float
-) -> dict[str, tuple[list[float], int]]:
-    """``open_loop`` for every target, ``seconds`` each, in one-second slices
-    taken in turns: what happens on the machine meanwhile falls on all alike."""
-    results: dict[str, tuple[list[float], int]] = {t.name: ([], 0) for t in targets}
+def paired_in_turns(
+    targets: list[Target], direct: Target, rate: float, seconds: float
+) -> dict[str, Pairs]:
+    """``paired_open_loop`` for every target, ``seconds`` each, in one-second
+    slices taken in turns: what happens on the machine meanwhile falls on all alike."""
+    results = {t.name: Pairs([], []) for t in targets}
     for _ in range(max(round(seconds), 1)):
         for target in targets:
-            latencies, errors = asyncio.run(open_loop(target, rate, 1.0))
-            before = results[target.name]
-            results[target.name] = (before[0] + latencies, before[1] + errors)
+            run = asyncio.run(paired_open_loop(target, direct, rate, 1.0))
+            into = results[target.name]
+            into.path += run.path
+            into.direct += run.direct
+            into.errors += run.errors
     return results
 
 
@@ -474,27 +517,28 @@ def main() -> None:
             Target("forwarder", proxies["forwarder"].port, sticky_path=False),
             Target("haproxy", proxies["haproxy"].port, sticky_path=False),
         ]
-        print(f"latency: open loop, {args.rate:.0f} calls/s for {args.seconds:.0f}s per path "
-              f"(1 s slices in turns), {SESSIONS} sessions; ms from the scheduled send "
-              "time")  # fmt: skip
-        for target in targets:
-            asyncio.run(open_loop(target, args.rate, 1.0))  # warm-up (connections, sessions)
+        paths = [t for t in targets if t.name != "direct"]
+        print(f"latency: open loop, {args.rate:.0f} calls/s per path for {args.seconds:.0f}s "
+              f"(1 s slices in turns), {SESSIONS} sessions. Each call has a twin sent "
+              "straight to the worker at the same scheduled time; ms from that time, and "
+              "added = call - twin, per pair")  # fmt: skip
+        for target in paths:  # warm-up (connections, sessions)
+            asyncio.run(paired_open_loop(target, targets[0], args.rate, 1.0))
         router_url = f"http://127.0.0.1:{proxies['router'].port}"
         before = added_latency_buckets(router_url)
-        runs = open_loop_in_turns(targets, args.rate, args.seconds)
+        runs = paired_in_turns(paths, targets[0], args.rate, args.seconds)
         own = {le: n - before.get(le, 0.0) for le, n in added_latency_buckets(router_url).items()}
-        stats: dict[str, dict[str, float]] = {}
-        for target in targets:
-            lat, errors = runs[target.name]
-            stats[target.name] = {p: percentile(lat, float(p) / 100) * 1000 for p in PERCENTILES}
-            s = stats[target.name]
-            print(f"  {target.name:9s} p50 {s['50']:7.3f}  p99 {s['99']:7.3f}  "
-                  f"p99.9 {s['99.9']:7.3f}  errors {errors}")  # fmt: skip
-        print("added over direct (difference of percentiles, ms):")
+        print(f"  {'':9s} {'through the path':>23s}   {'its twins, direct':>23s}   "
+              f"{'added (per pair)':>23s}")  # fmt: skip
+        print(f"  {'':9s}" + "   ".join(["{:>7s} {:>7s} {:>7s}".format("p50", "p99", "p99.9")] * 3))
         added: dict[str, dict[str, float]] = {}
-        for name in ("router", "forwarder", "haproxy"):
-            d = added[name] = {p: stats[name][p] - stats["direct"][p] for p in PERCENTILES}
-            print(f"  {name:9s} p50 {d['50']:7.3f}  p99 {d['99']:7.3f}  p99.9 {d['99.9']:7.3f}")
+        for target in paths:
+            pairs = runs[target.name]
+            columns = [pairs.path, pairs.direct, pairs.added()]
+            ms = [{p: percentile(xs, float(p) / 100) * 1000 for p in PERCENTILES} for xs in columns]
+            added[target.name] = ms[2]
+            cells = "   ".join(" ".join(f"{m[p]:7.3f}" for p in PERCENTILES) for m in ms)
+            print(f"  {target.name:9s}{cells}   errors {pairs.errors}")
         print_own_count(own)
         print(f"throughput: wrk, 1 thread, 32 connections, {args.seconds:.0f}s per path; "
               "CPU per call of the proxy process")  # fmt: skip
