@@ -34,6 +34,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ from benchmarks.chaos import (
     ANONYMOUS,
     IDEMPOTENT,
     SESSION,
+    Call,
+    FaultRecord,
     Faults,
     Load,
     Summary,
@@ -255,6 +258,54 @@ def plot(load: Load, watch: Watch, summary: Summary, path: Path) -> None:
     plt.close(fig)
 
 
+# A failed session call's record lists its session's calls this close to it.
+NEIGHBOUR_SECONDS = 3.0
+
+
+def failure_records(load: Load, faults: Sequence[FaultRecord]) -> list[dict[str, Any]]:
+    """Every failed call, with why it is allowed (or null) and, for a session
+    call, the session's calls around it: what a failure's cause is read from.
+    Times are seconds from the load's start."""
+    if not load.calls:
+        return []
+    start = min(c.scheduled for c in load.calls)
+
+    def brief(c: Call) -> dict[str, Any]:
+        return {
+            "kind": c.kind,
+            "session": c.session,
+            "sent": round(c.scheduled - start, 3),
+            "answered": round(c.done - start, 3),
+            "status": c.status,
+            "error": f"{c.category}/{c.error_type}" if c.status != 200 else "",
+            "worker": c.worker,
+            "rebound": c.rebound,
+            "previous_worker": c.previous_worker,
+        }
+
+    by_session: dict[str, list[Call]] = {}
+    for c in load.calls:
+        if c.session:
+            by_session.setdefault(c.session, []).append(c)
+    records = []
+    for c in load.calls:
+        if c.ok:
+            continue
+        fault = fault_at(faults, c.scheduled)
+        record = brief(c) | {
+            "allowed": allowed(c, fault),
+            "fault": None if fault is None else fault.kind,
+        }
+        if c.session:
+            record["session_calls"] = [
+                brief(n)
+                for n in sorted(by_session[c.session], key=lambda n: n.scheduled)
+                if n is not c and abs(n.scheduled - c.scheduled) <= NEIGHBOUR_SECONDS
+            ]
+        records.append(record)
+    return records
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     p.add_argument("--minutes", type=float, default=8.0, help="length of the run (default 8)")
@@ -307,6 +358,7 @@ def main() -> None:
         "faults": [asdict(f) for f in summary.faults],
         "calls": len(load.calls),
         "failures": Counter(f"{c.kind} {c.status} {c.error_type}" for c in load.calls if not c.ok),
+        "failed_calls": failure_records(load, faults.records),
     }
     (out / "soak.json").write_text(json.dumps(raw, indent=2, default=str))
     (out / "soak.txt").write_text(text + "\n")
