@@ -247,79 +247,85 @@ class Dispatcher:
         call = _Call(pool, request_id, session_id, idempotent, now + timeout, timeout)
         pool.budget.record_request(now)
         result = CallResult(0, b"")
-        tally = _NO_ATTEMPTS
-        last: _Attempt | None = None
-        while True:
-            remaining = call.deadline - self.clock()
-            if remaining <= 0:
-                err = router_errors.call_timeout(pool.name, timeout, call.last_worker)
-                return self._finish(result, err, request_id)
-            try:
-                worker, waited = await self._reserve(call, result, remaining)
-            except WorkerGone:
-                continue  # nothing was sent; the binding check moves the session
-            except BridgePoolError as err:
-                if err.info.type == "queue_timeout" and self.clock() >= call.deadline - 0.001:
+        try:
+            tally = _NO_ATTEMPTS
+            last: _Attempt | None = None
+            while True:
+                remaining = call.deadline - self.clock()
+                if remaining <= 0:
                     err = router_errors.call_timeout(pool.name, timeout, call.last_worker)
-                if last is not None and err.info.type == "no_workers":
-                    break  # nowhere left to retry: report the last failure
-                return self._finish(result, err, request_id)
-            result.waiting_seconds += waited
-            try:
-                last = await self._send(call, worker, payload, self._remaining(call))
-            finally:
-                pool.release(worker)
-            call.last_worker = worker.name
-            result.upstream_seconds += last.elapsed
-            if last.restarted:
-                # The worker is a new process and ran nothing; its answer told
-                # this router so (saw_incarnation): the session's binding is
-                # marked lost, and the next pick follows or re-places it.
-                last = None
-                continue
-            if _restarted_under(call, worker, last) and await self._ran_without_state(
-                call, worker, result
-            ):
-                last = None  # that answer does not count: the call runs where the session is
-                continue
-            if last.moved_to is not None and session_id is not None:
-                await self._follow_move(call, session_id, last.moved_to)
-                last = None  # the old holder ran nothing: the call goes to the new one
-                continue
-            if (
-                last.failure is FailureKind.CONNECT
-                and session_id is not None
-                and not call.placed_now
-                and await self._found_elsewhere(call, session_id, worker, result)
-            ):
-                last = None  # nothing reached the worker: the call goes where the session is
-                continue
-            if last.failure is None:
-                break
-            step = next_attempt(
-                last.failure,
-                tally,
-                settings=pool.routing.retries,
-                budget=pool.budget,
-                now=self.clock(),
-                remaining=call.deadline - self.clock(),
-                sticky=session_id is not None and not call.placed_now,
-                idempotent=idempotent,
-                jitter=self.jitter,
-            )
-            if step.budget_denied:
-                self.metrics.budget_denied.labels(pool.name).inc()
-            if not step.retry:
-                break
-            self.metrics.retries.labels(pool.name, last.failure.value).inc()
-            if step.elsewhere:
-                self._avoid(call, worker)
-            tally = step.tally
-            call.ahead = last.failure is FailureKind.BUSY
-            result.waiting_seconds += step.pause
-            await asyncio.sleep(step.pause)
-        assert last is not None
-        return self._answer(call, result, last)
+                    return self._finish(result, err, request_id)
+                try:
+                    worker, waited = await self._reserve(call, result, remaining)
+                except WorkerGone:
+                    continue  # nothing was sent; the binding check moves the session
+                except BridgePoolError as err:
+                    if err.info.type == "queue_timeout" and self.clock() >= call.deadline - 0.001:
+                        err = router_errors.call_timeout(pool.name, timeout, call.last_worker)
+                    if last is not None and err.info.type == "no_workers":
+                        break  # nowhere left to retry: report the last failure
+                    return self._finish(result, err, request_id)
+                result.waiting_seconds += waited
+                try:
+                    last = await self._send(call, worker, payload, self._remaining(call))
+                finally:
+                    pool.release(worker)
+                call.last_worker = worker.name
+                result.upstream_seconds += last.elapsed
+                if last.restarted:
+                    # The worker is a new process and ran nothing; its answer told
+                    # this router so (saw_incarnation): the session's binding is
+                    # marked lost, and the next pick follows or re-places it.
+                    last = None
+                    continue
+                if _restarted_under(call, worker, last) and await self._ran_without_state(
+                    call, worker, result
+                ):
+                    last = None  # that answer does not count: the call runs where the session is
+                    continue
+                if last.moved_to is not None and session_id is not None:
+                    await self._follow_move(call, session_id, last.moved_to)
+                    last = None  # the old holder ran nothing: the call goes to the new one
+                    continue
+                if (
+                    last.failure is FailureKind.CONNECT
+                    and session_id is not None
+                    and not call.placed_now
+                    and await self._found_elsewhere(call, session_id, worker, result)
+                ):
+                    last = None  # nothing reached the worker: the call goes where the session is
+                    continue
+                if last.failure is None:
+                    break
+                step = next_attempt(
+                    last.failure,
+                    tally,
+                    settings=pool.routing.retries,
+                    budget=pool.budget,
+                    now=self.clock(),
+                    remaining=call.deadline - self.clock(),
+                    sticky=session_id is not None and not call.placed_now,
+                    idempotent=idempotent,
+                    jitter=self.jitter,
+                )
+                if step.budget_denied:
+                    self.metrics.budget_denied.labels(pool.name).inc()
+                if not step.retry:
+                    break
+                self.metrics.retries.labels(pool.name, last.failure.value).inc()
+                if step.elsewhere:
+                    self._avoid(call, worker)
+                tally = step.tally
+                call.ahead = last.failure is FailureKind.BUSY
+                result.waiting_seconds += step.pause
+                await asyncio.sleep(step.pause)
+            assert last is not None
+            return self._answer(call, result, last)
+        finally:
+            if session_id is not None and result.rebound_reason is not None:
+                # This answer tells the client its session's state is gone:
+                # calls taken from now on are not flagged for that loss.
+                pool.rebounds_unanswered.pop(session_id, None)
 
     async def _found_elsewhere(
         self, call: _Call, session_id: str, worker: TrackedWorker, result: CallResult
@@ -334,7 +340,7 @@ class Dispatcher:
         if found is None:
             return False
         pool.sessions.bind(session_id, found.worker, self.clock())
-        self._rebound_unless_moved(pool, rebind, found, result)
+        self._rebound_unless_moved(pool, session_id, rebind, found, result)
         return True
 
     async def _follow_move(self, call: _Call, session_id: str, holder_url: str) -> None:
@@ -417,9 +423,12 @@ class Dispatcher:
             ),
         )
         if rebind is None:
+            unanswered = pool.rebounds_unanswered.get(session_id)
+            if unanswered is not None:
+                self._flag(result, unanswered)
             return bound
         found = await self.sessions.refind(pool, session_id, rebind, remaining)
-        self._rebound_unless_moved(pool, rebind, found, result)
+        self._rebound_unless_moved(pool, session_id, rebind, found, result)
         return None if found is None else found.worker
 
     async def _place(
@@ -468,7 +477,7 @@ class Dispatcher:
         assert session_id is not None
         rebind = Rebind(Rebound.WORKER_RESTARTED, worker.name)
         found = await self.sessions.refind(pool, session_id, rebind, self._remaining(call))
-        self._rebound_unless_moved(pool, rebind, found, result)
+        self._rebound_unless_moved(pool, session_id, rebind, found, result)
         holder = None if found is None else found.worker
         if holder is None or holder == worker.name:
             pool.sessions.bind(session_id, worker.name, self.clock())
@@ -477,20 +486,27 @@ class Dispatcher:
         return True
 
     def _rebound_unless_moved(
-        self, pool: PoolRuntime, rebind: Rebind, found: SessionCopy | None, result: CallResult
+        self,
+        pool: PoolRuntime,
+        session_id: str,
+        rebind: Rebind,
+        found: SessionCopy | None,
+        result: CallResult,
     ) -> None:
         """Flag the answer, unless the copy followed came to its worker by a
         move: a drain handed the session over with its state, nothing was lost."""
         if found is not None and found.moved_in:
             pool.stats.session_lookup("moved")
             return
-        self._rebound(pool, rebind, result)
+        self._rebound(pool, session_id, rebind, result)
 
-    def _rebound(self, pool: PoolRuntime, rebind: Rebind, result: CallResult) -> None:
-        """Flag the answer: the session's state on ``rebind.previous`` is gone."""
-        if result.previous_worker is None:
-            result.previous_worker = rebind.previous
-        result.rebound_reason = rebind.reason
+    def _rebound(
+        self, pool: PoolRuntime, session_id: str, rebind: Rebind, result: CallResult
+    ) -> None:
+        """Flag the answer: the session's state on ``rebind.previous`` is gone.
+        Until an answer saying so has left, the session's other calls say so too."""
+        self._flag(result, rebind)
+        pool.rebounds_unanswered.setdefault(session_id, rebind)
         pool.stats.session_lookup("rebound")
         log.info(
             "session rebound",
@@ -500,6 +516,12 @@ class Dispatcher:
                 "reason": rebind.reason.value,
             },
         )
+
+    @staticmethod
+    def _flag(result: CallResult, rebind: Rebind) -> None:
+        if result.previous_worker is None:
+            result.previous_worker = rebind.previous
+        result.rebound_reason = rebind.reason
 
     # -- sessions ---------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from bridgepool_router.core.balancer import (
 from bridgepool_router.core.breaker import BREAKER_STATE_VALUE, BreakerState, CircuitBreaker
 from bridgepool_router.core.health import HealthTracker
 from bridgepool_router.core.retry import RetryBudget
-from bridgepool_router.core.sessions import SessionCopy, SessionTable
+from bridgepool_router.core.sessions import Rebind, SessionCopy, SessionTable
 from bridgepool_router.core.wait_queue import Waiter, WaitQueue
 from bridgepool_router.discovery import PoolSnapshot, WorkerEndpoint
 from bridgepool_router.metrics import PoolMetrics, RouterMetrics
@@ -117,6 +117,10 @@ class PoolRuntime:
         # call here, or one whose binding broke): its concurrent calls share one
         # lookup, so they agree on one worker (see session_lookup).
         self.lookups: dict[str, asyncio.Future[SessionCopy | None]] = {}
+        # Sessions found with their state gone whose first answer saying so (the
+        # rebound flag) has not left this router yet. The calls of theirs taken
+        # meanwhile were sent before the client could know, and say so too.
+        self.rebounds_unanswered: dict[str, Rebind] = {}
 
     # -- discovery ---------------------------------------------------------
 

@@ -114,6 +114,39 @@ def test_a_worker_restarted_in_place_flags_its_sessions_as_rebound(procs: Proces
     assert incr(router_a.url, "kept").json()["result"] == {"count": 5}
 
 
+def test_calls_taken_before_a_rebound_was_answered_are_flagged_too(procs: Processes) -> None:
+    """A client with several calls in flight on a session learns of its lost
+    state from each of them: every call the router took before it sent the
+    first rebound answer carries the flag, not only the one that found the
+    state gone. The calls taken after that answer carry none."""
+    worker = procs.worker()
+    router = procs.router(procs.write_pools({"demo": pool_entry(worker.url)}))
+    assert incr(router.url, "s").json()["result"] == {"count": 1}
+
+    worker.kill(signal.SIGKILL)
+    procs.worker(port=worker.port)  # the same name, a new process
+    slow_call = {"command": "sleep", "args": {"seconds": 1.0}}
+    with ThreadPoolExecutor(1) as pool:
+        # The first call finds the state gone and re-places the session ...
+        first = pool.submit(
+            httpx.post, f"{router.url}/v1/pools/demo/sessions/s/execute", json=slow_call,
+            timeout=10,
+        )  # fmt: skip
+        wait_until(lambda: pool_state(router.url)["workers"][0]["in_flight"] == 1,
+                   what="the first call running")  # fmt: skip
+        # ... and a second call arrives while it runs: before the client could
+        # have seen the first answer's flag.
+        second = incr(router.url, "s")
+        assert first.result().headers["X-BridgePool-Session-Rebound"] == "true"
+    assert second.json()["result"] == {"count": 1}  # the old state is gone ...
+    assert second.headers["X-BridgePool-Session-Rebound"] == "true"  # ... and it says so
+    assert second.headers["X-BridgePool-Session-Rebound-Reason"] == "worker_restarted"
+    assert second.headers["X-BridgePool-Previous-Worker"] == f"127.0.0.1:{worker.port}"
+    third = incr(router.url, "s")
+    assert third.json()["result"] == {"count": 2}
+    assert "X-BridgePool-Session-Rebound" not in third.headers
+
+
 async def test_killed_worker_under_load(procs: Processes) -> None:
     workers = [procs.worker(), procs.worker(), procs.worker()]
     routing = {"circuitBreaker": {"openSeconds": 30}}
