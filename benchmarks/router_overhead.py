@@ -220,14 +220,12 @@ async def paired_open_loop(target: Target, direct: Target, rate: float, seconds:
     start = time.perf_counter() + 0.05
 
     async def pair(i: int, scheduled: float) -> None:
-        calls = [
-            _timed_call(pools[target.port], target.port, through[i % SESSIONS], scheduled),
-            _timed_call(pools[direct.port], direct.port, straight[i % SESSIONS], scheduled),
-        ]
-        if i % 2:
-            calls.reverse()
-        first, second = await asyncio.gather(*calls)
-        path, twin = (second, first) if i % 2 else (first, second)
+        call = _timed_call(pools[target.port], target.port, through[i % SESSIONS], scheduled)
+        twin_call = _timed_call(pools[direct.port], direct.port, straight[i % SESSIONS], scheduled)
+        if i % 2:  # gather starts them in the order given
+            twin, path = await asyncio.gather(twin_call, call)
+        else:
+            path, twin = await asyncio.gather(call, twin_call)
         if path is None or twin is None:
             pairs.errors += 1
             return
@@ -490,7 +488,8 @@ def print_own_count(buckets: dict[float, float]) -> None:
 
 def added_ratio(router_ms: float, base_ms: float) -> str:
     """router/baseline for an added percentile; "-" when the baseline added
-    under 1 us (a difference of percentiles can even come out below zero)."""
+    under 1 us (a percentile of the per-pair differences can even come out
+    below zero)."""
     if base_ms < 1e-3:
         return "-"
     return f"{max(router_ms, 1e-3) / base_ms:.2f}x"
@@ -517,16 +516,16 @@ def main() -> None:
             Target("forwarder", proxies["forwarder"].port, sticky_path=False),
             Target("haproxy", proxies["haproxy"].port, sticky_path=False),
         ]
-        paths = [t for t in targets if t.name != "direct"]
+        direct, paths = targets[0], targets[1:]
         print(f"latency: open loop, {args.rate:.0f} calls/s per path for {args.seconds:.0f}s "
               f"(1 s slices in turns), {SESSIONS} sessions. Each call has a twin sent "
               "straight to the worker at the same scheduled time; ms from that time, and "
               "added = call - twin, per pair")  # fmt: skip
         for target in paths:  # warm-up (connections, sessions)
-            asyncio.run(paired_open_loop(target, targets[0], args.rate, 1.0))
+            asyncio.run(paired_open_loop(target, direct, args.rate, 1.0))
         router_url = f"http://127.0.0.1:{proxies['router'].port}"
         before = added_latency_buckets(router_url)
-        runs = paired_in_turns(paths, targets[0], args.rate, args.seconds)
+        runs = paired_in_turns(paths, direct, args.rate, args.seconds)
         own = {le: n - before.get(le, 0.0) for le, n in added_latency_buckets(router_url).items()}
         print(f"  {'':9s} {'through the path':>23s}   {'its twins, direct':>23s}   "
               f"{'added (per pair)':>23s}")  # fmt: skip
