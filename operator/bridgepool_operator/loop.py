@@ -17,6 +17,7 @@ import kopf
 from pydantic import ValidationError
 
 from bridgepool import labels
+from bridgepool.backoff import backoff_seconds
 from bridgepool.errors import validation_problems
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
@@ -182,7 +183,10 @@ def failure_delay(interval: float, failures: int) -> float:
     """Seconds before the next pass after ``failures`` failed passes in a row:
     the interval, doubling per failure, at most ``MAX_FAILURE_DELAY_SECONDS``.
     A change of the pool or its pods still wakes the loop at once."""
-    return min(interval * 2.0 ** (failures - 1), max(interval, MAX_FAILURE_DELAY_SECONDS))
+    # No jitter: one operator retries alone. A failing pool is never passed over
+    # more often than a healthy one.
+    cap = max(interval, MAX_FAILURE_DELAY_SECONDS)
+    return backoff_seconds(failures, base=interval, cap=cap)
 
 
 async def next_wakeup(wakeup: asyncio.Event, stopped: Any, delay: float) -> bool:

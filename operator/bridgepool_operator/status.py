@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from bridgepool.backoff import backoff_seconds
 from bridgepool.labels import pool_selector
 from bridgepool.spec import (
     MAX_WORKER_SUMMARIES,
@@ -135,8 +136,10 @@ def retry_time(rejection: TemplateRejection) -> datetime | None:
     last = parse_time(rejection.last_attempt_time)
     if last is None:
         return None
-    delay = REJECTION_FIRST_RETRY_SECONDS * 2 ** (rejection.attempts - 1)
-    return last + timedelta(seconds=min(delay, REJECTION_MAX_RETRY_SECONDS))
+    delay = backoff_seconds(
+        rejection.attempts, base=REJECTION_FIRST_RETRY_SECONDS, cap=REJECTION_MAX_RETRY_SECONDS
+    )
+    return last + timedelta(seconds=delay)
 
 
 def _stalled_by_rejection(rejection: TemplateRejection) -> str:

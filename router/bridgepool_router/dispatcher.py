@@ -1,7 +1,9 @@
 """Sending calls to workers: where a call goes (the session's worker, or the
-best one), the attempt loop, and what a failed attempt leads to. It executes
-what the core decides: the retry decision (:func:`core.retry.next_attempt`),
-the rebind decision (:mod:`core.sessions`), the worker choice (the pool)."""
+best one), and the attempt loop: reserve a worker, send, read the answer,
+decide the next step, take it. It executes what the core decides: what an
+answer means (:mod:`core.answers`), what follows an attempt
+(:mod:`core.attempts`, asking :func:`core.retry.next_attempt` whether to
+retry), the rebind decision (:mod:`core.sessions`), the worker choice (the pool)."""
 
 from __future__ import annotations
 
@@ -11,23 +13,37 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import assert_never
 
-from pydantic import ValidationError
-
-from bridgepool.errors import BridgePoolError, ErrorInfo, counts_against_worker
-from bridgepool.protocol import (
-    HEADER_EXPECT_INCARNATION,
-    HEADER_TIMEOUT,
-    HEADER_WAIT_FOR_SLOT,
-    SESSION_MOVED,
-    SESSION_MOVING,
-    WORKER_RESTARTED,
-)
+from bridgepool.errors import BridgePoolError
+from bridgepool.protocol import HEADER_EXPECT_INCARNATION, HEADER_TIMEOUT, HEADER_WAIT_FOR_SLOT
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
+from bridgepool_router.core.answers import (
+    DROPPED,
+    NO_ANSWER_IN_TIME,
+    UNREACHABLE,
+    WENT_THROUGH,
+    AnswerMeaning,
+    answer_meaning,
+    ran_without_state,
+)
+from bridgepool_router.core.attempts import (
+    SEND_AGAIN,
+    AnswerNow,
+    FollowMove,
+    GiveUp,
+    InPlace,
+    LookElsewhere,
+    Retry,
+    SendAgain,
+    Step,
+    next_step,
+    step_in_place,
+)
 from bridgepool_router.core.breaker import BreakerState
-from bridgepool_router.core.retry import FailureKind, Tally, next_attempt
+from bridgepool_router.core.retry import FailureKind, NextAttempt, Tally, next_attempt
 from bridgepool_router.core.sessions import Rebind, Rebound, SessionCopy, check_binding
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime, TrackedWorker, WorkerGone
@@ -58,12 +74,10 @@ class CallResult:
 class _Attempt:
     status: int | None = None  # None: no answer
     body: bytes = b""
-    failure: FailureKind | None = None
-    error: BridgePoolError | None = None
+    meaning: AnswerMeaning = WENT_THROUGH
+    error: BridgePoolError | None = None  # the router's own, when there was no answer
     elapsed: float = 0.0
     incarnation: str | None = None  # of the worker process that answered
-    moved_to: str | None = None  # 410 session_moved: the new holder's base URL
-    restarted: bool = False  # 412 worker_restarted: a new process, that ran nothing
 
 
 @dataclass(slots=True)
@@ -80,6 +94,12 @@ class _Call:
     last_worker: str | None = None  # the worker of the latest attempt
     ahead: bool = False  # a worker turned the last attempt away as busy: wait ahead
 
+    @property
+    def sticky(self) -> bool:
+        """Its session was bound before this call, not placed by it: a retry
+        stays on the session's worker, and the session's state may be elsewhere."""
+        return self.session_id is not None and not self.placed_now
+
 
 def _error_body(err: BridgePoolError, request_id: object = None) -> bytes:
     return json.dumps(
@@ -91,62 +111,8 @@ def error_result(err: BridgePoolError, request_id: object = None) -> CallResult:
     return CallResult(err.status, _error_body(err, request_id), error=err)
 
 
-# The worker's error type for "every call slot is taken" (its 503).
-WORKER_BUSY = "capacity_exceeded"
 # How long a call for a moved session waits for its new holder to be discovered.
 MOVE_DISCOVERY_PAUSE = 0.05
-
-
-def _error(body: bytes) -> dict[str, Any]:
-    """The ``error`` object of a worker's answer; empty if it has none."""
-    try:
-        error = json.loads(body).get("error")
-    except (ValueError, AttributeError):
-        return {}
-    return error if isinstance(error, dict) else {}
-
-
-def _error_type(body: bytes) -> str | None:
-    return _error(body).get("type")
-
-
-def _restarted_under(call: _Call, worker: TrackedWorker, attempt: _Attempt) -> bool:
-    """Whether a session call's answer came from a new process of its worker,
-    one the session's state did not survive (checked at once on every answer:
-    the work of ``Dispatcher._ran_without_state`` is for when it did)."""
-    return (
-        call.session_id is not None
-        and attempt.incarnation is not None
-        and attempt.incarnation == worker.incarnation
-        and call.pool.sessions.lost_on(call.session_id, worker.name)
-    )
-
-
-def _moved_to(body: bytes) -> str | None:
-    """The new holder's base URL, from a worker's 410 ``session_moved``."""
-    error = _error(body)
-    if error.get("type") != SESSION_MOVED:
-        return None
-    context = error.get("context")
-    url = context.get("holder_url") if isinstance(context, dict) else None
-    return url if isinstance(url, str) and url else None
-
-
-def _refusal(body: bytes) -> FailureKind | None:
-    """What a worker's 503 means for a retry: busy, a retryable refusal, or
-    (its error body says retryable=false) neither."""
-    error = _error(body)
-    try:
-        info = ErrorInfo.model_validate(error) if error else None
-    except ValidationError:
-        return FailureKind.REFUSED_BY_WORKER
-    if info is None:
-        return FailureKind.REFUSED_BY_WORKER
-    if info.type in (WORKER_BUSY, SESSION_MOVING):
-        # Busy, or the session is frozen while it moves: the worker ran nothing
-        # and will take the call again in a moment.
-        return FailureKind.BUSY
-    return FailureKind.REFUSED_BY_WORKER if info.retryable else None
 
 
 class Dispatcher:
@@ -198,34 +164,26 @@ class Dispatcher:
             attempt.incarnation = answer.incarnation
             pool.saw_incarnation(worker, attempt.incarnation)
         except ConnectFailed as exc:
-            attempt.failure = FailureKind.CONNECT
+            attempt.meaning = UNREACHABLE
             attempt.error = router_errors.worker_unreachable(pool.name, name, str(exc))
             if worker.health.mark_down():
                 log.warning("worker marked down", extra={"pool": pool.name, "worker": name})
                 pool.worker_up_changed(worker)
         except TimeoutError:
-            attempt.failure = FailureKind.TIMEOUT
+            attempt.meaning = NO_ANSWER_IN_TIME
             attempt.error = router_errors.call_timeout(pool.name, call.timeout, name)
         except UpstreamError as exc:
-            attempt.failure = FailureKind.WORKER_ERROR
+            attempt.meaning = DROPPED
             attempt.error = router_errors.worker_disconnected(pool.name, name, repr(exc))
+        else:
+            attempt.meaning = answer_meaning(answer.status, answer.body)
         attempt.elapsed = self.clock() - start
         now = self.clock()
-        if attempt.status is not None:
-            if attempt.status == 503:
-                attempt.failure = _refusal(attempt.body)
-            elif attempt.status == 410:
-                attempt.moved_to = _moved_to(attempt.body)
-            elif attempt.status == 412:
-                attempt.restarted = _error_type(attempt.body) == WORKER_RESTARTED
-            elif attempt.status == 504:
-                attempt.failure = FailureKind.TIMEOUT
-            elif counts_against_worker(attempt.status):
-                attempt.failure = FailureKind.WORKER_ERROR
-        if attempt.failure is None:
+        failure = attempt.meaning.failure
+        if failure is None:
             worker.breaker.record_success(now)
             worker.went_through()
-        elif attempt.failure is FailureKind.BUSY:  # a busy worker is a healthy one
+        elif failure is FailureKind.BUSY:  # a busy worker is a healthy one
             worker.busy()
         else:
             worker.breaker.record_failure(now)
@@ -249,7 +207,7 @@ class Dispatcher:
         result = CallResult(0, b"")
         try:
             tally = _NO_ATTEMPTS
-            last: _Attempt | None = None
+            last: _Attempt | None = None  # the latest attempt that counts
             while True:
                 remaining = call.deadline - self.clock()
                 if remaining <= 0:
@@ -263,7 +221,8 @@ class Dispatcher:
                     if err.info.type == "queue_timeout" and self.clock() >= call.deadline - 0.001:
                         err = router_errors.call_timeout(pool.name, timeout, call.last_worker)
                     if last is not None and err.info.type == "no_workers":
-                        break  # nowhere left to retry: report the last failure
+                        # Nowhere left to retry: report the last failure.
+                        return self._answer(call, result, last)
                     return self._finish(result, err, request_id)
                 result.waiting_seconds += waited
                 try:
@@ -272,60 +231,95 @@ class Dispatcher:
                     pool.release(worker)
                 call.last_worker = worker.name
                 result.upstream_seconds += last.elapsed
-                if last.restarted:
-                    # The worker is a new process and ran nothing; its answer told
-                    # this router so (saw_incarnation): the session's binding is
-                    # marked lost, and the next pick follows or re-places it.
-                    last = None
-                    continue
-                if _restarted_under(call, worker, last) and await self._ran_without_state(
-                    call, worker, result
-                ):
-                    last = None  # that answer does not count: the call runs where the session is
-                    continue
-                if last.moved_to is not None and session_id is not None:
-                    await self._follow_move(call, session_id, last.moved_to)
-                    last = None  # the old holder ran nothing: the call goes to the new one
-                    continue
-                if (
-                    last.failure is FailureKind.CONNECT
-                    and session_id is not None
-                    and not call.placed_now
-                    and await self._found_elsewhere(call, session_id, worker, result)
-                ):
-                    last = None  # nothing reached the worker: the call goes where the session is
-                    continue
-                if last.failure is None:
-                    break
-                step = next_attempt(
-                    last.failure,
-                    tally,
-                    settings=pool.routing.retries,
-                    budget=pool.budget,
-                    now=self.clock(),
-                    remaining=call.deadline - self.clock(),
-                    sticky=session_id is not None and not call.placed_now,
-                    idempotent=idempotent,
-                    jitter=self.jitter,
-                )
-                if step.budget_denied:
-                    self.metrics.budget_denied.labels(pool.name).inc()
-                if not step.retry:
-                    break
-                self.metrics.retries.labels(pool.name, last.failure.value).inc()
-                if step.elsewhere:
-                    self._avoid(call, worker)
-                tally = step.tally
-                call.ahead = last.failure is FailureKind.BUSY
-                result.waiting_seconds += step.pause
-                await asyncio.sleep(step.pause)
-            assert last is not None
-            return self._answer(call, result, last)
+
+                step = self._next_step(call, worker, last, tally)
+                if isinstance(step, LookElsewhere):
+                    if await self._look_elsewhere(call, worker, step.why, result):
+                        step = SEND_AGAIN
+                    else:  # the session stays on this worker
+                        step = self._step_in_place(call, last, tally)
+                match step:
+                    case AnswerNow():
+                        return self._answer(call, result, last)
+                    case GiveUp(budget_denied=denied):
+                        if denied:
+                            pool.stats.retry_budget_denied()
+                        return self._answer(call, result, last)
+                    case SendAgain():
+                        # The worker ran nothing (or ran it on a copy now dropped):
+                        # the attempt does not count, and the session's binding
+                        # leads the next one.
+                        last = None
+                    case FollowMove(holder_url=holder_url):
+                        assert session_id is not None
+                        await self._follow_move(call, session_id, holder_url)
+                        last = None  # the old holder ran nothing
+                    case Retry():
+                        pool.stats.retried(step.failure.value)
+                        if step.elsewhere:
+                            self._avoid(call, worker)
+                        tally = step.tally
+                        call.ahead = step.failure is FailureKind.BUSY
+                        result.waiting_seconds += step.pause
+                        await asyncio.sleep(step.pause)
+                    case _:
+                        assert_never(step)
         finally:
             if session_id is not None and result.rebound_reason is not None:
                 # This answer tells the client its session's state is gone:
                 # calls taken from now on are not flagged for that loss.
                 pool.rebounds_unanswered.pop(session_id, None)
+
+    # -- what follows an attempt ---------------------------------------------
+
+    def _next_step(self, call: _Call, worker: TrackedWorker, last: _Attempt, tally: Tally) -> Step:
+        """What follows ``last`` (:func:`core.attempts.next_step`), from the
+        answer, the call and the session's binding."""
+        session_id = call.session_id
+        state_lost = session_id is not None and ran_without_state(
+            last.incarnation,
+            worker.incarnation,
+            lost_there=call.pool.sessions.lost_on(session_id, worker.name),
+        )
+        return next_step(
+            last.meaning,
+            session=session_id is not None,
+            sticky=call.sticky,
+            state_lost=state_lost,
+            retry=partial(self._retry, call, tally),
+        )
+
+    def _step_in_place(self, call: _Call, last: _Attempt, tally: Tally) -> InPlace:
+        """What follows ``last`` now that the session stays where it went."""
+        return step_in_place(
+            last.meaning,
+            session=call.session_id is not None,
+            retry=partial(self._retry, call, tally),
+        )
+
+    def _retry(self, call: _Call, tally: Tally, failure: FailureKind) -> NextAttempt:
+        """Whether a failed attempt is retried, and how (:func:`core.retry.next_attempt`)."""
+        return next_attempt(
+            failure,
+            tally,
+            settings=call.pool.routing.retries,
+            budget=call.pool.budget,
+            now=self.clock(),
+            remaining=call.deadline - self.clock(),
+            sticky=call.sticky,
+            idempotent=call.idempotent,
+            jitter=self.jitter,
+        )
+
+    async def _look_elsewhere(
+        self, call: _Call, worker: TrackedWorker, why: Rebound, result: CallResult
+    ) -> bool:
+        """Whether another worker holds the session, now bound there, because
+        ``worker`` restarted under it or cannot be reached."""
+        if why is Rebound.WORKER_RESTARTED:
+            return await self._ran_without_state(call, worker, result)
+        assert call.session_id is not None
+        return await self._found_elsewhere(call, call.session_id, worker, result)
 
     async def _found_elsewhere(
         self, call: _Call, session_id: str, worker: TrackedWorker, result: CallResult
@@ -360,11 +354,12 @@ class Dispatcher:
 
     def _answer(self, call: _Call, result: CallResult, last: _Attempt) -> CallResult:
         result.worker = call.last_worker
-        if last.status is not None and last.failure is not None and last.body:
+        failure = last.meaning.failure
+        if last.status is not None and failure is not None and last.body:
             # The worker's own error answer is more precise than anything we could add.
             result.status, result.body = last.status, last.body
             return result
-        if last.failure is not None and last.error is not None:
+        if failure is not None and last.error is not None:
             return self._finish(result, last.error, call.request_id)
         assert last.status is not None
         result.status, result.body = last.status, last.body
@@ -463,7 +458,7 @@ class Dispatcher:
     ) -> bool:
         """After an answer from a new process of the session's worker (it
         restarted, and the session's state went with the old one:
-        ``_restarted_under``): flag the rebound. The session lives on here
+        :func:`core.answers.ran_without_state`): flag the rebound. The session lives on here
         anew, unless another router moved it elsewhere while this one's binding
         was stale; then the copy this call made here is dropped, and True: the
         call runs again there.

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import ValidationError
 
+from bridgepool.backoff import backoff_seconds
 from bridgepool.errors import BridgePoolError, ErrorCategory, ErrorInfo, validation_problems
 from bridgepool.protocol import (
     HEADER_WORKER,
@@ -400,7 +401,7 @@ class SessionMoves:
 
     async def _finish_commit(self, move: Outgoing) -> tuple[MoveInfo, ErrorInfo | None]:
         """Ask the target to activate until it says yes or a definite no."""
-        attempt = 0
+        unanswered = 0  # asks in a row the target has not answered
         while True:
             holder, refusal = await self._ask_to_activate(move)
             if holder is not None:
@@ -426,15 +427,16 @@ class SessionMoves:
                     ),
                     refusal,
                 )
-            if attempt == 0:
+            unanswered += 1
+            if unanswered == 1:
                 self._log(
                     logging.WARNING,
                     "no answer from the move's target yet; asking again",
                     move,
                     holder_url=move.holder_url,
                 )
-            await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
-            attempt += 1
+            # No jitter: one worker asks one target about one move.
+            await asyncio.sleep(backoff_seconds(unanswered, base=0.05, cap=1.0))
 
     async def _ask_to_activate(self, move: Outgoing) -> tuple[str | None, ErrorInfo | None]:
         """(holder name, None) on yes; (None, why) on a definite no; (None, None)

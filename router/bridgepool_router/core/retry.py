@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bridgepool import backoff
 from bridgepool.spec import RetrySettings
 
 
@@ -47,12 +48,15 @@ def may_retry(
 
 
 def backoff_seconds(retry: int, settings: RetrySettings, jitter: float) -> float:
-    """Exponential backoff with full jitter before retry number ``retry`` (1-based):
-    uniform in [0, min(max, base * 2**(retry-1))); ``jitter`` is a draw in [0, 1)."""
-    cap: float = min(
-        settings.max_backoff_seconds, settings.base_backoff_seconds * 2.0 ** (retry - 1)
+    """The shared backoff with the pool's retry settings, fully jittered, before
+    retry number ``retry`` (1-based): uniform in [0, min(max, base * 2**(retry-1)));
+    ``jitter`` is a draw in [0, 1)."""
+    return backoff.backoff_seconds(
+        retry,
+        base=settings.base_backoff_seconds,
+        cap=settings.max_backoff_seconds,
+        jitter=jitter,
     )
-    return cap * jitter
 
 
 @dataclass(frozen=True)
