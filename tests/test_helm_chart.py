@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridgepool.labels import LABEL_POOL
+from bridgepool.labels import GROUP, LABEL_POOL, PLURAL
 from bridgepool_operator.config import load_config as operator_config
 from bridgepool_router.cli import load_options as router_options
 
@@ -264,6 +264,13 @@ def grants(role: Manifest) -> set[tuple[str, str, str]]:
     }
 
 
+# What the router's auth asks the API server (cluster-scoped APIs), and no more.
+AUTH_REVIEWS = {
+    ("authentication.k8s.io", "tokenreviews", "create"),
+    ("authorization.k8s.io", "subjectaccessreviews", "create"),
+}
+
+
 def test_cluster_wide_rbac(helm: str) -> None:
     manifests = render(helm)
     assert of_kind(manifests, "Role") == []
@@ -272,7 +279,7 @@ def test_cluster_wide_rbac(helm: str) -> None:
     assert ("policy", "poddisruptionbudgets", "patch") in operator
     assert ("", "namespaces", "list") not in operator  # kopf ignores namespaces cluster-wide
     router = grants(component(manifests, "ClusterRole", "router"))
-    assert router == {
+    assert router == AUTH_REVIEWS | {
         (group, resource, verb)
         for group, resource in (("", "pods"), ("bridgepool.io", "bridgepools"))
         for verb in ("list", "watch")
@@ -296,22 +303,26 @@ def test_namespaced_rbac(helm: str) -> None:
     assert sorted((b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings) == sorted(
         (r["metadata"]["namespace"], r["metadata"]["name"]) for r in roles
     )
-    # Cluster-wide, only what kopf needs to see: CRDs and namespaces.
-    (cluster_role,) = of_kind(manifests, "ClusterRole")
-    assert grants(cluster_role) == {
-        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
-        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-        ("", "namespaces", "list"),
-        ("", "namespaces", "watch"),
+    # Cluster-wide, only what kopf needs to see (CRDs and namespaces) and what
+    # the router's auth asks the API server.
+    cluster_scoped = {
+        c: grants(component(manifests, "ClusterRole", c)) for c in ("operator", "router")
     }
-    # In each namespace, the rights the cluster-wide mode grants everywhere.
+    assert cluster_scoped == {
+        "operator": {
+            ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+            ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+            ("", "namespaces", "list"),
+            ("", "namespaces", "watch"),
+        },
+        "router": AUTH_REVIEWS,
+    }
+    # In each namespace, the rest of what the cluster-wide mode grants everywhere.
     for c in ("operator", "router"):
         everywhere = grants(component(cluster_wide, "ClusterRole", c))
         for role in roles:
             if role["metadata"]["labels"]["app.kubernetes.io/component"] == c:
-                assert grants(role) == {
-                    g for g in everywhere if g[1] != "customresourcedefinitions"
-                }
+                assert grants(role) == everywhere - cluster_scoped[c]
 
 
 def test_rbac_create_false_renders_no_rbac(helm: str) -> None:
@@ -319,6 +330,128 @@ def test_rbac_create_false_renders_no_rbac(helm: str) -> None:
     kinds = {m["kind"] for m in manifests}
     assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
     assert len(of_kind(manifests, "ServiceAccount")) == 2
+
+
+# -- auth ------------------------------------------------------------------------------
+
+
+def router_args(manifests: list[Manifest]) -> list[str]:
+    pod = component(manifests, "Deployment", "router")["spec"]["template"]["spec"]
+    args: list[str] = pod["containers"][0]["args"]
+    return args
+
+
+def auth_args(args: list[str]) -> list[str]:
+    """The router's --auth* and --authz* flags, in order."""
+    return [a for a in args if a.startswith("--auth")]
+
+
+def test_router_checks_callers_by_default(manifests: list[Manifest]) -> None:
+    assert auth_args(router_args(manifests)) == [
+        "--auth=kubernetes",
+        "--auth-token-cache-seconds=120",
+        "--authz-allow-cache-seconds=300",
+        "--authz-deny-cache-seconds=30",
+    ]
+
+
+def test_auth_settings_reach_the_router(helm: str) -> None:
+    manifests = render(
+        helm,
+        "--set-json",
+        'auth={"audiences": ["https://kubernetes.default.svc", "bridgepool"],'
+        ' "tokenCacheSeconds": 60, "allowCacheSeconds": 0, "denyCacheSeconds": 5}',
+    )
+    args = router_args(manifests)
+    assert auth_args(args) == [
+        "--auth=kubernetes",
+        "--auth-audience=https://kubernetes.default.svc",
+        "--auth-audience=bridgepool",
+        "--auth-token-cache-seconds=60",
+        "--authz-allow-cache-seconds=0",
+        "--authz-deny-cache-seconds=5",
+    ]
+    options = router_options(args, {})
+    assert (
+        options.auth,
+        tuple(options.auth_audience),
+        options.auth_token_cache_seconds,
+        options.authz_allow_cache_seconds,
+        options.authz_deny_cache_seconds,
+    ) == ("kubernetes", ("https://kubernetes.default.svc", "bridgepool"), 60, 0, 5)
+
+
+def test_router_may_review_callers(manifests: list[Manifest]) -> None:
+    """Token and access reviews are cluster-scoped APIs: a ClusterRole, bound to the
+    router, in either RBAC mode; create on exactly those two."""
+    role = component(manifests, "ClusterRole", "router")
+    review_groups = {"authentication.k8s.io", "authorization.k8s.io"}
+    assert {g for g in grants(role) if g[0] in review_groups} == AUTH_REVIEWS
+    binding = component(manifests, "ClusterRoleBinding", "router")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    pod = component(manifests, "Deployment", "router")["spec"]["template"]["spec"]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": pod["serviceAccountName"],
+            "namespace": RELEASE_NAMESPACE,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), ("--set", "watchNamespaces={team-a,team-b}")],
+    ids=["cluster-wide", "namespaced"],
+)
+def test_auth_none_reviews_nothing(helm: str, values: tuple[str, ...]) -> None:
+    manifests = render(helm, "--set", "auth.mode=none", *values)
+    args = router_args(manifests)
+    assert auth_args(args) == ["--auth=none"]
+    assert router_options(args, {}).auth == "none"
+    reviews = {resource for _, rule in rules_of(manifests) for resource in rule["resources"]}
+    assert not reviews & {"tokenreviews", "subjectaccessreviews"}
+    if values:  # namespaced: the router has nothing left to do cluster-wide
+        cluster_scoped = of_kind(manifests, "ClusterRole") + of_kind(
+            manifests, "ClusterRoleBinding"
+        )
+        components = {
+            m["metadata"]["labels"]["app.kubernetes.io/component"] for m in cluster_scoped
+        }
+        assert "router" not in components
+
+
+AGGREGATE_TO = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def aggregated_to(role: Manifest) -> set[str]:
+    """The built-in roles (view, edit, admin) a ClusterRole's rules join."""
+    return {
+        label.removeprefix(AGGREGATE_TO)
+        for label, value in role["metadata"]["labels"].items()
+        if label.startswith(AGGREGATE_TO) and value == "true"
+    }
+
+
+def test_roles_for_people_calling_and_viewing_pools(manifests: list[Manifest]) -> None:
+    caller = component(manifests, "ClusterRole", "caller")
+    viewer = component(manifests, "ClusterRole", "viewer")
+    assert caller["metadata"]["name"] == f"{RELEASE}-bridgepool-caller"
+    assert viewer["metadata"]["name"] == f"{RELEASE}-bridgepool-viewer"
+    see = {(GROUP, PLURAL, "get"), (GROUP, PLURAL, "list")}
+    # What the router's SubjectAccessReviews ask: execute (anonymous or in a
+    # session), end a session, a pool's detail, the list. Nothing that changes a pool.
+    assert grants(caller) == see | {
+        (GROUP, f"{PLURAL}/execute", "create"),
+        (GROUP, f"{PLURAL}/sessions", "delete"),
+    }
+    assert grants(viewer) == see
+    assert aggregated_to(caller) == {"edit", "admin"}
+    assert aggregated_to(viewer) == {"view"}
 
 
 # -- optional parts --------------------------------------------------------------------
@@ -446,6 +579,10 @@ def test_prometheus_rule_carries_the_rules_file(helm: str) -> None:
         (("--set", "networkPolicy.enabled=true"), r"networkPolicy\.namespaces"),
         (("--set", "metrics.prometheusRule.enable=true"), r"enable"),
         (("--set", "metrics.dashboard.labels.grafana_dashboard=1"), r"grafana_dashboard"),
+        (("--set", "auth.mode=basic"), r"auth[./]mode"),
+        (("--set", "auth.denyCacheSeconds=-1"), r"auth[./]denyCacheSeconds"),
+        (("--set-string", "auth.tokenCacheSeconds=2m"), r"auth[./]tokenCacheSeconds"),
+        (("--set-json", 'auth.audiences=[""]'), r"auth[./]audiences"),
     ],
     ids=[
         "replicas-negative",
@@ -456,6 +593,10 @@ def test_prometheus_rule_carries_the_rules_file(helm: str) -> None:
         "netpol",
         "rule-typo",
         "label-number",
+        "auth-mode",
+        "auth-cache-negative",
+        "auth-cache-string",
+        "auth-audience-empty",
     ],
 )
 def test_bad_values_fail_naming_the_value(helm: str, values: tuple[str, ...], message: str) -> None:

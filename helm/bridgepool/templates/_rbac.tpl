@@ -54,3 +54,44 @@ which of them exist (it ignores namespaces when it serves the cluster).
   resources: ["bridgepools"]
   verbs: ["list", "watch"]
 {{- end }}
+
+{{/*
+Router, cluster-scoped: with auth.mode kubernetes it asks the API server who
+each caller is (TokenReview) and whether they may make the call on the pool
+(SubjectAccessReview). Both APIs are cluster-scoped and create-only, so even a
+router serving a list of namespaces needs a ClusterRole for them.
+*/}}
+{{- define "bridgepool.router.clusterRules" -}}
+{{- if eq .Values.auth.mode "kubernetes" -}}
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+{{- end }}
+{{- end }}
+
+{{/*
+People calling pools through the router: what the router's
+SubjectAccessReviews ask for (execute, anonymously or in a session; end a
+session; a pool's detail; the list of pools).
+*/}}
+{{- define "bridgepool.caller.rules" -}}
+- apiGroups: ["bridgepool.io"]
+  resources: ["bridgepools/execute"]
+  verbs: ["create"]
+- apiGroups: ["bridgepool.io"]
+  resources: ["bridgepools/sessions"]
+  verbs: ["delete"]
+- apiGroups: ["bridgepool.io"]
+  resources: ["bridgepools"]
+  verbs: ["get", "list"]
+{{- end }}
+
+{{/* People looking at pools: a pool's detail and the list of pools. */}}
+{{- define "bridgepool.viewer.rules" -}}
+- apiGroups: ["bridgepool.io"]
+  resources: ["bridgepools"]
+  verbs: ["get", "list"]
+{{- end }}
