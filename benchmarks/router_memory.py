@@ -71,11 +71,12 @@ ANONYMOUS = (
 
 async def bind_sessions(request: web.Request) -> web.Response:
     """Bind ``count`` sessions named ``prefix0``... to the pool's first worker."""
+    from bridgepool.names import PoolRef
     from bridgepool_router.app import STATE
 
     state = request.app[STATE]
     assert state.registry is not None
-    pool = state.registry.pools[request.query["pool"]]
+    pool = state.registry.pools[PoolRef.parse(request.query["pool"])]
     worker = next(iter(pool.workers))
     now = state.config.clock()
     prefix = request.query["prefix"]

@@ -19,9 +19,15 @@ Requests are built and answers read in :class:`_Calls` (no I/O), once per target
 the flavours only send. Failures raise a subclass of
 :class:`bridgepool.errors.BridgePoolError` per error category.
 
-    with BridgePoolClient("http://router:8000", pool="demo") as client:
+    with BridgePoolClient("http://router:8000", pool="demo", namespace="team-a") as client:
         first = client.execute_in_session("s-1", "predict", {"question": "2+2?"})
         print(first.result, first.worker, first.rebound)
+
+A pool is a namespace and a name. Without ``namespace=`` the client uses the
+router's short form, ``/v1/pools/{pool}``, which the router resolves as kubectl
+resolves its default namespace. ``token=`` sends ``Authorization: Bearer``
+(a string, or a function that reads a rotating one, such as a pod's
+ServiceAccount token file).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorCategory, ErrorInfo
+from bridgepool.names import check_session_id
 from bridgepool.protocol import (
     HEADER_IDEMPOTENT,
     HEADER_INCARNATION,
@@ -109,6 +116,19 @@ ERROR_CLASSES: dict[ErrorCategory, type[BridgePoolError]] = {
 
 def error_from_info(info: ErrorInfo, status: int) -> BridgePoolError:
     return ERROR_CLASSES[info.category](info, status)
+
+
+def _check_session_id(session_id: str) -> None:
+    """The router's and the worker's check, before anything is sent: the same
+    error, raised as the exception class of its category."""
+    try:
+        check_session_id(session_id)
+    except BridgePoolError as err:
+        raise error_from_info(err.info, err.status) from None
+
+
+# A bearer token, or a function that returns the current one.
+Token = str | Callable[[], str]
 
 
 def _unexpected(message: str, status: int, **context: Any) -> BridgePoolError:
@@ -200,8 +220,10 @@ class PoolWorkerStatus(_Answer):
 
 
 class PoolStatus(_Answer):
-    """``GET /v1/pools/{pool}`` at the router: its workers, queue and sessions."""
+    """``GET /v1/namespaces/{namespace}/pools/{pool}`` at the router: its workers,
+    queue and sessions."""
 
+    namespace: str
     pool: str
     workers: list[PoolWorkerStatus]
     queue_length: int
@@ -211,6 +233,10 @@ class PoolStatus(_Answer):
     @property
     def ready_workers(self) -> int:
         return sum(1 for w in self.workers if w.ready)
+
+
+class _NewSession(_Answer):
+    session_id: str
 
 
 class _RouterReadiness(_Answer):
@@ -317,6 +343,8 @@ class _Calls(ABC):
         idempotent: bool = False,
         timeout: float | None = None,
     ) -> _Op[ExecuteResult]:
+        if session_id is not None:
+            _check_session_id(session_id)
         headers = self.headers(timeout)
         if idempotent:
             headers[HEADER_IDEMPOTENT] = "true"
@@ -353,6 +381,7 @@ class _Calls(ABC):
         return _Op(call.request, lambda response: read(call.read(response)))
 
     def delete_session(self, session_id: str) -> _Op[None]:
+        _check_session_id(session_id)
         request = _Request("DELETE", self.session_path(session_id), self.headers())
         return _Op(request, self.read_done)
 
@@ -438,10 +467,27 @@ class _RouterCalls(_Calls):
 
     peer = "router"
 
-    def __init__(self, pool: str, timeout: float | None) -> None:
+    def __init__(
+        self, pool: str, namespace: str | None, token: Token | None, timeout: float | None
+    ) -> None:
         super().__init__(timeout)
         self.pool = pool
-        self._pool_path = f"/v1/pools/{quote(pool, safe='')}"
+        self.token = token
+        path = f"/pools/{quote(pool, safe='')}"
+        if namespace is not None:
+            path = f"/namespaces/{quote(namespace, safe='')}{path}"
+        self._pool_path = "/v1" + path
+
+    def headers(self, timeout: float | None = None) -> dict[str, str]:
+        headers = super().headers(timeout)
+        if self.token is not None:
+            token = self.token() if callable(self.token) else self.token
+            headers["Authorization"] = f"Bearer {token.strip()}"
+        return headers
+
+    def new_session_id(self) -> _Op[str]:
+        request = _Request("POST", f"{self._pool_path}/sessions", self.headers())
+        return _Op(request, lambda response: _model_of(_NewSession, response).session_id)
 
     def execute_path(self, session_id: str | None) -> str:
         if session_id is None:
@@ -615,14 +661,20 @@ class BridgePoolClient(BridgeClient):
         base_url: str,
         pool: str,
         *,
+        namespace: str | None = None,
+        token: Token | None = None,
         timeout: float | None = None,
         http: httpx.Client | None = None,
     ) -> None:
-        self._router = _RouterCalls(pool, timeout)
+        self._router = _RouterCalls(pool, namespace, token, timeout)
         super().__init__(base_url, self._router, http)
 
     def pool_status(self) -> PoolStatus:
         return self._run(self._router.pool_status())
+
+    def new_session_id(self) -> str:
+        """An unguessable session id (192 random bits) the router made."""
+        return self._run(self._router.new_session_id())
 
 
 class WorkerClient(BridgeClient):
@@ -747,14 +799,20 @@ class AsyncBridgePoolClient(AsyncBridgeClient):
         base_url: str,
         pool: str,
         *,
+        namespace: str | None = None,
+        token: Token | None = None,
         timeout: float | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        self._router = _RouterCalls(pool, timeout)
+        self._router = _RouterCalls(pool, namespace, token, timeout)
         super().__init__(base_url, self._router, http)
 
     async def pool_status(self) -> PoolStatus:
         return await self._run(self._router.pool_status())
+
+    async def new_session_id(self) -> str:
+        """An unguessable session id (192 random bits) the router made."""
+        return await self._run(self._router.new_session_id())
 
 
 class AsyncWorkerClient(AsyncBridgeClient):

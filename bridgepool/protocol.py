@@ -11,11 +11,12 @@ import json
 import math
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bridgepool.errors import ErrorInfo
+from bridgepool.names import SESSION_KEY_MAX_LENGTH, session_id_problem
 
 # Default port of a worker inside its pod, and the container port's name
 # the router looks for.
@@ -78,6 +79,18 @@ class WorkerState(StrEnum):
     TERMINATED = "terminated"
 
 
+def _session_key(value: str) -> str:
+    problem = session_id_problem(value, max_length=SESSION_KEY_MAX_LENGTH)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# A session as workers know it: a session id, or the owned key the router made
+# of one (:func:`bridgepool.names.owned_session_key`).
+SessionKey = Annotated[str, AfterValidator(_session_key)]
+
+
 class ExecuteRequest(BaseModel):
     """``POST /v1/execute``: run one command, optionally inside a session."""
 
@@ -86,7 +99,7 @@ class ExecuteRequest(BaseModel):
     id: str | int | None = None
     command: str = Field(min_length=1, max_length=256)
     args: dict[str, Any] = Field(default_factory=dict)
-    session_id: str | None = Field(default=None, min_length=1, max_length=256)
+    session_id: SessionKey | None = None
 
 
 class ExecuteResponse(BaseModel):
@@ -215,7 +228,7 @@ class SessionEnvelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format_version: int
-    session_id: str = Field(min_length=1, max_length=256)
+    session_id: SessionKey
     move_id: str = Field(min_length=1, max_length=64)
     source: str  # the exporting worker's name
     source_incarnation: str

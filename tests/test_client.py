@@ -4,6 +4,7 @@ router, and one worker on its own, each through the sync and the async flavour."
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,8 +61,9 @@ def client(request: pytest.FixtureRequest, pool: Pool) -> Iterator[BridgeClient]
 
 
 def session_of(request: pytest.FixtureRequest) -> str:
-    """A session id of this test alone (the processes are shared by the module)."""
-    return str(request.node.name)
+    """A session id of this test alone (the processes are shared by the module),
+    kept to the characters a session id may have."""
+    return re.sub(r"[^A-Za-z0-9._~:@+=-]", "-", request.node.name)
 
 
 def test_programs_round_trip(client: BridgeClient, request: pytest.FixtureRequest) -> None:

@@ -17,6 +17,13 @@ What a client can make the router hold, and for how long:
 * a body: at most ``max_body_bytes`` (413, at once when Content-Length says so),
   and it must arrive within the call's own time budget (408), so a client that
   sends its body slowly, or less of it than it announced, holds nothing for long.
+
+Every pool route passes the front door first (:mod:`bridgepool_router.auth`):
+who is calling, which pool (``/v1/namespaces/{namespace}/pools/{pool}``, or the
+short form ``/v1/pools/{pool}`` resolved as kubectl resolves its default
+namespace), and whether RBAC lets the caller do what the route does (its
+:class:`~bridgepool_router.core.access.Access`). The handlers after it know the
+caller and the pool, and nothing of how either was found.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import functools
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +42,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridgepool.errors import BridgePoolError, ErrorCategory
+from bridgepool.names import (
+    DEFAULT_NAMESPACE,
+    PoolRef,
+    check_session_id,
+    invalid_name,
+    owned_session_key,
+    pool_name_problem,
+)
 from bridgepool.protocol import (
     DEFAULT_MAX_BODY_BYTES,
     HEADER_IDEMPOTENT,
@@ -46,8 +62,17 @@ from bridgepool.protocol import (
     call_budget,
 )
 from bridgepool_router import router_errors
+from bridgepool_router.auth import Authenticator, Authorizer, AuthSettings, front_door
 from bridgepool_router.call_body import parse_call
 from bridgepool_router.core import Clock
+from bridgepool_router.core.access import (
+    END_SESSION,
+    EXECUTE,
+    GET_POOL,
+    LIST_POOLS,
+    Access,
+    Caller,
+)
 from bridgepool_router.discovery import Discovery
 from bridgepool_router.dispatcher import CallResult, Dispatcher, error_result
 from bridgepool_router.metrics import RouterMetrics
@@ -70,6 +95,7 @@ class RouterConfig:
     # Most idle connections kept open to one worker. The connections in use are
     # bounded by the worker's capacity: calls beyond it queue in the router.
     connections_per_worker: int = 256
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 @dataclass
@@ -78,10 +104,26 @@ class RouterState:
     metrics: RouterMetrics = field(default_factory=RouterMetrics)
     registry: PoolRegistry | None = None
     dispatcher: Dispatcher | None = None
+    authenticator: Authenticator | None = None
+    authorizer: Authorizer | None = None
     shutting_down: bool = False
 
 
 STATE = web.AppKey("state", RouterState)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What the front door found out, for the handler behind it."""
+
+    caller: Caller | None  # None: callers are not authenticated (--auth=none)
+    pool: PoolRef | None  # None on the list routes
+    namespace: str | None  # the namespace the call is in; None: a list of every namespace
+
+
+ADMITTED = web.RequestKey("admitted", Admitted)
+# Bytes of randomness in a session id the router makes (POST .../sessions): 192 bits.
+SESSION_ID_BYTES = 24
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -89,7 +131,10 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def error_response(err: BridgePoolError, request_id: object = None) -> web.Response:
-    return _respond(error_result(err, request_id))
+    response = _respond(error_result(err, request_id))
+    if err.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="bridgepool", error="invalid_token"'
+    return response
 
 
 def _respond(result: CallResult, session_id: str | None = None) -> web.Response:
@@ -171,18 +216,71 @@ async def no_route(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
-def _pool(request: web.Request, state: RouterState | None = None) -> PoolRuntime:
-    registry = (state or request.app[STATE]).registry
+def _pool(request: web.Request, state: RouterState) -> PoolRuntime:
+    """The pool the front door resolved for this call."""
+    registry = state.registry
     assert registry is not None
-    name = request.match_info["pool"]
-    pool = registry.pools.get(name)
+    ref = request[ADMITTED].pool
+    assert ref is not None
+    pool = registry.pools.get(ref)
     if pool is None:
         # Until discovery has delivered its first complete view, a pool not
         # seen yet may still turn up: a retryable answer, not a 404.
         if not registry.synced.is_set():
-            raise router_errors.discovery_not_synced(name)
-        raise router_errors.unknown_pool(name)
+            raise router_errors.discovery_not_synced(ref)
+        raise router_errors.unknown_pool(ref)
     return pool
+
+
+def _short_form_namespace(state: RouterState, caller: Caller | None, name: str) -> str:
+    """The namespace of ``/v1/pools/{pool}``, as kubectl picks a default one: a
+    ServiceAccount's own namespace, ``default`` for another known caller; with
+    no authentication, the one namespace that has such a pool (409 if several)."""
+    if caller is not None:
+        return caller.serviceaccount_namespace or DEFAULT_NAMESPACE
+    assert state.registry is not None
+    namespaces = state.registry.namespaces_with(name)
+    if len(namespaces) > 1:
+        raise router_errors.ambiguous_pool(name, namespaces)
+    return namespaces[0] if namespaces else DEFAULT_NAMESPACE
+
+
+def _guarded(handler: Handler, access: Access) -> Handler:
+    """The front door of a pool route: authenticate, resolve the pool, authorize
+    ``access`` on it; then the handler, which finds both in the request."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        assert state.authenticator is not None and state.authorizer is not None
+        caller = await state.authenticator.authenticate(request.headers.get("Authorization"))
+        match = request.match_info
+        name = match.get("pool")
+        namespace = match.get("namespace")
+        ref: PoolRef | None = None
+        if name is not None:
+            if namespace is None:
+                problem = pool_name_problem(name)
+                if problem is not None:
+                    raise invalid_name(problem, pool=name[:64])
+                namespace = _short_form_namespace(state, caller, name)
+            ref = PoolRef.checked(namespace, name)
+        elif namespace is not None:  # a list in one namespace
+            PoolRef.checked(namespace, "list")
+        elif caller is not None:  # a list in the short form: the caller's own namespace
+            namespace = caller.serviceaccount_namespace
+        await state.authorizer.authorize(caller, access, namespace or "", name)
+        request[ADMITTED] = Admitted(caller, ref, namespace)
+        return await handler(request)
+
+    return guarded
+
+
+def _session_key(request: web.Request) -> tuple[str, str]:
+    """The path's session id, checked, and the key its session has on the
+    workers: its owner's, so another caller's same id is another session."""
+    session_id = check_session_id(request.match_info["session_id"])
+    caller = request[ADMITTED].caller
+    return session_id, owned_session_key(caller.username if caller else None, session_id)
 
 
 def _timeout(request: web.Request, pool: PoolRuntime) -> float:
@@ -238,17 +336,19 @@ async def execute(request: web.Request) -> web.Response:
     start = time.perf_counter()
     state = request.app[STATE]
     assert state.dispatcher is not None
-    session_id = request.match_info.get("session_id")
+    session_id = key = None
+    if "session_id" in request.match_info:
+        session_id, key = _session_key(request)
     pool = _pool(request, state)
     timeout = _timeout(request, pool)
     body = await _read_body(request, timeout, state.config.max_body_bytes)
-    call = parse_call(body, session_id)
+    call = parse_call(body, session_id, key)
     idempotent = request.headers.get(HEADER_IDEMPOTENT, "").lower() == "true"
     result = await state.dispatcher.execute(
         pool,
         call.payload,
         call.request_id,
-        session_id=session_id,
+        session_id=key,
         idempotent=idempotent,
         timeout=timeout,
     )
@@ -262,11 +362,21 @@ async def execute(request: web.Request) -> web.Response:
 async def delete_session(request: web.Request) -> web.Response:
     state = request.app[STATE]
     assert state.dispatcher is not None
-    pool = _pool(request)
-    result = await state.dispatcher.delete_session(
-        pool, request.match_info["session_id"], _timeout(request, pool)
-    )
+    session_id, key = _session_key(request)
+    pool = _pool(request, state)
+    result = await state.dispatcher.delete_session(pool, key, _timeout(request, pool))
+    if result.error is not None and result.error.info.type == "session_not_found":
+        # Named by the caller's id, not the key it is kept under.
+        result = error_result(router_errors.session_not_found(pool.name, session_id))
     return _respond(result)
+
+
+async def new_session(request: web.Request) -> web.Response:
+    """A fresh session id, unguessable (192 random bits), for a caller that
+    wants one; the session itself begins with its first call."""
+    _pool(request, request.app[STATE])
+    session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+    return _json({"session_id": session_id}, status=201)
 
 
 def _describe_pool(pool: PoolRuntime, now: float) -> dict[str, Any]:
@@ -289,7 +399,8 @@ def _describe_pool(pool: PoolRuntime, now: float) -> dict[str, Any]:
             }
         )
     return {
-        "pool": pool.name,
+        "namespace": pool.ref.namespace,
+        "pool": pool.ref.name,
         "workers": workers,
         "queue_length": len(pool.queue),
         "sessions": len(pool.sessions),
@@ -298,14 +409,23 @@ def _describe_pool(pool: PoolRuntime, now: float) -> dict[str, Any]:
 
 
 async def list_pools(request: web.Request) -> web.Response:
+    """The pools of one namespace, or of all (``/v1/pools`` without a caller's
+    own namespace), in namespace and name order."""
     state = request.app[STATE]
     assert state.registry is not None
     now = state.config.clock()
-    return _json({"pools": [_describe_pool(p, now) for p in state.registry.pools.values()]})
+    namespace = request[ADMITTED].namespace
+    pools = [
+        _describe_pool(state.registry.pools[ref], now)
+        for ref in sorted(state.registry.pools)
+        if namespace is None or ref.namespace == namespace
+    ]
+    return _json({"pools": pools})
 
 
 async def get_pool(request: web.Request) -> web.Response:
-    return _json(_describe_pool(_pool(request), request.app[STATE].config.clock()))
+    state = request.app[STATE]
+    return _json(_describe_pool(_pool(request, state), state.config.clock()))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -332,18 +452,19 @@ async def _router_context(app: web.Application) -> AsyncIterator[None]:
     kwargs = {"jitter": config.jitter} if config.jitter else {}
     state.dispatcher = Dispatcher(upstream, state.metrics, config.clock, **kwargs)
     state.registry = PoolRegistry(state.dispatcher, state.metrics, config.clock)
-    tasks = [
-        asyncio.create_task(config.discovery.run(state.registry), name="discovery"),
-        asyncio.create_task(state.registry.expire_sessions(), name="session expiry"),
-    ]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await state.registry.close()
-        upstream.close()
+    async with front_door(config.auth, config.clock) as (state.authenticator, state.authorizer):
+        tasks = [
+            asyncio.create_task(config.discovery.run(state.registry), name="discovery"),
+            asyncio.create_task(state.registry.expire_sessions(), name="session expiry"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await state.registry.close()
+            upstream.close()
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -355,12 +476,24 @@ def create_app(config: RouterConfig) -> web.Application:
     app[STATE] = RouterState(config)
     app.cleanup_ctx.append(_router_context)
     app.on_shutdown.append(_on_shutdown)
+    # Each pool route in both forms: /v1/namespaces/{namespace}/pools/... and
+    # the short /v1/pools/... (see _short_form_namespace), with what it asks of RBAC.
+    pool_routes: list[tuple[str, str, Handler, Access]] = [
+        ("POST", "/pools/{pool}/sessions/{session_id}/execute", execute, EXECUTE),
+        ("POST", "/pools/{pool}/execute", execute, EXECUTE),
+        ("POST", "/pools/{pool}/sessions", new_session, EXECUTE),
+        ("DELETE", "/pools/{pool}/sessions/{session_id}", delete_session, END_SESSION),
+        ("GET", "/pools", list_pools, LIST_POOLS),
+        ("GET", "/pools/{pool}", get_pool, GET_POOL),
+    ]
     routes = [
-        web.post("/v1/pools/{pool}/sessions/{session_id}/execute", execute),
-        web.post("/v1/pools/{pool}/execute", execute),
-        web.delete("/v1/pools/{pool}/sessions/{session_id}", delete_session),
-        web.get("/v1/pools", list_pools),
-        web.get("/v1/pools/{pool}", get_pool),
+        web.RouteDef(method, prefix + path, _guarded(handler, access), {})
+        for method, path, handler, access in pool_routes
+        for prefix in ("/v1/namespaces/{namespace}", "/v1")
+    ]
+    routes += [
+        # Open: probes, and the scrape (no session data, and Prometheus has no
+        # caller identity to send by default).
         web.get("/metrics", metrics),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),

@@ -3,8 +3,9 @@
 The router parses the body only to check it (a JSON object, a valid
 :class:`~bridgepool.protocol.ExecuteRequest`, no session id that disagrees with
 the path's) and to learn the call's ``id`` for its own error answers. The
-worker gets the client's bytes; a session call whose body names no session gets
-the path's session id spliced in, since the worker reads it from the body.
+worker gets the client's bytes; a session call's body gets the session's key
+(:func:`bridgepool.names.owned_session_key`) spliced in, since the worker reads
+it from the body.
 
 A body of the plain, common shape is checked by hand; anything else goes
 through the model, so the model stays the one authority on what is valid (and
@@ -20,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bridgepool.errors import validation_problems
 from bridgepool.protocol import ExecuteRequest
 from bridgepool_router import router_errors
 
@@ -36,7 +38,6 @@ def _length_bounds(field: str) -> tuple[int, int]:
 
 
 _COMMAND_MIN, _COMMAND_MAX = _length_bounds("command")
-_SESSION_MIN, _SESSION_MAX = _length_bounds("session_id")
 
 
 @dataclass(slots=True)
@@ -45,30 +46,27 @@ class CallBody:
     request_id: object  # the body's ``id``, echoed in the router's own error answers
 
 
-def plainly_valid(body: dict[str, Any], session_id: str | None) -> bool:
-    """True only if the body (with the path's session id, if any) is certainly a valid
-    execute request: exact types, the model's limits. False sends it to the model
-    for the final word."""
+def plainly_valid(body: dict[str, Any]) -> bool:
+    """True only if the body is certainly a valid execute request: exact types, the
+    model's limits (its session id is the path's, checked before). False sends it
+    to the model for the final word."""
     command = body.get("command")
     request_id = body.get("id")
-    if session_id is None:
-        session_id = body.get("session_id")
     return (
         body.keys() <= _FIELDS
         and type(command) is str
         and _COMMAND_MIN <= len(command) <= _COMMAND_MAX
         and type(body.get("args", body)) is dict
         and (request_id is None or type(request_id) is str or type(request_id) is int)
-        and (
-            session_id is None
-            or (type(session_id) is str and _SESSION_MIN <= len(session_id) <= _SESSION_MAX)
-        )
     )
 
 
-def parse_call(raw: bytes, session_id: str | None) -> CallBody:
-    """Check an execute body for a call (``session_id`` from the path, or None for
-    an anonymous call); raise the router's 400 naming the problem."""
+def parse_call(raw: bytes, session_id: str | None, key: str | None = None) -> CallBody:
+    """Check an execute body for a call (``session_id`` from the path, already
+    checked, or None for an anonymous call; ``key``, what the session is kept
+    under on the workers, by default the id); raise the router's 400 naming the
+    problem."""
+    key = key or session_id
     utf8 = _is_utf8(raw)
     body = _decode(raw, utf8)
     if not isinstance(body, dict):
@@ -81,16 +79,16 @@ def parse_call(raw: bytes, session_id: str | None) -> CallBody:
         )
     if session_id is not None and body_session is not None and body_session != session_id:
         raise router_errors.session_mismatch(session_id, body_session)
-    if not plainly_valid(body, session_id):
+    if not plainly_valid(body):
         try:
-            ExecuteRequest.model_validate({**body, "session_id": session_id})
+            ExecuteRequest.model_validate({**body, "session_id": key})
         except ValidationError as exc:
             raise router_errors.bad_request(
                 "invalid_request",
-                "request body is not a valid execute request",
+                f"request body is not a valid execute request: {validation_problems(exc)}",
                 errors=json.loads(exc.json(include_url=False, include_input=False)),
             ) from exc
-    return CallBody(_payload(raw, utf8, body, session_id), body.get("id"))
+    return CallBody(_payload(raw, utf8, body, key), body.get("id"))
 
 
 _DECODER = json.JSONDecoder()
@@ -106,12 +104,16 @@ def _decode(raw: bytes, utf8: bool) -> Any:
             value, end = _DECODER.raw_decode(text)
             if end == len(text):
                 return value
-        except ValueError:
+        except (ValueError, RecursionError):
             pass  # json.loads gives the verdict, and says what is wrong
     try:
         return json.loads(raw)
     except ValueError as exc:
         raise router_errors.bad_request("invalid_json", f"request body is not JSON: {exc}") from exc
+    except RecursionError:
+        raise router_errors.bad_request(
+            "invalid_json", "request body is not JSON the router reads: it is nested too deeply"
+        ) from None
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -123,17 +125,15 @@ def _is_utf8(raw: bytes) -> bool:
     return json.detect_encoding(raw) == "utf-8"
 
 
-def _payload(raw: bytes, utf8: bool, body: dict[str, Any], session_id: str | None) -> bytes:
+def _payload(raw: bytes, utf8: bool, body: dict[str, Any], key: str | None) -> bytes:
     if not utf8:
         # Workers read UTF-8 only; other JSON encodings are re-encoded (rare).
-        return json.dumps(
-            body if session_id is None else {**body, "session_id": session_id}
-        ).encode()
-    if session_id is None or ("session_id" in body and body["session_id"] is not None):
+        return json.dumps(body if key is None else {**body, "session_id": key}).encode()
+    if key is None or body.get("session_id") == key:
         return raw
-    if "session_id" in body:  # an explicit null: replace rather than duplicate the key
-        return json.dumps({**body, "session_id": session_id}).encode()
+    if "session_id" in body:  # a null, or the caller's id the key stands for
+        return json.dumps({**body, "session_id": key}).encode()
     # The body is an object, so its first non-blank byte is its opening brace.
     brace = raw.index(b"{") + 1
-    field = b'"session_id": ' + json.dumps(session_id).encode()
+    field = b'"session_id": ' + json.dumps(key).encode()
     return raw[:brace] + field + (b", " if body else b"") + raw[brace:]

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridgepool import logs
 from bridgepool.config import ConfigError, ConfigSources, Items, LogLevel
 from bridgepool_router.app import RouterConfig, create_app
+from bridgepool_router.auth import AuthSettings
 from bridgepool_router.discovery import Discovery
 from bridgepool_router.discovery.static import StaticConfigError, StaticDiscovery
 
@@ -30,6 +31,7 @@ ENV_PREFIX = "BRIDGEPOOL_ROUTER_"
 # 300 ms stall at 1,000 calls/s left over a hundred calls waiting over 1 s. The
 # kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 2048
+HEAD_LIMIT_BYTES = 64 * 1024
 
 
 class RouterOptions(BaseModel):
@@ -41,8 +43,8 @@ class RouterOptions(BaseModel):
     port: int = Field(default=8000, ge=0, le=65535, description="port to listen on")
     static: Annotated[tuple[str, ...], Items(separator=None)] = Field(
         default=(),
-        description="route POOL to these worker base URLs; repeatable, and space-separated "
-        "in the variable",
+        description="route [NAMESPACE/]POOL (a bare POOL is in namespace default) to these "
+        "worker base URLs; repeatable, and space-separated in the variable",
     )
     static_file: Path | None = Field(
         default=None, description="YAML/JSON file of pools, re-read when it changes; see README"
@@ -57,6 +59,26 @@ class RouterOptions(BaseModel):
         default=(),
         description="namespace to watch, none for all; repeatable, and comma-separated in "
         "the variable",
+    )
+    auth: Literal["none", "kubernetes"] = Field(
+        default="none",
+        description="who may call: kubernetes (a bearer token checked by TokenReview, each "
+        "call authorized by SubjectAccessReview on its BridgePool) or none (anyone who can "
+        "reach the router)",
+    )
+    auth_audience: Annotated[tuple[str, ...], Items(separator=",")] = Field(
+        default=(),
+        description="audience a token must be for; repeatable, comma-separated in the "
+        "variable; none: the API server's own (a pod's ServiceAccount token as it is)",
+    )
+    auth_token_cache_seconds: float = Field(
+        default=120.0, ge=0, description="how long a token's review is kept (never past its expiry)"
+    )
+    authz_allow_cache_seconds: float = Field(
+        default=300.0, ge=0, description="how long an allowing access review is kept"
+    )
+    authz_deny_cache_seconds: float = Field(
+        default=30.0, ge=0, description="how long a denying access review is kept"
     )
     reuse_port: bool = Field(
         default=False,
@@ -79,11 +101,16 @@ SOURCES = ConfigSources(
     flags={
         "host": {},
         "port": {},
-        "static": {"action": "append", "metavar": "POOL=URL[,URL...]"},
+        "static": {"action": "append", "metavar": "[NAMESPACE/]POOL=URL[,URL...]"},
         "static_file": {"metavar": "PATH"},
         "static_reload_seconds": {"metavar": "SECONDS"},
         "kubernetes": {"action": "store_true"},
         "namespace": {"action": "append"},
+        "auth": {"metavar": "MODE"},
+        "auth_audience": {"action": "append", "metavar": "AUDIENCE"},
+        "auth_token_cache_seconds": {"metavar": "SECONDS"},
+        "authz_allow_cache_seconds": {"metavar": "SECONDS"},
+        "authz_deny_cache_seconds": {"metavar": "SECONDS"},
         "reuse_port": {"action": "store_true"},
         "shutdown_timeout": {"metavar": "SECONDS"},
         "log_level": {"metavar": "LEVEL"},
@@ -105,7 +132,9 @@ def build_discovery(options: RouterOptions) -> Discovery:
 
         return KubernetesDiscovery(namespaces=options.namespace)
     if not options.static and not options.static_file:
-        raise StaticConfigError("give --static POOL=URL[,URL...], --static-file or --kubernetes")
+        raise StaticConfigError(
+            "give --static [NAMESPACE/]POOL=URL[,URL...], --static-file or --kubernetes"
+        )
     return StaticDiscovery(
         options.static, options.static_file, reload_seconds=options.static_reload_seconds
     )
@@ -129,7 +158,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"bridgepool-router: {exc}", file=sys.stderr)
         sys.exit(2)
     logs.configure("router", options.log_level)
-    app = create_app(RouterConfig(discovery=discovery))
+    auth = AuthSettings(
+        mode=options.auth,
+        audiences=options.auth_audience,
+        token_cache_seconds=options.auth_token_cache_seconds,
+        allow_cache_seconds=options.authz_allow_cache_seconds,
+        deny_cache_seconds=options.authz_deny_cache_seconds,
+    )
+    app = create_app(RouterConfig(discovery=discovery, auth=auth))
     # What start-up made (modules, the app) lives as long as the process. Frozen,
     # it is out of the collector's sight: a full collection no longer walks its
     # tens of thousands of objects (about 20 ms each time, with calls waiting).
@@ -148,6 +184,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         backlog=LISTEN_BACKLOG,
         access_log=None,
         print=None,
+        # A request line or header up to 64 KiB reaches the router, so a long
+        # session id or token gets the router's own error naming the limit;
+        # past that, aiohttp's parser answers a plain 400.
+        max_line_size=HEAD_LIMIT_BYTES,
+        max_field_size=HEAD_LIMIT_BYTES,
     )
     log.info("router stopped")
 

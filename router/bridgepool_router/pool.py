@@ -99,9 +99,11 @@ class TrackedWorker:
 
 class PoolRuntime:
     def __init__(self, snapshot: PoolSnapshot, metrics: RouterMetrics, clock: Clock) -> None:
-        self.name = snapshot.name
+        self.ref = snapshot.ref
+        # "namespace/name", as errors and logs name the pool
+        self.name = str(snapshot.ref)
         self.metrics = metrics
-        self.stats: PoolMetrics = metrics.for_pool(snapshot.name)
+        self.stats: PoolMetrics = metrics.for_pool(snapshot.ref)
         self.clock = clock
         self.routing: RoutingSettings = snapshot.routing
         self.workers: dict[str, TrackedWorker] = {}
@@ -146,7 +148,7 @@ class PoolRuntime:
                 worker.breaker.settings = snapshot.routing.circuit_breaker
                 worker.health.settings = snapshot.routing.health
         for worker in removed:
-            self.metrics.forget_worker(self.name, worker.name)
+            self.metrics.forget_worker(self.ref, worker.name)
             for waiter in self.queue.waiting_for(worker.name):
                 self.queue.remove(waiter.ticket)
                 fut = self._futures.pop(waiter.ticket, None)
@@ -157,12 +159,13 @@ class PoolRuntime:
 
     def _new_worker(self, endpoint: WorkerEndpoint) -> TrackedWorker:
         pool, name = self.name, endpoint.worker
-        gauge = self.metrics.breaker_state.labels(pool, name)
+        labels = self.stats.pool
+        gauge = self.metrics.breaker_state.labels(*labels, name)
         gauge.set(0)
 
         def on_transition(before: BreakerState, to: BreakerState) -> None:
             gauge.set(BREAKER_STATE_VALUE[to])
-            self.metrics.breaker_transitions.labels(pool, to.value).inc()
+            self.metrics.breaker_transitions.labels(*labels, to.value).inc()
             log.warning(
                 "breaker state changed",
                 extra={"pool": pool, "worker": name, "from": before.value, "to": to.value},
@@ -174,7 +177,7 @@ class PoolRuntime:
             breaker=CircuitBreaker(self.routing.circuit_breaker, on_transition),
             health=HealthTracker(self.routing.health, up=endpoint.ready),
         )
-        self.metrics.worker_up.labels(pool, name).set(1 if endpoint.ready else 0)
+        self.metrics.worker_up.labels(*labels, name).set(1 if endpoint.ready else 0)
         # Read when scraped: a call then costs no metric update for it.
         self.stats.in_flight(name).set_function(lambda: worker.in_flight)
         return worker
@@ -198,7 +201,8 @@ class PoolRuntime:
         )
 
     def worker_up_changed(self, worker: TrackedWorker) -> None:
-        self.metrics.worker_up.labels(self.name, worker.name).set(1 if worker.health.up else 0)
+        up = 1 if worker.health.up else 0
+        self.metrics.worker_up.labels(*self.stats.pool, worker.name).set(up)
         self.wake()
 
     # -- choosing and reserving workers ------------------------------------
@@ -290,7 +294,7 @@ class PoolRuntime:
             target=target, new_session=new_session, exclude=exclude, ahead=ahead
         )
         if waiter is None:
-            self.metrics.queue_rejected.labels(self.name, "full").inc()
+            self.metrics.queue_rejected.labels(*self.stats.pool, "full").inc()
             raise router_errors.queue_full(self.name, self.queue.max_length)
         fut: asyncio.Future[TrackedWorker] = asyncio.get_running_loop().create_future()
         self._futures[waiter.ticket] = fut
@@ -300,7 +304,7 @@ class PoolRuntime:
             async with asyncio.timeout(timeout):
                 worker = await fut
         except TimeoutError:
-            self.metrics.queue_rejected.labels(self.name, "timeout").inc()
+            self.metrics.queue_rejected.labels(*self.stats.pool, "timeout").inc()
             raise router_errors.queue_timeout(self.name, self.clock() - start) from None
         finally:
             self.queue.remove(waiter.ticket)

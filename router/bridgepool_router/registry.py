@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bridgepool.names import PoolRef
 from bridgepool_router.core import Clock
 from bridgepool_router.discovery import PoolSnapshot
 from bridgepool_router.dispatcher import Dispatcher
@@ -22,17 +23,15 @@ class PoolRegistry:
         self.health_checks = HealthChecks(dispatcher.upstream)
         self.metrics = metrics
         self.clock = clock
-        self.pools: dict[str, PoolRuntime] = {}
+        self.pools: dict[PoolRef, PoolRuntime] = {}
         self.synced = asyncio.Event()
 
     def apply(self, snapshot: PoolSnapshot) -> None:
-        pool = self.pools.get(snapshot.name)
+        pool = self.pools.get(snapshot.ref)
         if pool is None:
             pool = PoolRuntime(snapshot, self.metrics, self.clock)
-            self.pools[snapshot.name] = pool
-            added, removed = pool.update(snapshot)
-        else:
-            added, removed = pool.update(snapshot)
+            self.pools[snapshot.ref] = pool
+        added, removed = pool.update(snapshot)
         for worker in removed:
             self._stop(worker)
         for worker in added:
@@ -50,14 +49,19 @@ class PoolRegistry:
                 },
             )
 
-    def remove_pool(self, name: str) -> None:
-        pool = self.pools.pop(name, None)
+    def remove_pool(self, ref: PoolRef) -> None:
+        pool = self.pools.pop(ref, None)
         if pool is None:
             return
         for worker in pool.workers.values():
             self._stop(worker)
-        self.metrics.forget_pool(name)
-        log.info("pool removed", extra={"pool": name})
+        self.metrics.forget_pool(ref)
+        log.info("pool removed", extra={"pool": str(ref)})
+
+    def namespaces_with(self, name: str) -> list[str]:
+        """The namespaces that have a pool of this name (for the short form
+        /v1/pools/{pool}), sorted."""
+        return sorted(ref.namespace for ref in self.pools if ref.name == name)
 
     async def expire_sessions(self, every_seconds: float = 10.0, batch: int = 1000) -> None:
         """Drop idle session bindings now and then; lookups expire them too, but a

@@ -10,26 +10,33 @@ from __future__ import annotations
 from typing import Any
 
 from bridgepool.errors import BridgePoolError, ErrorCategory
+from bridgepool.names import PoolRef
 
 
 def bad_request(type_: str, message: str, **context: Any) -> BridgePoolError:
     return BridgePoolError.make(ErrorCategory.COMMUNICATION, type_, message, status=400, **context)
 
 
-def unknown_pool(pool: str) -> BridgePoolError:
+def unknown_pool(ref: PoolRef) -> BridgePoolError:
     return BridgePoolError.make(
-        ErrorCategory.RESOURCE, "unknown_pool", f"no pool named {pool!r}", status=404, pool=pool
+        ErrorCategory.RESOURCE,
+        "unknown_pool",
+        f"no pool named {ref.name!r} in namespace {ref.namespace!r}",
+        status=404,
+        namespace=ref.namespace,
+        pool=ref.name,
     )
 
 
-def discovery_not_synced(pool: str) -> BridgePoolError:
+def discovery_not_synced(ref: PoolRef) -> BridgePoolError:
     return BridgePoolError.make(
         ErrorCategory.INITIALIZATION,
         "discovery_not_synced",
-        f"the router has not finished discovering its pools; pool {pool!r} may still appear",
+        f"the router has not finished discovering its pools; pool {str(ref)!r} may still appear",
         status=503,
         retryable=True,
-        pool=pool,
+        namespace=ref.namespace,
+        pool=ref.name,
     )
 
 
@@ -125,4 +132,47 @@ def worker_disconnected(pool: str, worker: str, detail: str) -> BridgePoolError:
         retryable=False,
         pool=pool,
         worker=worker,
+    )
+
+
+def unauthenticated(reason: str) -> BridgePoolError:
+    """401: who is calling is not known (no token, a malformed one, or one the
+    API server refused). Answered with ``WWW-Authenticate: Bearer``."""
+    return BridgePoolError.make(ErrorCategory.COMMUNICATION, "unauthenticated", reason, status=401)
+
+
+def forbidden(username: str, access: str) -> BridgePoolError:
+    """403: the caller is known, and RBAC does not allow what it asked."""
+    return BridgePoolError.make(
+        ErrorCategory.COMMUNICATION,
+        "forbidden",
+        f"{username!r} may not {access}; bind a Role that grants it",
+        status=403,
+        user=username,
+        missing=access,
+    )
+
+
+def auth_unavailable(review: str, detail: str) -> BridgePoolError:
+    """503: the API server did not answer a review. Never treated as an allow."""
+    return BridgePoolError.make(
+        ErrorCategory.CONNECTION,
+        "auth_unavailable",
+        f"the API server did not answer the {review}, so the call is refused: {detail}",
+        status=503,
+        retryable=True,
+        review=review,
+    )
+
+
+def ambiguous_pool(pool: str, namespaces: list[str]) -> BridgePoolError:
+    """409: the short form /v1/pools/{pool} names a pool several namespaces have."""
+    return BridgePoolError.make(
+        ErrorCategory.RESOURCE,
+        "ambiguous_pool",
+        f"pool {pool!r} exists in namespaces {namespaces}; name one: "
+        f"/v1/namespaces/<namespace>/pools/{pool}/...",
+        status=409,
+        pool=pool,
+        namespaces=namespaces,
     )

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridgepool.errors import ErrorInfo
+from bridgepool.names import PoolRef
 from bridgepool.spec import RoutingSettings
 from bridgepool_router.app import STATE, RouterConfig, create_app
 from bridgepool_router.discovery import DiscoverySink, PoolSnapshot, WorkerEndpoint
@@ -21,6 +22,8 @@ from bridgepool_worker.config import WorkerConfig
 from tests.router.conftest import FAST_ROUTING, WORKER_HANDLERS
 
 Client = TestClient[web.Request, web.Application]
+
+DEMO = PoolRef("default", "demo")
 
 
 @pytest.fixture
@@ -145,7 +148,10 @@ async def test_health_metrics_and_pool_listing(router: Client) -> None:
     assert (await router.get("/readyz")).status == 200
     await router.post("/v1/pools/demo/execute", json={"command": "ping"})
     metrics = await (await router.get("/metrics")).text()
-    assert 'bridgepool_router_requests_total{outcome="success",pool="demo"} 1.0' in metrics
+    assert (
+        'bridgepool_router_requests_total{namespace="default",outcome="success",pool="demo"} 1.0'
+        in metrics
+    )
     assert "bridgepool_router_added_latency_seconds_bucket" in metrics
     listing = await (await router.get("/v1/pools")).json()
     assert [p["pool"] for p in listing["pools"]] == ["demo"]
@@ -173,7 +179,7 @@ async def test_an_unknown_pool_is_a_retryable_503_until_discovery_has_synced(
     worker: TestServer, aiohttp_client: Callable[[web.Application], Awaitable[Client]]
 ) -> None:
     url = str(worker.make_url("")).rstrip("/")
-    discovery = FirstListingInProgress(PoolSnapshot("demo", (WorkerEndpoint("w", url),)))
+    discovery = FirstListingInProgress(PoolSnapshot(DEMO, (WorkerEndpoint("w", url),)))
     app = create_app(RouterConfig(discovery=discovery))
     router = await aiohttp_client(app)
     assert (await router.get("/readyz")).status == 503
@@ -191,7 +197,7 @@ async def test_an_unknown_pool_is_a_retryable_503_until_discovery_has_synced(
             "discovery_not_synced",
             True,
         )
-        assert error.context == {"pool": "later"}
+        assert error.context == {"namespace": "default", "pool": "later"}
     # A pool already delivered is served meanwhile.
     assert (await router.post("/v1/pools/demo/execute", data=PING)).status == 200
 

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError
+from bridgepool.names import owned_session_key
 from bridgepool.protocol import ExecuteRequest
 from bridgepool_router.call_body import parse_call, plainly_valid
 
@@ -17,40 +18,36 @@ LONG = "x" * 257
 
 
 @pytest.mark.parametrize(
-    ("body", "session_id", "plain"),
+    ("body", "plain"),
     [
-        ({"command": "ping"}, None, True),
-        ({"command": "ping", "args": {"a": [1]}, "id": 7}, None, True),
-        ({"command": "ping", "id": "r1", "session_id": "s1"}, None, True),
-        ({"command": "ping"}, "s1", True),
-        ({"command": "x" * 256}, "s" * 256, True),
+        ({"command": "ping"}, True),
+        ({"command": "ping", "args": {"a": [1]}, "id": 7}, True),
+        ({"command": "ping", "id": "r1", "session_id": "s1"}, True),
+        ({"command": "x" * 256}, True),
         # Everything below is left to the model: some it accepts, some it rejects.
-        ({"command": ""}, None, False),
-        ({"command": LONG}, None, False),
-        ({"command": "ping"}, "", False),
-        ({"command": "ping"}, LONG, False),
-        ({"command": "ping", "session_id": ""}, None, False),
-        ({"command": "ping", "id": True}, None, False),
-        ({"command": "ping", "id": 1.0}, None, False),
-        ({"command": "ping", "id": [1]}, None, False),
-        ({"command": "ping", "args": []}, None, False),
-        ({"command": "ping", "args": None}, None, False),
-        ({"command": 3}, None, False),
-        ({"command": "ping", "bogus": 1}, None, False),
-        ({"args": {}}, None, False),
+        ({"command": ""}, False),
+        ({"command": LONG}, False),
+        ({"command": "ping", "id": True}, False),
+        ({"command": "ping", "id": 1.0}, False),
+        ({"command": "ping", "id": [1]}, False),
+        ({"command": "ping", "args": []}, False),
+        ({"command": "ping", "args": None}, False),
+        ({"command": 3}, False),
+        ({"command": "ping", "bogus": 1}, False),
+        ({"args": {}}, False),
     ],
 )
-def test_hand_check_accepts_only_what_the_model_accepts(
-    body: dict[str, Any], session_id: str | None, plain: bool
-) -> None:
-    assert plainly_valid(body, session_id) is plain
+def test_hand_check_accepts_only_what_the_model_accepts(body: dict[str, Any], plain: bool) -> None:
+    """The session id is not the hand check's: the path's id is checked before
+    (bridgepool.names), and a body's must equal it."""
+    assert plainly_valid(body) is plain
     if plain:
-        ExecuteRequest.model_validate({**body, "session_id": session_id or body.get("session_id")})
+        ExecuteRequest.model_validate(body)
 
 
 @pytest.mark.parametrize(
     ("body", "session_id"),
-    [({"command": ""}, None), ({"command": "ping"}, LONG), ({"command": "ping", "id": [1]}, None)],
+    [({"command": ""}, None), ({"command": LONG}, None), ({"command": "ping", "id": [1]}, None)],
 )
 def test_bodies_the_model_rejects_are_400_with_its_errors(
     body: dict[str, Any], session_id: str | None
@@ -85,14 +82,18 @@ def test_anonymous_calls_forward_the_exact_bytes(raw: bytes) -> None:
         b'  {"command":"ping"}',
         b'{"command": "ping", "session_id": null}',
         '{"command": "ping", "args": {"s": "\u00e9"}}'.encode("utf-16"),
-        b'{"command": "ping", "session_id": "s\\"1"}',
+        b'{"command": "ping", "session_id": "s:1@x"}',
     ],
 )
-def test_session_calls_carry_the_path_session_id(raw: bytes) -> None:
-    session_id = 's"1'
-    call = parse_call(raw, session_id)
+@pytest.mark.parametrize("owner", [None, "system:serviceaccount:team-a:app"])
+def test_session_calls_carry_the_session_key(raw: bytes, owner: str | None) -> None:
+    """The worker gets the key the session is kept under: the path's id, or
+    behind its owner's tag when callers are authenticated."""
+    session_id = "s:1@x"
+    key = owned_session_key(owner, session_id)
+    call = parse_call(raw, session_id, key)
     sent = json.loads(call.payload)
-    assert sent == {**json.loads(raw), "session_id": session_id}
+    assert sent == {**json.loads(raw), "session_id": key}
     assert json.detect_encoding(call.payload) == "utf-8"
     ExecuteRequest.model_validate_json(call.payload)
 

@@ -63,13 +63,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 # -- raw HTTP ---------------------------------------------------------------------------
 
 
-def post(body: bytes, headers: str = "", *, length: int | None = None) -> bytes:
-    """A POST of an anonymous call; ``length`` overrides the Content-Length (None: the
-    body's own), and headers naming Content-Length or Transfer-Encoding replace it."""
+def post(
+    body: bytes, headers: str = "", *, length: int | None = None, path: str = EXECUTE
+) -> bytes:
+    """A POST of a call (by default an anonymous one); ``length`` overrides the
+    Content-Length (None: the body's own), and headers naming Content-Length or
+    Transfer-Encoding replace it."""
     framing = "content-length" in headers.lower() or "transfer-encoding" in headers.lower()
     if not framing:
         headers += f"Content-Length: {len(body) if length is None else length}\r\n"
-    head = f"POST {EXECUTE} HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+    head = f"POST {path} HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
     return (head + headers + "\r\n").encode() + body
 
 
@@ -175,15 +178,49 @@ class Row:
 
 
 OVER_LIMIT = b'{"command": "ping", "args": {"pad": "' + b"x" * LIMIT + b'"}}'
+HEAD_LIMIT = 64 * 1024  # the router's limit on a request line and a header (cli.py)
+NESTED = b"[" * 100_000 + b"]" * 100_000
+
+
+def in_session(session_id: str) -> str:
+    """The path of a call in a session whose id is given as it stands in the URL."""
+    return f"/v1/pools/demo/sessions/{session_id}/execute"
+
+
 BOMB = gzip.compress(b'{"command": "ping", "args": {"pad": "' + b"0" * 64 * LIMIT + b'"}}')
 
 ROWS = {
     # oversized heads: refused by aiohttp's parser before any handler runs
-    "header_value_over_8k": Row(post(PING, "X-Pad: " + "a" * 9000 + "\r\n"), 400),
+    "header_value_over_limit": Row(post(PING, "X-Pad: " + "a" * (HEAD_LIMIT + 100) + "\r\n"), 400),
     "200_headers": Row(post(PING, "".join(f"X-H{i}: v\r\n" for i in range(200))), 400),
-    "request_line_over_8k": Row(
-        b"POST /v1/pools/demo/" + b"a" * 9000 + b"/execute HTTP/1.1\r\nHost: r\r\n\r\n", 400
+    "request_line_over_limit": Row(
+        b"POST /v1/pools/demo/%s/execute HTTP/1.1\r\nHost: r\r\n\r\n" % (b"a" * (HEAD_LIMIT + 100)),
+        400,
     ),
+    # long heads under the limit reach the router, which names what is wrong
+    "header_value_over_8k": Row(post(PING, "X-Pad: " + "a" * 9000 + "\r\n"), 200, calls=1),
+    "session_id_10k": Row(post(PING, path=in_session("a" * 10_000)), 400, "invalid_session_id"),
+    # session ids outside the rule (bridgepool.names), before anything is sent
+    "session_id_1000": Row(post(PING, path=in_session("a" * 1000)), 400, "invalid_session_id"),
+    "session_id_crlf": Row(
+        post(PING, path=in_session("a%0D%0AX-Evil:%201")), 400, "invalid_session_id"
+    ),
+    "session_id_nul": Row(post(PING, path=in_session("a%00b")), 400, "invalid_session_id"),
+    "session_id_slash": Row(post(PING, path=in_session("a%2Fb")), 400, "invalid_session_id"),
+    "session_id_in_body_disagrees": Row(
+        post(b'{"command": "ping", "session_id": "b"}', path=in_session("a")),
+        400,
+        "session_mismatch",
+    ),
+    # names that are not Kubernetes names
+    "pool_name_invalid": Row(post(PING, path="/v1/pools/Demo_1/execute"), 400, "invalid_name"),
+    "namespace_invalid": Row(
+        post(PING, path="/v1/namespaces/NS!/pools/demo/execute"), 400, "invalid_name"
+    ),
+    "namespaced_call": Row(post(PING, path="/v1/namespaces/default/pools/demo/execute"), 200,
+                           calls=1),
+    # a body nested past what a JSON parser can follow
+    "nested_json": Row(post(NESTED), 400, "invalid_json"),
     # oversized bodies
     "body_over_limit": Row(post(OVER_LIMIT), 413, "body_too_large"),
     "body_over_limit_announced_only": Row(post(b"", length=100 * LIMIT), 413, "body_too_large"),

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridgepool.names import PoolRef
 from bridgepool_router.metrics import DURATION, OVERHEAD, REQUESTS, RouterMetrics
 
 # On a bound, just either side of one, far above all, zero.
@@ -31,18 +32,19 @@ def _samples(registry: CollectorRegistry, names: set[str]) -> set[Sample]:
 
 def test_per_call_counts_scrape_as_prometheus_client_metrics() -> None:
     ours = RouterMetrics()
-    stats = ours.for_pool("demo")
+    stats = ours.for_pool(PoolRef("team-a", "demo"))
     reference = CollectorRegistry()
-    requests = Counter(f"{REQUESTS.name}_total", "", ["pool", "outcome"], registry=reference)
-    duration = Histogram(DURATION.name, "", ["pool"], registry=reference,
+    pool = ["namespace", "pool"]
+    requests = Counter(f"{REQUESTS.name}_total", "", [*pool, "outcome"], registry=reference)
+    duration = Histogram(DURATION.name, "", pool, registry=reference,
                          buckets=stats.duration.bounds)  # fmt: skip
-    added = Histogram(OVERHEAD.name, "", ["pool"], registry=reference,
+    added = Histogram(OVERHEAD.name, "", pool, registry=reference,
                       buckets=stats.overhead.bounds)  # fmt: skip
     for outcome, seconds, added_seconds in zip(OUTCOMES, DURATIONS, ADDED, strict=True):
         stats.call_done(outcome, seconds, added_seconds)
-        requests.labels("demo", outcome).inc()
-        duration.labels("demo").observe(seconds)
-        added.labels("demo").observe(added_seconds)
+        requests.labels("team-a", "demo", outcome).inc()
+        duration.labels("team-a", "demo").observe(seconds)
+        added.labels("team-a", "demo").observe(added_seconds)
 
     names = {REQUESTS.name, DURATION.name, OVERHEAD.name}
     expected = _samples(reference, names)
@@ -52,11 +54,13 @@ def test_per_call_counts_scrape_as_prometheus_client_metrics() -> None:
 
 def test_a_forgotten_pool_scrapes_no_per_call_series() -> None:
     metrics = RouterMetrics()
-    for pool in ("stays", "goes"):
+    # The same name in another namespace is another pool, and stays.
+    for pool in (PoolRef("a", "stays"), PoolRef("a", "goes"), PoolRef("b", "goes")):
         stats = metrics.for_pool(pool)
         stats.call_done("success", 0.01, 0.0001)
         stats.session_lookup("new")
-    metrics.forget_pool("goes")
+    metrics.forget_pool(PoolRef("a", "goes"))
     text = generate_latest(metrics.registry).decode()
-    assert 'pool="stays"' in text
-    assert 'pool="goes"' not in text
+    assert 'namespace="a",pool="stays"' in text
+    assert 'namespace="a",pool="goes"' not in text
+    assert 'namespace="b",pool="goes"' in text

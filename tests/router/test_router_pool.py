@@ -7,9 +7,12 @@ import logging
 
 import pytest
 
+from bridgepool.names import PoolRef
 from bridgepool_router.discovery import PoolSnapshot, WorkerEndpoint
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime
+
+DEMO = PoolRef("default", "demo")
 
 
 async def test_panic_mode_is_logged_once_per_kind_of_pick(
@@ -19,8 +22,8 @@ async def test_panic_mode_is_logged_once_per_kind_of_pick(
     other calls do not, and calls of both kinds in turn log no flapping."""
     workers = tuple(WorkerEndpoint(f"w{i}", f"http://w{i}") for i in range(2))
     metrics = RouterMetrics()
-    pool = PoolRuntime(PoolSnapshot("demo", workers), metrics, clock=lambda: 0.0)
-    pool.update(PoolSnapshot("demo", workers))
+    pool = PoolRuntime(PoolSnapshot(DEMO, workers), metrics, clock=lambda: 0.0)
+    pool.update(PoolSnapshot(DEMO, workers))
     for worker in pool.workers.values():
         worker.accepting_sessions = False
     with caplog.at_level(logging.INFO, logger="bridgepool_router.pool"):
@@ -37,6 +40,6 @@ async def test_panic_mode_is_logged_once_per_kind_of_pick(
     ]
     assert changes == [("WARNING", True, "new_session"), ("INFO", False, "new_session")]
     sent = metrics.registry.get_sample_value(
-        "bridgepool_router_panic_calls_total", {"pool": "demo"}
+        "bridgepool_router_panic_calls_total", {"namespace": "default", "pool": "demo"}
     )
     assert sent == 3

@@ -213,7 +213,10 @@ async def test_killed_worker_under_load(procs: Processes) -> None:
         metrics = (await http.get("/metrics")).text
     dead = next(w for w in state["workers"] if w["worker"] == victim_name)
     assert dead["breaker"] == "open" and dead["ready"] is False
-    assert 'bridgepool_router_breaker_transitions_total{pool="demo",to="open"} 1.0' in metrics
+    assert (
+        'bridgepool_router_breaker_transitions_total{namespace="default",pool="demo",to="open"} 1.0'
+        in metrics
+    )
 
 
 def test_queue_overflow_is_503_with_retry_after(procs: Processes) -> None:
@@ -270,7 +273,9 @@ def test_routers_sharing_a_busy_worker_wait_for_its_slots_instead_of_failing(
     assert [r.status_code for r in answers] == [200] * 9, [r.text for r in answers]
     metrics = "".join(httpx.get(f"{r.url}/metrics").text for r in routers)
     # The worker did turn calls away: the routers retried them as busy ...
-    assert 'bridgepool_router_retries_total{pool="demo",reason="busy"}' in metrics
+    assert (
+        'bridgepool_router_retries_total{namespace="default",pool="demo",reason="busy"}' in metrics
+    )
     # ... and no breaker counted it as failing.
     assert 'to="open"' not in metrics
     for router in routers:
@@ -293,7 +298,7 @@ def test_a_router_with_one_call_is_not_starved_by_a_router_with_a_backlog(
 
     def queued_at(router: Proc) -> float:
         for line in httpx.get(f"{router.url}/metrics").text.splitlines():
-            if line.startswith('bridgepool_router_queue_depth{pool="demo"}'):
+            if line.startswith('bridgepool_router_queue_depth{namespace="default",pool="demo"}'):
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
@@ -385,8 +390,10 @@ def test_retries_are_bounded_by_the_budget(procs: Processes) -> None:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
-    retries = value('bridgepool_router_retries_total{pool="demo",reason="connect"}')
-    denied = value('bridgepool_router_retry_budget_denied_total{pool="demo"}')
+    retries = value(
+        'bridgepool_router_retries_total{namespace="default",pool="demo",reason="connect"}'
+    )
+    denied = value('bridgepool_router_retry_budget_denied_total{namespace="default",pool="demo"}')
     # 2 retries per second of window; without the budget there would be 40.
     assert 1 <= retries <= 2 * (elapsed + 1)
     assert denied >= 20 - retries
@@ -514,10 +521,18 @@ def test_a_pool_that_leaves_discovery_leaves_metrics(procs: Processes) -> None:
     after = httpx.get(router.url + "/metrics").text
     assert 'pool="gone"' not in after
     assert f'worker="127.0.0.1:{goes.port}"' not in after
-    assert 'bridgepool_router_requests_total{outcome="success",pool="demo"} 2.0' in after
+    assert (
+        'bridgepool_router_requests_total{namespace="default",outcome="success",pool="demo"} 2.0'
+        in after
+    )
     # Rare events' counters exist from the start, at 0, so dashboards read 0, not "no data".
-    assert 'bridgepool_router_queue_rejected_total{pool="demo",reason="full"} 0.0' in after
-    assert 'bridgepool_router_retry_budget_denied_total{pool="demo"} 0.0' in after
+    assert (
+        'bridgepool_router_queue_rejected_total{namespace="default",pool="demo",reason="full"} 0.0'
+        in after
+    )
+    assert (
+        'bridgepool_router_retry_budget_denied_total{namespace="default",pool="demo"} 0.0' in after
+    )
 
 
 def test_panic_mode_is_counted_and_logged(procs: Processes) -> None:

@@ -34,7 +34,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from bridgepool.config import ConfigError
-from bridgepool.errors import BridgePoolError, ErrorCategory, validation_problems
+from bridgepool.errors import BridgePoolError, ErrorCategory, problem_message, validation_problems
+from bridgepool.names import invalid_session_id
 from bridgepool.protocol import (
     HEADER_EXPECT_INCARNATION,
     HEADER_INCARNATION,
@@ -135,8 +136,20 @@ def _rejected_body(
         return _bad_request("malformed_json", f"body is not valid JSON: {errors[0]['msg']}")
     if any(e["type"] == "model_type" and not e["loc"] for e in errors):
         return _bad_request("invalid_request", f"body must be a JSON object (an {what})")
+    session_errors = [e for e in errors if e["loc"][:1] == ("session_id",)]
+    if session_errors and len(session_errors) == len(errors):
+        # One error for a bad session id, wherever it is caught (bridgepool.names).
+        return invalid_session_id(problem_message(session_errors[0]["msg"]), _session_id(raw))
     fields = sorted({str(e["loc"][0]) for e in errors if e["loc"]})
     return _bad_request("invalid_request", validation_problems(exc), fields=fields)
+
+
+def _session_id(raw: bytes) -> object:
+    """The session id a rejected body gave, for the error's context."""
+    try:
+        return json.loads(raw).get("session_id")
+    except (ValueError, AttributeError, RecursionError):
+        return None
 
 
 def _request_id(raw: bytes) -> str | int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bridgepool.names import PoolRef
 from bridgepool.spec import RoutingSettings, SessionSettings
 
 
@@ -30,7 +31,7 @@ class WorkerEndpoint:
 class PoolSnapshot:
     """Everything the router needs about one pool at one moment."""
 
-    name: str
+    ref: PoolRef  # namespace and name: same-named pools of two namespaces are two pools
     workers: tuple[WorkerEndpoint, ...] = ()
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
@@ -39,7 +40,7 @@ class PoolSnapshot:
 class DiscoverySink(Protocol):
     def apply(self, snapshot: PoolSnapshot) -> None: ...
 
-    def remove_pool(self, name: str) -> None: ...
+    def remove_pool(self, ref: PoolRef) -> None: ...
 
     def mark_synced(self) -> None:
         """The backend has delivered its first complete view."""

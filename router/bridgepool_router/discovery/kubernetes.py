@@ -6,8 +6,8 @@ The translation from API objects to router terms is pure (:func:`worker_from_pod
 :func:`settings_from_bridgepool`); the watch loops only list, watch, and relist
 when the API says the resource version is gone (410).
 
-Pools are keyed by name: watching several namespaces assumes pool names are
-unique across them.
+A pool is its namespace and name: pools of one name in two namespaces are two
+pools.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bridgepool.backoff import backoff_seconds
 from bridgepool.labels import ANNOTATION_DRAINING, GROUP, LABEL_POOL, PLURAL, VERSION
+from bridgepool.names import DEFAULT_NAMESPACE, PoolRef
 from bridgepool.spec import RoutingSettings, SessionSettings
 from bridgepool.workers import pod_ready, worker_url
 from bridgepool_router.discovery import DiscoverySink, PoolSnapshot, WorkerEndpoint
@@ -34,7 +36,7 @@ WATCH_TIMEOUT_SECONDS = 300  # the API server closes watches anyway; re-watch fr
 # -- pure translation ---------------------------------------------------------
 
 
-def worker_from_pod(pod: Mapping[str, Any]) -> tuple[str, WorkerEndpoint] | None:
+def worker_from_pod(pod: Mapping[str, Any]) -> tuple[PoolRef, WorkerEndpoint] | None:
     """(pool, worker) for a pod the router can route to, else None.
 
     A pod without an IP or not running yet has nothing to route to. A pod being
@@ -49,7 +51,8 @@ def worker_from_pod(pod: Mapping[str, Any]) -> tuple[str, WorkerEndpoint] | None
     draining = ANNOTATION_DRAINING in (meta.get("annotations") or {}) or bool(
         meta.get("deletionTimestamp")
     )
-    return pool, WorkerEndpoint(meta["name"], url, draining=draining, ready=pod_ready(pod))
+    ref = PoolRef(meta.get("namespace") or DEFAULT_NAMESPACE, pool)
+    return ref, WorkerEndpoint(meta["name"], url, draining=draining, ready=pod_ready(pod))
 
 
 @dataclass(frozen=True)
@@ -58,42 +61,45 @@ class PoolSettings:
     sessions: SessionSettings
 
 
-def settings_from_bridgepool(obj: Mapping[str, Any]) -> tuple[str, PoolSettings]:
+def settings_from_bridgepool(obj: Mapping[str, Any]) -> tuple[PoolRef, PoolSettings]:
     """(pool, settings) from a BridgePool object's ``spec.routing``/``spec.sessions``.
 
     Raises ValueError naming the problem if the settings are invalid (the
     operator's CRD validation should have stopped that already).
     """
-    name = (obj.get("metadata") or {}).get("name")
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
     if not name:
         raise ValueError("BridgePool without metadata.name")
+    ref = PoolRef(meta.get("namespace") or DEFAULT_NAMESPACE, name)
     spec = obj.get("spec") or {}
     try:
-        return name, PoolSettings(
+        return ref, PoolSettings(
             RoutingSettings.model_validate(spec.get("routing") or {}),
             SessionSettings.model_validate(spec.get("sessions") or {}),
         )
     except ValidationError as exc:
-        raise ValueError(f"BridgePool {name!r}: invalid routing/sessions settings: {exc}") from exc
+        problem = f"BridgePool {str(ref)!r}: invalid routing/sessions settings: {exc}"
+        raise ValueError(problem) from exc
 
 
 class PoolView:
     """Pods and settings seen so far, turned into snapshots per pool."""
 
     def __init__(self) -> None:
-        self.pods: dict[tuple[str, str], tuple[str, WorkerEndpoint]] = {}
-        self.settings: dict[tuple[str, str], tuple[str, PoolSettings]] = {}
+        self.pods: dict[tuple[str, str], tuple[PoolRef, WorkerEndpoint]] = {}
+        self.settings: dict[tuple[str, str], tuple[PoolRef, PoolSettings]] = {}
 
-    def pool_names(self) -> set[str]:
+    def pool_names(self) -> set[PoolRef]:
         return {p for p, _ in self.pods.values()} | {p for p, _ in self.settings.values()}
 
-    def snapshot(self, pool: str) -> PoolSnapshot:
+    def snapshot(self, pool: PoolRef) -> PoolSnapshot:
         workers = sorted((e for p, e in self.pods.values() if p == pool), key=lambda e: e.worker)
         found = [s for p, s in self.settings.values() if p == pool]
         settings = found[0] if found else PoolSettings(RoutingSettings(), SessionSettings())
         return PoolSnapshot(pool, tuple(workers), settings.routing, settings.sessions)
 
-    def set_pod(self, event_type: str, pod: Mapping[str, Any]) -> set[str]:
+    def set_pod(self, event_type: str, pod: Mapping[str, Any]) -> set[PoolRef]:
         """Apply a pod event; returns the pools it touched."""
         meta = pod.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
@@ -106,7 +112,7 @@ class PoolView:
             touched.add(translated[0])
         return touched
 
-    def set_bridgepool(self, event_type: str, obj: Mapping[str, Any]) -> set[str]:
+    def set_bridgepool(self, event_type: str, obj: Mapping[str, Any]) -> set[PoolRef]:
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         touched = {self.settings[key][0]} if key in self.settings else set()
@@ -186,12 +192,12 @@ class KubernetesDiscovery:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _apply(self, kind: str, event_type: str, obj: Mapping[str, Any]) -> set[str]:
+    def _apply(self, kind: str, event_type: str, obj: Mapping[str, Any]) -> set[PoolRef]:
         if kind == "pods":
             return self.view.set_pod(event_type, obj)
         return self.view.set_bridgepool(event_type, obj)
 
-    def _publish(self, sink: DiscoverySink, pools: set[str], before: set[str]) -> None:
+    def _publish(self, sink: DiscoverySink, pools: set[PoolRef], before: set[PoolRef]) -> None:
         now = self.view.pool_names()
         for pool in sorted(pools & now):
             sink.apply(self.view.snapshot(pool))
@@ -255,4 +261,6 @@ class KubernetesDiscovery:
             except Exception as exc:  # network trouble: relist after a pause
                 failures += 1
                 log.warning("watch failed", extra={"kind": kind, "error": repr(exc)})
-            await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)) * random.random() + 0.1)
+            await asyncio.sleep(
+                backoff_seconds(failures, base=1.0, cap=30.0, jitter=random.random(), floor=0.1)
+            )

@@ -1,8 +1,12 @@
 """Static discovery: pools and worker URLs from the command line or a file.
 
+A pool is a namespace and a name, as on a cluster: ``team-a/demo``, or a bare
+``demo`` in the default namespace (``default``, or the file's ``namespace``).
+
 The file (YAML or JSON) is re-read when it changes, which is how a test or an
 operator outside Kubernetes marks a worker draining::
 
+    namespace: default                          # optional: for bare pool names
     pools:
       demo:
         urls: [http://127.0.0.1:9001, http://127.0.0.1:9002]
@@ -26,6 +30,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import ValidationError
 
+from bridgepool.errors import BridgePoolError
+from bridgepool.names import DEFAULT_NAMESPACE, PoolRef, namespace_problem
 from bridgepool.spec import RoutingSettings, SessionSettings
 from bridgepool_router.discovery import DiscoverySink, PoolSnapshot, WorkerEndpoint
 
@@ -44,24 +50,43 @@ def worker_name(url: str) -> str:
     return parts.netloc
 
 
-def parse_static_flag(value: str) -> tuple[str, list[str]]:
-    """``POOL=URL[,URL...]`` -> (pool, urls)."""
+def pool_ref(text: str, default_namespace: str, where: str) -> PoolRef:
+    """``NAMESPACE/POOL`` or a bare ``POOL`` (in ``default_namespace``), checked."""
+    try:
+        return PoolRef.parse(text, default_namespace)
+    except BridgePoolError as exc:
+        raise StaticConfigError(f"{where}: {exc.info.message}") from None
+
+
+def parse_static_flag(value: str) -> tuple[PoolRef, list[str]]:
+    """``[NAMESPACE/]POOL=URL[,URL...]`` -> (pool, urls)."""
     pool, sep, urls = value.partition("=")
     if not sep or not pool or not urls:
-        raise StaticConfigError(f"--static {value!r}: expected POOL=URL[,URL...]")
+        raise StaticConfigError(f"--static {value!r}: expected [NAMESPACE/]POOL=URL[,URL...]")
     url_list = [u.strip().rstrip("/") for u in urls.split(",") if u.strip()]
     for url in url_list:
         worker_name(url)
-    return pool, url_list
+    return pool_ref(pool, DEFAULT_NAMESPACE, f"--static {value!r}"), url_list
 
 
 def snapshots_from_mapping(data: Any, source: str) -> list[PoolSnapshot]:
     """Translate the static file's content into pool snapshots."""
     if not isinstance(data, Mapping) or not isinstance(data.get("pools"), Mapping):
         raise StaticConfigError(f"{source}: expected a mapping with a 'pools' mapping")
+    unknown_top = set(data) - {"pools", "namespace"}
+    if unknown_top:
+        raise StaticConfigError(f"{source}: unknown keys {sorted(unknown_top)}")
+    namespace = data.get("namespace", DEFAULT_NAMESPACE)
+    if not isinstance(namespace, str) or namespace_problem(namespace):
+        raise StaticConfigError(f"{source}: namespace: {namespace_problem(str(namespace))}")
     out = []
+    seen: set[PoolRef] = set()
     for name, entry in data["pools"].items():
         where = f"{source}: pool {name!r}"
+        ref = pool_ref(str(name), namespace, where)
+        if ref in seen:
+            raise StaticConfigError(f"{where}: pool {str(ref)!r} is listed twice")
+        seen.add(ref)
         if isinstance(entry, Sequence) and not isinstance(entry, str):
             entry = {"urls": list(entry)}
         if not isinstance(entry, Mapping):
@@ -82,7 +107,7 @@ def snapshots_from_mapping(data: Any, source: str) -> list[PoolSnapshot]:
             workers = tuple(WorkerEndpoint(worker_name(u), u, draining=u in draining) for u in urls)
         except StaticConfigError as exc:
             raise StaticConfigError(f"{where}: {exc}") from exc
-        out.append(PoolSnapshot(str(name), workers, routing, sessions))
+        out.append(PoolSnapshot(ref, workers, routing, sessions))
     return out
 
 
@@ -128,7 +153,7 @@ class StaticDiscovery:
         if self._file is None:
             sink.mark_synced()
             return
-        known: set[str] = set()
+        known: set[PoolRef] = set()
         last_text: str | None = None
         while True:
             try:
@@ -136,14 +161,14 @@ class StaticDiscovery:
                 if text != last_text:
                     last_text = text
                     snaps = await asyncio.to_thread(load_static_file, self._file)
-                    names = {s.name for s in snaps}
+                    names = {s.ref for s in snaps}
                     for snap in snaps:
                         sink.apply(snap)
-                    flag_names = {s.name for s in flag_snaps}
+                    flag_names = {s.ref for s in flag_snaps}
                     for gone in known - names - flag_names:
                         sink.remove_pool(gone)
                     known = names
-                    log.info("static pools loaded", extra={"pools": sorted(names)})
+                    log.info("static pools loaded", extra={"pools": sorted(map(str, names))})
                     sink.mark_synced()
             except (OSError, StaticConfigError) as exc:
                 # Keep the last good view; a half-written file must not empty a pool.
