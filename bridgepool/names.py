@@ -8,10 +8,10 @@ wherever it is caught, with a message that names the rule.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridgepool.errors import BridgePoolError, ErrorCategory
 
@@ -43,6 +43,8 @@ SESSION_KEY_MAX_LENGTH = OWNER_TAG_LENGTH + 1 + SESSION_ID_MAX_LENGTH
 
 def session_id_problem(value: object, *, max_length: int = SESSION_ID_MAX_LENGTH) -> str | None:
     """What is wrong with ``value`` as a session id, or None if nothing is."""
+    if isinstance(value, str) and len(value) <= max_length and _SESSION_ID.fullmatch(value):
+        return None
     rule = session_id_rule(max_length)
     if not isinstance(value, str):
         return f"{rule}; got a {type(value).__name__}"
@@ -72,6 +74,7 @@ def check_session_id(value: object) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)  # a few callers make most calls
 def owner_tag(owner: str) -> str:
     return hashlib.sha256(owner.encode()).hexdigest()[:OWNER_TAG_LENGTH]
 
@@ -122,9 +125,9 @@ def invalid_name(problem: str, **context: Any) -> BridgePoolError:
     )
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class PoolRef:
-    """Which pool: a namespace and a name, as everywhere in Kubernetes."""
+class PoolRef(NamedTuple):
+    """Which pool: a namespace and a name, as everywhere in Kubernetes. A tuple:
+    it is looked up on every call, and a tuple hashes and compares fastest."""
 
     namespace: str
     name: str

@@ -104,6 +104,7 @@ class RouterState:
     metrics: RouterMetrics = field(default_factory=RouterMetrics)
     registry: PoolRegistry | None = None
     dispatcher: Dispatcher | None = None
+    # None: callers are not authenticated (--auth=none), and every call is allowed.
     authenticator: Authenticator | None = None
     authorizer: Authorizer | None = None
     shutting_down: bool = False
@@ -238,6 +239,9 @@ def _short_form_namespace(state: RouterState, caller: Caller | None, name: str) 
     no authentication, the one namespace that has such a pool (409 if several)."""
     if caller is not None:
         return caller.serviceaccount_namespace or DEFAULT_NAMESPACE
+    problem = pool_name_problem(name)
+    if problem is not None:
+        raise invalid_name(problem, pool=name[:64])
     assert state.registry is not None
     namespaces = state.registry.namespaces_with(name)
     if len(namespaces) > 1:
@@ -251,28 +255,37 @@ def _guarded(handler: Handler, access: Access) -> Handler:
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
-        assert state.authenticator is not None and state.authorizer is not None
-        caller = await state.authenticator.authenticate(request.headers.get("Authorization"))
+        caller = None
+        if state.authenticator is not None:
+            caller = await state.authenticator.authenticate(request.headers.get("Authorization"))
         match = request.match_info
         name = match.get("pool")
         namespace = match.get("namespace")
         ref: PoolRef | None = None
         if name is not None:
             if namespace is None:
-                problem = pool_name_problem(name)
-                if problem is not None:
-                    raise invalid_name(problem, pool=name[:64])
                 namespace = _short_form_namespace(state, caller, name)
-            ref = PoolRef.checked(namespace, name)
+            ref = _pool_ref(state, namespace, name)
         elif namespace is not None:  # a list in one namespace
             PoolRef.checked(namespace, "list")
         elif caller is not None:  # a list in the short form: the caller's own namespace
             namespace = caller.serviceaccount_namespace
-        await state.authorizer.authorize(caller, access, namespace or "", name)
+        if state.authorizer is not None:
+            await state.authorizer.authorize(caller, access, namespace or "", name)
         request[ADMITTED] = Admitted(caller, ref, namespace)
         return await handler(request)
 
     return guarded
+
+
+def _pool_ref(state: RouterState, namespace: str, name: str) -> PoolRef:
+    """The pool's reference; names no pool has must be valid Kubernetes names
+    (the ones discovery delivered were checked when they came)."""
+    ref = PoolRef(namespace, name)
+    assert state.registry is not None
+    if ref in state.registry.pools:
+        return ref
+    return PoolRef.checked(namespace, name)
 
 
 def _session_key(request: web.Request) -> tuple[str, str]:

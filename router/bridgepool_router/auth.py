@@ -27,6 +27,7 @@ from bridgepool.labels import GROUP, PLURAL
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.access import (
+    MAX_TOKEN_LENGTH,
     Access,
     BearerError,
     Caller,
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The longest Authorization header whose digest is looked up: a bearer token of
+# the longest length taken, its scheme and the spaces around.
+MAX_HEADER_LENGTH = MAX_TOKEN_LENGTH + 64
 # How long an API server may take to answer a review before the call gets a 503.
 REVIEW_TIMEOUT_SECONDS = 5.0
 # A token the API server refused is remembered briefly, so a client that keeps
@@ -66,20 +70,6 @@ class Authorizer(Protocol):
         self, caller: Caller | None, access: Access, namespace: str, name: str | None
     ) -> None:
         """Returns if allowed; raises the 403 (denied) or 503 (no answer)."""
-
-
-class NoAuthentication:
-    """``--auth=none``: every caller is nobody in particular."""
-
-    async def authenticate(self, authorization: str | None) -> Caller | None:
-        return None
-
-
-class AllowAll:
-    async def authorize(
-        self, caller: Caller | None, access: Access, namespace: str, name: str | None
-    ) -> None:
-        return None
 
 
 class _SharedAnswers:
@@ -136,19 +126,28 @@ class TokenReviewAuthenticator:
         self._shared = _SharedAnswers()
 
     async def authenticate(self, authorization: str | None) -> Caller | None:
+        # A header seen before is found by its digest alone: the hot path
+        # neither parses nor checks it again.
+        key = None
+        if authorization is not None and len(authorization) <= MAX_HEADER_LENGTH:
+            key = token_key(authorization)
+            reviewed = self.cache.get(key, self.clock())
+            if reviewed is not None:
+                if reviewed.caller is None:
+                    raise router_errors.unauthenticated(reviewed.reason)
+                return reviewed.caller
         try:
             token = bearer_token(authorization)
         except BearerError as exc:
             raise router_errors.unauthenticated(str(exc)) from None
-        key = token_key(token)
-        reviewed = self.cache.get(key, self.clock())
-        if reviewed is None:
-            reviewed = await self._shared.once(key, lambda: self._review(token, key))
+        assert key is not None  # a header bearer_token takes is short enough
+        reviewed = await self._shared.once(key, lambda: self._review(token, key))
         if reviewed.caller is None:
             raise router_errors.unauthenticated(reviewed.reason)
         return reviewed.caller
 
     async def _review(self, token: str, key: str) -> _Reviewed:
+        """Review ``token`` and keep the answer under ``key``, its header's digest."""
         spec: dict[str, Any] = {"token": token}
         if self.audiences:
             spec["audiences"] = self.audiences
@@ -332,15 +331,16 @@ class AuthSettings:
 @asynccontextmanager
 async def front_door(
     settings: AuthSettings, clock: Clock
-) -> AsyncIterator[tuple[Authenticator, Authorizer]]:
-    """The authenticator and authorizer for ``settings``, with the API client
-    they need open for as long as the router runs."""
+) -> AsyncIterator[tuple[Authenticator | None, Authorizer | None]]:
+    """The authenticator and authorizer for ``settings`` (none of either with
+    ``--auth=none``), with the API client they need open for as long as the
+    router runs."""
     if settings.mode == "none":
         log.warning(
             "authentication is off (--auth=none): the router takes calls from anyone "
             "who can reach it, and every caller shares one session namespace"
         )
-        yield NoAuthentication(), AllowAll()
+        yield None, None
         return
     opened = None
     reviews = settings.reviews

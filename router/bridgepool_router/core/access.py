@@ -36,6 +36,14 @@ class Caller:
     uid: str = ""
     groups: tuple[str, ...] = ()
     extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Hashed once: a caller is a key of the access cache on every call.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.username, self.uid, self.groups, self.extra)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def serviceaccount_namespace(self) -> str | None:
@@ -97,7 +105,8 @@ def bearer_token(header: str | None) -> str:
 
 
 def token_key(token: str) -> str:
-    """What the caches keep instead of the token itself."""
+    """What a cache keeps instead of the token itself, where it must outlive the
+    call: a digest, of no use to anyone who reads the router's memory."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
