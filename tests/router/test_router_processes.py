@@ -29,12 +29,13 @@ def pool_entry(*workers: str, routing: dict[str, Any] | None = None, **extra: An
 
 def incr(router: str, session: str, pool: str = "demo") -> httpx.Response:
     return httpx.post(
-        f"{router}/v1/pools/{pool}/sessions/{session}/execute", json={"command": "incr"}
+        f"{router}/v1/namespaces/default/pools/{pool}/sessions/{session}/execute",
+        json={"command": "incr"},
     )
 
 
 def pool_state(router: str) -> dict[str, Any]:
-    return httpx.get(f"{router}/v1/pools/demo").json()  # type: ignore[no-any-return]
+    return httpx.get(f"{router}/v1/namespaces/default/pools/demo").json()  # type: ignore[no-any-return]
 
 
 def test_sessions_stick_and_anonymous_calls_spread(procs: Processes) -> None:
@@ -42,9 +43,9 @@ def test_sessions_stick_and_anonymous_calls_spread(procs: Processes) -> None:
     router = procs.router(procs.write_pools({"demo": pool_entry(w1.url, w2.url)}))
     # Calls without a session spread over equally loaded workers.
     anonymous = {
-        httpx.post(f"{router.url}/v1/pools/demo/execute", json={"command": "ping"}).headers[
-            "X-BridgePool-Worker"
-        ]
+        httpx.post(
+            f"{router.url}/v1/namespaces/default/pools/demo/execute", json={"command": "ping"}
+        ).headers["X-BridgePool-Worker"]
         for _ in range(10)
     }
     assert len(anonymous) == 2
@@ -128,10 +129,8 @@ def test_calls_taken_before_a_rebound_was_answered_are_flagged_too(procs: Proces
     slow_call = {"command": "sleep", "args": {"seconds": 1.0}}
     with ThreadPoolExecutor(1) as pool:
         # The first call finds the state gone and re-places the session ...
-        first = pool.submit(
-            httpx.post, f"{router.url}/v1/pools/demo/sessions/s/execute", json=slow_call,
-            timeout=10,
-        )  # fmt: skip
+        in_session = f"{router.url}/v1/namespaces/default/pools/demo/sessions/s/execute"
+        first = pool.submit(httpx.post, in_session, json=slow_call, timeout=10)
         wait_until(lambda: pool_state(router.url)["workers"][0]["in_flight"] == 1,
                    what="the first call running")  # fmt: skip
         # ... and a second call arrives while it runs: before the client could
@@ -209,7 +208,7 @@ async def test_killed_worker_under_load(procs: Processes) -> None:
         assert res.worker != victim_name
         assert res.result == {"count": 1}  # the old state is gone
     async with httpx.AsyncClient(base_url=router.url) as http:
-        state = (await http.get("/v1/pools/demo")).json()
+        state = (await http.get("/v1/namespaces/default/pools/demo")).json()
         metrics = (await http.get("/metrics")).text
     dead = next(w for w in state["workers"] if w["worker"] == victim_name)
     assert dead["breaker"] == "open" and dead["ready"] is False
@@ -228,7 +227,8 @@ def test_queue_overflow_is_503_with_retry_after(procs: Processes) -> None:
         async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
             calls = [
                 http.post(
-                    "/v1/pools/demo/execute", json={"command": "sleep", "args": {"seconds": 0.4}}
+                    "/v1/namespaces/default/pools/demo/execute",
+                    json={"command": "sleep", "args": {"seconds": 0.4}},
                 )
                 for _ in range(4)
             ]
@@ -264,7 +264,9 @@ def test_routers_sharing_a_busy_worker_wait_for_its_slots_instead_of_failing(
         async with httpx.AsyncClient(timeout=30) as http:
             slow = {"command": "sleep", "args": {"seconds": 0.2}}
             calls = [
-                http.post(f"{routers[i % 3].url}/v1/pools/demo/execute", json=slow)
+                http.post(
+                    f"{routers[i % 3].url}/v1/namespaces/default/pools/demo/execute", json=slow
+                )
                 for i in range(9)
             ]
             return await asyncio.gather(*calls)
@@ -303,7 +305,9 @@ def test_a_router_with_one_call_is_not_starved_by_a_router_with_a_backlog(
         return 0.0
 
     def execute(router: Proc) -> int:
-        answer = httpx.post(f"{router.url}/v1/pools/demo/execute", json=call, timeout=30)
+        answer = httpx.post(
+            f"{router.url}/v1/namespaces/default/pools/demo/execute", json=call, timeout=30
+        )
         assert answer.status_code == 200, answer.text
         return int(answer.json()["result"]["turn"])
 
@@ -338,7 +342,9 @@ def test_router_processes_sharing_a_port_keep_a_worker_to_its_capacity(
         async def one() -> httpx.Response:
             # A connection of its own, so the kernel spreads them over both routers.
             async with httpx.AsyncClient(timeout=30) as http:
-                return await http.post(f"{routers[0].url}/v1/pools/demo/execute", json=call)
+                return await http.post(
+                    f"{routers[0].url}/v1/namespaces/default/pools/demo/execute", json=call
+                )
 
         return await asyncio.gather(*(one() for _ in range(12)))
 
@@ -356,8 +362,8 @@ def test_queue_wait_times_out(procs: Processes) -> None:
         async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
             slow = {"command": "sleep", "args": {"seconds": 0.6}}
             return await asyncio.gather(
-                http.post("/v1/pools/demo/execute", json=slow),
-                http.post("/v1/pools/demo/execute", json=slow),
+                http.post("/v1/namespaces/default/pools/demo/execute", json=slow),
+                http.post("/v1/namespaces/default/pools/demo/execute", json=slow),
             )
 
     first, second = sorted(asyncio.run(two()), key=lambda r: r.status_code)
@@ -429,7 +435,7 @@ def test_draining_worker_gets_no_new_sessions_but_keeps_its_own(procs: Processes
 def test_timeout_header_lowers_the_budget_and_is_forwarded(procs: Processes) -> None:
     worker = procs.worker()
     router = procs.router(procs.write_pools({"demo": pool_entry(worker.url)}))
-    url = f"{router.url}/v1/pools/demo/execute"
+    url = f"{router.url}/v1/namespaces/default/pools/demo/execute"
     seen = httpx.post(url, json={"command": "budget"}, headers={"X-BridgePool-Timeout": "2"})
     assert 1.5 < float(seen.json()["result"]["timeout"]) <= 2.0
     slow = {"command": "sleep", "args": {"seconds": 2}}
@@ -449,7 +455,7 @@ def test_sigterm_finishes_in_flight_calls_and_exits_zero(procs: Processes) -> No
         async with httpx.AsyncClient(timeout=10) as http:
             call = asyncio.create_task(
                 http.post(
-                    f"{router.url}/v1/pools/demo/execute",
+                    f"{router.url}/v1/namespaces/default/pools/demo/execute",
                     json={"command": "sleep", "args": {"seconds": 0.5}},
                 )
             )
@@ -506,7 +512,9 @@ def test_a_pool_that_leaves_discovery_leaves_metrics(procs: Processes) -> None:
     router = procs.router(procs.write_pools(pools))
     for pool in ("demo", "gone"):
         assert incr(router.url, "s", pool).status_code == 200
-        anonymous = httpx.post(f"{router.url}/v1/pools/{pool}/execute", json={"command": "ping"})
+        anonymous = httpx.post(
+            f"{router.url}/v1/namespaces/default/pools/{pool}/execute", json={"command": "ping"}
+        )
         assert anonymous.status_code == 200
     before = httpx.get(router.url + "/metrics").text
     assert 'pool="gone"' in before and f'worker="127.0.0.1:{goes.port}"' in before
@@ -540,7 +548,7 @@ def test_panic_mode_is_counted_and_logged(procs: Processes) -> None:
     non-draining one (panic mode); it says so in a metric and a log line."""
     worker = procs.worker()
     router = procs.router(procs.write_pools({"demo": pool_entry(worker.url)}))
-    url = f"{router.url}/v1/pools/demo/execute"
+    url = f"{router.url}/v1/namespaces/default/pools/demo/execute"
 
     def fault(kind: str) -> None:
         body = {"command": "fault", "args": {"kind": kind}}

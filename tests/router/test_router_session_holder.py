@@ -36,7 +36,7 @@ class ProgramClient:
         self.answers: list[httpx.Response] = []
 
     def call(self, router: Proc) -> httpx.Response:
-        url = f"{router.url}/v1/pools/demo/sessions/{SESSION}/execute"
+        url = f"{router.url}/v1/namespaces/default/pools/demo/sessions/{SESSION}/execute"
         creating = self.program is None
         if creating:
             body: dict[str, Any] = {
@@ -75,7 +75,7 @@ def holders(workers: list[Proc]) -> list[str]:
 
 
 def worker_ready_in(router: Proc, worker: str) -> bool:
-    state = httpx.get(f"{router.url}/v1/pools/demo").json()
+    state = httpx.get(f"{router.url}/v1/namespaces/default/pools/demo").json()
     (seen,) = [w for w in state["workers"] if w["worker"] == worker]
     return bool(seen["ready"])
 
@@ -111,7 +111,7 @@ def test_routers_follow_one_holder_after_a_worker_restarts_in_place(
         # (New sessions go to their home worker: take one whose home is there.)
         placed = (
             httpx.post(
-                f"{router_b.url}/v1/pools/demo/sessions/other-{n}/execute",
+                f"{router_b.url}/v1/namespaces/default/pools/demo/sessions/other-{n}/execute",
                 json={"command": "incr"},
             ).headers["X-BridgePool-Worker"]
             for n in range(64)
@@ -159,12 +159,12 @@ def test_a_worker_restarted_after_its_breaker_opened_is_back_without_waiting_it_
     name = f"127.0.0.1:{victim.port}"
     session = homed_on(router, victim)
     failing = {"command": "fault", "args": {"kind": "error"}}
-    url = f"{router.url}/v1/pools/demo/sessions/{session}/execute"
+    url = f"{router.url}/v1/namespaces/default/pools/demo/sessions/{session}/execute"
     for _ in range(5):  # the breaker's default failure threshold
         assert httpx.post(url, json=failing).status_code == 500
 
     def breaker() -> str:
-        state = httpx.get(f"{router.url}/v1/pools/demo").json()
+        state = httpx.get(f"{router.url}/v1/namespaces/default/pools/demo").json()
         (seen,) = [w for w in state["workers"] if w["worker"] == name]
         return str(seen["breaker"])
 

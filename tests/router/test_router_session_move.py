@@ -98,7 +98,7 @@ def test_a_router_whose_binding_names_the_gone_worker_follows_the_move_without_a
     procs.write_pools({"demo": pool_entry(b.url)})  # a leaves
 
     def b_alone() -> bool:
-        workers = httpx.get(f"{router_b.url}/v1/pools/demo").json()["workers"]
+        workers = httpx.get(f"{router_b.url}/v1/namespaces/default/pools/demo").json()["workers"]
         return [w["worker"] for w in workers] == [f"127.0.0.1:{b.port}"]
 
     wait_until(b_alone, what="router B to drop worker a")
