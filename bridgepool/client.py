@@ -276,15 +276,17 @@ def _error_of(response: httpx.Response) -> BridgePoolError:
     return error_from_info(info, response.status_code)
 
 
-def _model_of(model: type[M], response: httpx.Response, *, also: int | None = None) -> M:
-    """The answer as ``model``: a 200's body, or that of status ``also`` (a
-    not-ready ``/readyz`` is a 503 with the usual body)."""
-    if response.status_code not in (200, also):
+def _model_of(
+    model: type[M], response: httpx.Response, *, also: int | None = None, ok: int = 200
+) -> M:
+    """The answer as ``model``: the body of success ``ok``, or that of status
+    ``also`` (a not-ready ``/readyz`` is a 503 with the usual body)."""
+    if response.status_code not in (ok, also):
         raise _error_of(response)
     try:
         return model.model_validate_json(response.content)
     except ValidationError as exc:
-        if response.status_code != 200:
+        if response.status_code != ok:
             raise _error_of(response) from exc
         raise _unexpected(f"answer is not a {model.__name__}: {exc}", 502) from exc
 
@@ -487,7 +489,7 @@ class _RouterCalls(_Calls):
 
     def new_session_id(self) -> _Op[str]:
         request = _Request("POST", f"{self._pool_path}/sessions", self.headers())
-        return _Op(request, lambda response: _model_of(_NewSession, response).session_id)
+        return _Op(request, lambda response: _model_of(_NewSession, response, ok=201).session_id)
 
     def execute_path(self, session_id: str | None) -> str:
         if session_id is None:

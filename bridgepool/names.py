@@ -25,11 +25,10 @@ SESSION_ID_PUNCTUATION = "-._~:@+="
 _SESSION_ID = re.compile(r"[A-Za-z0-9\-._~:@+=]+")
 
 
-def session_id_rule(max_length: int = SESSION_ID_MAX_LENGTH) -> str:
-    return (
-        f"a session id is 1 to {max_length} characters of A-Z, a-z, 0-9 "
-        f"and {SESSION_ID_PUNCTUATION}"
-    )
+SESSION_ID_RULE = (
+    f"a session id is 1 to {SESSION_ID_MAX_LENGTH} characters of A-Z, a-z, 0-9 "
+    f"and {SESSION_ID_PUNCTUATION}"
+)
 
 
 # A session of a caller the router authenticated is kept on the workers under a
@@ -38,24 +37,33 @@ def session_id_rule(max_length: int = SESSION_ID_MAX_LENGTH) -> str:
 # reach nor detect the first one's session, and the key travels with the
 # session wherever it goes (moves, router restarts, other routers).
 OWNER_TAG_LENGTH = 32  # hex digits: 128 bits of SHA-256
-SESSION_KEY_MAX_LENGTH = OWNER_TAG_LENGTH + 1 + SESSION_ID_MAX_LENGTH
+_OWNER_TAG = re.compile(rf"[0-9a-f]{{{OWNER_TAG_LENGTH}}}\.")
 
 
-def session_id_problem(value: object, *, max_length: int = SESSION_ID_MAX_LENGTH) -> str | None:
+def session_id_problem(value: object) -> str | None:
     """What is wrong with ``value`` as a session id, or None if nothing is."""
-    if isinstance(value, str) and len(value) <= max_length and _SESSION_ID.fullmatch(value):
+    if (
+        isinstance(value, str)
+        and len(value) <= SESSION_ID_MAX_LENGTH
+        and _SESSION_ID.fullmatch(value)
+    ):
         return None
-    rule = session_id_rule(max_length)
     if not isinstance(value, str):
-        return f"{rule}; got a {type(value).__name__}"
+        return f"{SESSION_ID_RULE}; got a {type(value).__name__}"
     if not value:
-        return f"{rule}; got an empty id"
-    if len(value) > max_length:
-        return f"{rule}; got {len(value)} characters"
-    if _SESSION_ID.fullmatch(value) is None:
-        bad = next(c for c in value if _SESSION_ID.fullmatch(c) is None)
-        return f"{rule}; got the character {bad!r}"
-    return None
+        return f"{SESSION_ID_RULE}; got an empty id"
+    if len(value) > SESSION_ID_MAX_LENGTH:
+        return f"{SESSION_ID_RULE}; got {len(value)} characters"
+    bad = next(c for c in value if _SESSION_ID.fullmatch(c) is None)
+    return f"{SESSION_ID_RULE}; got the character {bad!r}"
+
+
+def session_key_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as the key a worker keeps a session under: a
+    session id, or one behind its owner's tag (:func:`owned_session_key`)."""
+    if isinstance(value, str) and _OWNER_TAG.match(value):
+        value = value[OWNER_TAG_LENGTH + 1 :]
+    return session_id_problem(value)
 
 
 def invalid_session_id(problem: str, value: object) -> BridgePoolError:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bridgepool.errors import ErrorInfo
-from bridgepool.names import SESSION_KEY_MAX_LENGTH, session_id_problem
+from bridgepool.names import session_key_problem
 
 # Default port of a worker inside its pod, and the container port's name
 # the router looks for.
@@ -80,7 +80,7 @@ class WorkerState(StrEnum):
 
 
 def _session_key(value: str) -> str:
-    problem = session_id_problem(value, max_length=SESSION_KEY_MAX_LENGTH)
+    problem = session_key_problem(value)
     if problem is not None:
         raise ValueError(problem)
     return value

@@ -8,7 +8,9 @@ import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from bridgepool.client import (
@@ -53,7 +55,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
 def client(request: pytest.FixtureRequest, pool: Pool) -> Iterator[BridgeClient]:
     """The same interface through the router and to one worker directly."""
     with (
-        BridgePoolClient(pool.router.url, "demo", timeout=10)
+        BridgePoolClient(pool.router.url, "demo", namespace="default", timeout=10)
         if request.param == "router"
         else WorkerClient(pool.worker.url, timeout=10)
     ) as c:
@@ -151,6 +153,48 @@ def test_pool_status(pool: Pool, request: pytest.FixtureRequest) -> None:
         assert (worker.breaker, worker.draining, worker.capacity) == ("closed", False, 8)
     assert after.routing.call_timeout_seconds == FAST_ROUTING["callTimeoutSeconds"]
     assert after.routing.health.interval_seconds == FAST_ROUTING["health"]["intervalSeconds"]
+
+
+@pytest.mark.parametrize("session_id", ["", "a/b", "a\r\nX-Evil: 1", "a\x00b", "s" * 257])
+def test_a_bad_session_id_is_one_error_wherever_it_is_caught(pool: Pool, session_id: str) -> None:
+    """The client refuses it before sending, with the error the router and the
+    worker give for it (bridgepool.names), as the exception class of its category."""
+    raw = {
+        "router": httpx.post(
+            f"{pool.router.url}/v1/namespaces/default/pools/demo/sessions/"
+            f"{quote(session_id, safe='')}/execute",
+            json={"command": "ping"},
+        ),
+        "worker": httpx.post(
+            f"{pool.worker.url}/v1/execute", json={"command": "ping", "session_id": session_id}
+        ),
+    }
+    for client in (
+        BridgePoolClient(pool.router.url, "demo", namespace="default"),
+        WorkerClient(pool.worker.url),
+    ):
+        with client, pytest.raises(SessionError) as caught:
+            client.execute_in_session(session_id, "incr")
+        assert (caught.value.status, caught.value.info.type) == (400, "invalid_session_id")
+        assert "a session id is 1 to" in caught.value.info.message
+    for who, response in raw.items():
+        if who == "router" and session_id == "":
+            continue  # an empty path segment is another route: 404
+        error = response.json()["error"]
+        assert response.status_code == 400, (who, response.text)
+        assert (error["category"], error["type"]) == ("session", "invalid_session_id"), who
+        assert "a session id is 1 to" in error["message"]
+
+
+def test_a_pool_is_named_by_namespace_and_name(pool: Pool) -> None:
+    with BridgePoolClient(pool.router.url, "demo", namespace="default") as client:
+        assert (client.pool_status().namespace, client.pool_status().pool) == ("default", "demo")
+        session = client.new_session_id()
+        assert client.execute_in_session(session, "incr").result == {"count": 1}
+    with BridgePoolClient(pool.router.url, "demo", namespace="elsewhere") as client:
+        with pytest.raises(ResourceError) as unknown:
+            client.pool_status()
+        assert unknown.value.info.context == {"namespace": "elsewhere", "pool": "demo"}
 
 
 def test_unknown_pool_is_a_resource_error(pool: Pool) -> None:

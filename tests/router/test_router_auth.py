@@ -118,6 +118,8 @@ class Stack:
     router: Client
     api: ApiServer
     workers: dict[str, str]  # namespace -> the name its worker answers with
+    # A second router of the same pools: another replica, or this one restarted.
+    other_router: Client
 
 
 @pytest.fixture
@@ -134,10 +136,18 @@ async def stack(
         flags.append(f"{namespace}/example={str(worker.make_url('')).rstrip('/')}")
         names[namespace] = worker.make_url("").authority
     api = api_server()
-    config = RouterConfig(
-        discovery=StaticDiscovery(flags), auth=AuthSettings(mode="kubernetes", reviews=api)
-    )
-    return Stack(await aiohttp_client(create_app(config)), api, names)
+    routers = [
+        await aiohttp_client(
+            create_app(
+                RouterConfig(
+                    discovery=StaticDiscovery(flags),
+                    auth=AuthSettings(mode="kubernetes", reviews=api),
+                )
+            )
+        )
+        for _ in range(2)
+    ]
+    return Stack(routers[0], api, names, routers[1])
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -255,6 +265,22 @@ async def test_a_session_belongs_to_the_identity_that_made_it(stack: Stack) -> N
     assert (await router.delete(session, headers=bearer("tok-app-a-pod-2"))).status == 200
     assert await count("tok-app-a") == 1
     assert await count("tok-other-a") == 2
+
+
+async def test_ownership_holds_through_another_router(stack: Stack) -> None:
+    """A router that has never seen a session (a second replica, or this one
+    after a restart) finds it on the workers under its owner's key."""
+    session = f"{A}/sessions/shared-id/execute"
+    for router, token, count in (
+        (stack.router, "tok-app-a", 1),
+        (stack.router, "tok-other-a", 1),
+        (stack.other_router, "tok-app-a", 2),
+        (stack.other_router, "tok-other-a", 2),
+        (stack.other_router, "tok-app-a-pod-2", 3),
+    ):
+        resp = await router.post(session, json=INCR, headers=bearer(token))
+        assert (await resp.json())["result"] == {"count": count}, token
+        assert resp.headers.get("X-BridgePool-Session-Rebound") is None
 
 
 async def test_the_router_makes_unguessable_session_ids(stack: Stack) -> None:
