@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -37,6 +37,7 @@ from bridgepool_router.core.access import (
     token_expiry,
     token_key,
 )
+from bridgepool_router.shared_answers import SharedAnswers
 
 log = logging.getLogger(__name__)
 
@@ -72,31 +73,6 @@ class Authorizer(Protocol):
         """Returns if allowed; raises the 403 (denied) or 503 (no answer)."""
 
 
-class _SharedAnswers:
-    """One review at a time per question: concurrent callers wait for it."""
-
-    def __init__(self) -> None:
-        self._pending: dict[Hashable, asyncio.Future[Any]] = {}
-
-    async def once(self, key: Hashable, ask: Callable[[], Awaitable[T]]) -> T:
-        pending = self._pending.get(key)
-        if pending is not None:
-            result: T = await asyncio.shield(pending)
-            return result
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending[key] = fut
-        try:
-            value = await ask()
-            fut.set_result(value)
-            return value
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # retrieved here; the waiters re-raise it
-            raise
-        finally:
-            del self._pending[key]
-
-
 @dataclass(frozen=True)
 class _Reviewed:
     caller: Caller | None  # None: the API server refused the token
@@ -123,7 +99,7 @@ class TokenReviewAuthenticator:
         self.wall_clock = wall_clock
         self.cache: TtlCache[_Reviewed] = TtlCache()
         self.reviews_made = 0
-        self._shared = _SharedAnswers()
+        self._shared: SharedAnswers[_Reviewed] = SharedAnswers()
 
     async def authenticate(self, authorization: str | None) -> Caller | None:
         # A header seen before is found by its digest alone: the hot path
@@ -141,7 +117,7 @@ class TokenReviewAuthenticator:
         except BearerError as exc:
             raise router_errors.unauthenticated(str(exc)) from None
         assert key is not None  # a header bearer_token takes is short enough
-        reviewed = await self._shared.once(key, lambda: self._review(token, key))
+        reviewed, _ = await self._shared.once(key, lambda: self._review(token, key))
         if reviewed.caller is None:
             raise router_errors.unauthenticated(reviewed.reason)
         return reviewed.caller
@@ -203,7 +179,7 @@ class SubjectAccessReviewAuthorizer:
         self.clock = clock
         self.cache: TtlCache[Decision] = TtlCache()
         self.reviews_made = 0
-        self._shared = _SharedAnswers()
+        self._shared: SharedAnswers[Decision] = SharedAnswers()
 
     async def authorize(
         self, caller: Caller | None, access: Access, namespace: str, name: str | None
@@ -213,7 +189,7 @@ class SubjectAccessReviewAuthorizer:
         key = (caller, access, namespace, name)
         decision = self.cache.get(key, self.clock())
         if decision is None:
-            decision = await self._shared.once(
+            decision, _ = await self._shared.once(
                 key, lambda: self._review(caller, access, namespace, name, key)
             )
         if not decision.allowed:

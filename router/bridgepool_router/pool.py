@@ -29,6 +29,7 @@ from bridgepool_router.core.sessions import Rebind, SessionCopy, SessionTable
 from bridgepool_router.core.wait_queue import Waiter, WaitQueue
 from bridgepool_router.discovery import PoolSnapshot, WorkerEndpoint
 from bridgepool_router.metrics import PoolMetrics, RouterMetrics
+from bridgepool_router.shared_answers import SharedAnswers
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class PoolRuntime:
         # Session ids being looked up on the workers right now (a session's first
         # call here, or one whose binding broke): its concurrent calls share one
         # lookup, so they agree on one worker (see session_lookup).
-        self.lookups: dict[str, asyncio.Future[SessionCopy | None]] = {}
+        self.lookups: SharedAnswers[SessionCopy | None] = SharedAnswers()
         # Sessions found with their state gone whose first answer saying so (the
         # rebound flag) has not left this router yet. The calls of theirs taken
         # meanwhile were sent before the client could know, and say so too.

@@ -58,25 +58,16 @@ class SessionLookup:
         """Ask the workers and record the answer in the table, once for all the
         concurrent callers; returns (the copy followed, whether this caller did
         the asking)."""
-        pending = pool.lookups.get(session_id)
-        if pending is not None:
-            return await asyncio.shield(pending), False
-        fut: asyncio.Future[SessionCopy | None] = asyncio.get_running_loop().create_future()
-        pool.lookups[session_id] = fut
-        try:
+
+        async def ask() -> SessionCopy | None:
             found = await self.find(pool, session_id, remaining, rebind)
             if found is not None:
                 pool.sessions.bind(session_id, found.worker, self.clock())
             elif rebind is not None:
                 pool.sessions.forget(session_id, rebind.previous)
-            fut.set_result(found)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved; the waiters re-raise it
-            raise
-        finally:
-            del pool.lookups[session_id]
-        return found, True
+            return found
+
+        return await pool.lookups.once(session_id, ask)
 
     async def find(
         self, pool: PoolRuntime, session_id: str, remaining: float, rebind: Rebind | None = None
