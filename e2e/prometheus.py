@@ -7,8 +7,10 @@ here lists the pods every second and writes them to a file that Prometheus
 watches (file-based discovery): each container port named ``metrics``
 (operator), ``http`` (router) or ``bridge`` (worker) is a target, labelled
 with its pod and namespace, and a worker's series get its pool's name from
-the pod label, as a ServiceMonitor/PodMonitor setup would add it. It runs on
-this machine, so it needs one that reaches pod addresses.
+the pod label, as a ServiceMonitor/PodMonitor setup would add it. As the
+chart's ServiceMonitors do, it honors the labels a target exports: the
+router's and the operator's `namespace` is the pool's, not their pod's. It runs
+on this machine, so it needs one that reaches pod addresses.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def _config(targets_file: Path) -> dict[str, Any]:
         "scrape_configs": [
             {
                 "job_name": "bridgepool",
+                # The router's and the operator's `namespace` is the pool's (as honorLabels).
+                "honor_labels": True,
                 "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
             }
         ],

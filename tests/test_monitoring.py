@@ -1,7 +1,8 @@
 """The shipped Grafana dashboard and Prometheus alerts (helm/bridgepool/dashboards,
 helm/bridgepool/alerts): they read metrics the components really export, with
 labels those metrics have, follow the conventions (STYLE.md, "Dashboards and
-alerts"), and the alerts fire when they should and not on a blip.
+alerts"), and the alerts fire when they should and not on a blip. A pool is a
+namespace and a name: both keep two pools of one name in two namespaces apart.
 
 PromQL is checked by ``promtool`` (``apt-get install -y prometheus``): the rules
 file as it is, the dashboard's queries wrapped in recording rules. Without
@@ -35,19 +36,23 @@ from e2e.monitoring import (
     dashboard_queries,
     rule_queries,
 )
+from tests import test_helm_chart as chart
 
 REPO = Path(__file__).resolve().parents[1]
 
 RULE_TESTS = REPO / "tests" / "monitoring" / "bridgepool.rules.test.yaml"
 
-# Labels a scrape adds to every series (the Prometheus Operator's among them);
-# `exported_namespace` is the operator's own `namespace` label, renamed.
+helm = chart.helm  # the fixture: the helm binary, to render the chart's ServiceMonitors
+
+# Labels a scrape adds to every series (the Prometheus Operator's among them).
+# `namespace` is the pod's, unless the series has its own: the router's and the
+# operator's pool series export the pool's, which their ServiceMonitors honor.
 TARGET_LABELS = frozenset(
-    {"job", "instance", "namespace", "pod", "service", "container", "endpoint",
-     "exported_namespace"}
+    {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
 )  # fmt: skip
-# Worker series get their pool from the pod's bridgepool.io/pool label at scrape time.
-WORKER_SCRAPE_LABELS = frozenset({"pool"})
+# Worker series get their pool from the pod's bridgepool.io/pool label at scrape
+# time, and the pool's namespace from the pod's.
+WORKER_SCRAPE_LABELS = frozenset({"namespace", "pool"})
 
 
 # -- what the components export --------------------------------------------------------
@@ -110,6 +115,15 @@ def test_the_three_components_are_read() -> None:
     assert "bridgepool_operator_reconcile_time_seconds_bucket" in EXPORTED
 
 
+@pytest.mark.parametrize("holder", [RouterMetrics(), operator_metrics], ids=["router", "operator"])
+def test_pool_series_carry_the_pools_namespace(holder: object) -> None:
+    """A pool's name alone is not the pool: what a router or the operator
+    exports of a pool says its namespace too (workers get both from the scrape)."""
+    for family, _, labels in _families(holder):
+        if "pool" in labels:
+            assert "namespace" in labels, family
+
+
 # -- reading PromQL ----------------------------------------------------------------------
 
 _METRIC = re.compile(r"\b(bridgepool_[a-zA-Z0-9_:]*)\b(?!\s*\()")
@@ -133,6 +147,18 @@ def label_uses(expr: str) -> Iterator[tuple[str | None, str]]:
         for label in labels.split(","):
             if label.strip():
                 yield None, label.strip()
+
+
+def pool_groupings(expr: str) -> Iterator[set[str]]:
+    """The label sets of the query's by/on clauses that name ``pool``."""
+    for labels in _GROUPING.findall(expr):
+        names = {label.strip() for label in labels.split(",")}
+        if "pool" in names:
+            yield names
+
+
+def reads_pools(expr: str) -> bool:
+    return any("pool" in EXPORTED[name].labels for name in metric_names(expr) if name in EXPORTED)
 
 
 def unknown_names(expr: str) -> list[str]:
@@ -235,6 +261,32 @@ def test_alert_reads_exported_metrics(name: str, expr: str) -> None:
     assert unknown_names(expr) == []
 
 
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_alert_keeps_pools_of_one_name_apart(rule: dict[str, Any]) -> None:
+    """Grouped and joined by namespace and pool, and the annotations name both:
+    team-a's `example` and team-b's are two alerts, each saying which."""
+    expr = rule["expr"]
+    if reads_pools(expr):
+        groupings = list(pool_groupings(expr))
+        assert groupings, f"{rule['alert']} does not group by pool"
+        assert all("namespace" in names for names in groupings), expr
+    for name, text in rule["annotations"].items():
+        assert "exported_namespace" not in text, name
+        if "$labels.pool" in text:
+            assert "{{ $labels.namespace }}/{{ $labels.pool }}" in text, (name, text)
+
+
+def test_service_monitors_keep_the_pools_namespace(helm: str) -> None:
+    """The router's and the operator's `namespace` is the pool's: the scrape keeps
+    it rather than the target's (which would rename it `exported_namespace`)."""
+    manifests = chart.render(helm, "--set", "metrics.serviceMonitor.enabled=true")
+    monitors = chart.of_kind(manifests, "ServiceMonitor")
+    assert monitors
+    for monitor in monitors:
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert endpoint.get("honorLabels") is True, monitor["metadata"]["name"]
+
+
 # -- dashboard -----------------------------------------------------------------------------
 
 
@@ -249,13 +301,20 @@ def test_dashboard_variables() -> None:
     variables = {v["name"]: v for v in board["templating"]["list"]}
     source = variables["datasource"]
     assert (source["type"], source["query"]) == ("datasource", "prometheus")
-    pool = variables["pool"]
-    assert pool["type"] == "query"
-    assert pool["datasource"]["uid"] == "${datasource}"
-    match = re.fullmatch(r"label_values\((\w+), pool\)", pool["query"])
+    # Namespace first: the pools offered are those of the namespaces picked.
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names.index("namespace") < names.index("pool"), names
+    namespace, pool = variables["namespace"], variables["pool"]
+    for variable in (namespace, pool):
+        assert variable["type"] == "query"
+        assert variable["datasource"]["uid"] == "${datasource}"
+        assert variable["multi"] and variable["includeAll"]
+    match = re.fullmatch(r"label_values\((\w+), namespace\)", namespace["query"])
+    assert match, namespace["query"]
+    assert {"namespace", "pool"} <= EXPORTED[match.group(1)].labels  # a pool's namespace
+    match = re.fullmatch(r'label_values\((\w+)\{namespace=~"\$namespace"\}, pool\)', pool["query"])
     assert match, pool["query"]
     assert "pool" in EXPORTED[match.group(1)].labels
-    assert pool["multi"] and pool["includeAll"]
 
 
 PANELS = dashboard_panels()
@@ -285,10 +344,15 @@ def test_panel_queries(panel: dict[str, Any]) -> None:
         # Every range function gets Grafana's interval, which follows the scrape interval.
         assert len(_RANGE_FUNCTION.findall(expr)) == len(_RANGE.findall(expr)), expr
         assert set(_RANGE.findall(expr)) <= {"$__rate_interval"}, expr
-        # Every pool-labelled series follows the pool picker.
+        # Every pool-labelled series follows the namespace and pool pickers, and a
+        # pool is shown as namespace/pool.
         for name in metric_names(expr):
             if "pool" in EXPORTED[name].labels:
+                assert re.search(rf'{name}\{{[^}}]*namespace=~"\$namespace"', expr), (name, expr)
                 assert re.search(rf'{name}\{{[^}}]*pool=~"\$pool"', expr), (name, expr)
+        assert all("namespace" in names for names in pool_groupings(expr)), expr
+        if reads_pools(expr):
+            assert "{{namespace}}/{{pool}}" in target["legendFormat"], target["legendFormat"]
 
 
 def test_dashboard_queries_parse(promtool: str, tmp_path: Path) -> None:
@@ -319,3 +383,68 @@ def test_dashboard_queries_fill_in_the_variables() -> None:
     for _, expr in queries:
         assert "$" not in expr, expr
     assert any('pool=~".*"' in expr and "[2m]" in expr for _, expr in queries)
+    assert any('namespace=~".*"' in expr for _, expr in queries)
+
+
+# Two pools named `example`, in team-a and team-b, under the same load: every
+# pool-labelled series the dashboard reads, as the scrape gives it (namespace and
+# pool added below), with its promtool values over ten minutes.
+SAME_NAME_LOAD: dict[str, str] = {
+    "bridgepool_operator_pool_desired_workers": "2x10",
+    "bridgepool_operator_pool_ready_workers": "2x10",
+    "bridgepool_operator_pool_utilization_ratio": "0.7x10",
+    'bridgepool_router_requests_total{outcome="success"}': "0+60x10",
+    'bridgepool_router_requests_total{outcome="timeout"}': "0+1x10",
+    'bridgepool_router_request_duration_seconds_bucket{le="0.1"}': "0+50x10",
+    'bridgepool_router_request_duration_seconds_bucket{le="+Inf"}': "0+61x10",
+    'bridgepool_router_added_latency_seconds_bucket{le="0.001"}': "0+60x10",
+    'bridgepool_router_added_latency_seconds_bucket{le="+Inf"}': "0+61x10",
+    "bridgepool_router_queue_depth": "3x10",
+    'bridgepool_router_queue_rejected_total{reason="full"}': "0+1x10",
+    'bridgepool_router_queue_wait_seconds_bucket{le="0.1"}': "0+5x10",
+    'bridgepool_router_queue_wait_seconds_bucket{le="+Inf"}': "0+6x10",
+    'bridgepool_router_breaker_state{worker="example-1"}': "2x10",
+    'bridgepool_router_breaker_transitions_total{to="open"}': "0+1x10",
+    'bridgepool_router_retries_total{reason="connect"}': "0+1x10",
+    "bridgepool_router_retry_budget_denied_total": "0+1x10",
+    'bridgepool_router_session_lookups_total{result="hit"}': "0+10x10",
+    'bridgepool_router_session_lookups_total{result="rebound"}': "0+1x10",
+    'bridgepool_worker_errors_total{category="timeout"}': "0+1x10",
+    "bridgepool_worker_sessions": "4x10",
+}
+SAME_NAME_NAMESPACES = ("team-a", "team-b")
+
+
+def same_name_series(series: str, namespace: str) -> str:
+    pool = f'instance="scraped:8080", namespace="{namespace}", pool="example"'
+    return series.replace("{", "{" + pool + ", ") if "{" in series else f"{series}{{{pool}}}"
+
+
+def test_dashboard_shows_pools_of_one_name_apart(promtool: str, tmp_path: Path) -> None:
+    """Every pool panel's query, over team-a's `example` and team-b's, gives a
+    series of each, labelled with its namespace: two pools, not one summed."""
+    queries = [(t, e) for t, e in dashboard_queries(rate_interval="5m") if reads_pools(e)]
+    read = set().union(*(metric_names(expr) for _, expr in queries))
+    loaded = {re.sub(r"\{.*", "", series) for series in SAME_NAME_LOAD}
+    assert read <= loaded, f"no load for {read - loaded}"
+    input_series = []
+    for namespace in SAME_NAME_NAMESPACES:
+        for series, values in SAME_NAME_LOAD.items():
+            input_series.append({"series": same_name_series(series, namespace), "values": values})
+    for entry in input_series:
+        assert unknown_names(entry["series"]) == [], entry["series"]
+    pools = [
+        {"labels": f'{{namespace="{n}", pool="example"}}', "value": 1} for n in SAME_NAME_NAMESPACES
+    ]
+    checks = [
+        {"expr": f"group by (namespace, pool) ({expr})", "eval_time": "10m", "exp_samples": pools}
+        for _, expr in queries
+    ]
+    tests = {
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": input_series, "promql_expr_test": checks}],
+    }
+    path = tmp_path / "dashboard.test.yaml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = run_promtool(promtool, "test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
