@@ -18,12 +18,10 @@ What a client can make the router hold, and for how long:
   and it must arrive within the call's own time budget (408), so a client that
   sends its body slowly, or less of it than it announced, holds nothing for long.
 
-Every pool route passes the front door first (:mod:`bridgepool_router.auth`):
-who is calling, which pool (``/v1/namespaces/{namespace}/pools/{pool}``, or the
-short form ``/v1/pools/{pool}`` resolved as kubectl resolves its default
-namespace), and whether RBAC lets the caller do what the route does (its
-:class:`~bridgepool_router.core.access.Access`). The handlers after it know the
-caller and the pool, and nothing of how either was found.
+Every pool route passes the front door first
+(:mod:`bridgepool_router.front_door`): who is calling, which pool, and whether
+RBAC lets the caller do what the route does (the route's
+:class:`~bridgepool_router.core.access.Access`, beside it in ``create_app``).
 """
 
 from __future__ import annotations
@@ -42,14 +40,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridgepool.errors import BridgePoolError, ErrorCategory
-from bridgepool.names import (
-    DEFAULT_NAMESPACE,
-    PoolRef,
-    check_session_id,
-    invalid_name,
-    owned_session_key,
-    pool_name_problem,
-)
 from bridgepool.protocol import (
     DEFAULT_MAX_BODY_BYTES,
     HEADER_IDEMPOTENT,
@@ -62,7 +52,7 @@ from bridgepool.protocol import (
     call_budget,
 )
 from bridgepool_router import router_errors
-from bridgepool_router.auth import Authenticator, Authorizer, AuthSettings, front_door
+from bridgepool_router.auth import AuthSettings, front_door
 from bridgepool_router.call_body import parse_call
 from bridgepool_router.core import Clock
 from bridgepool_router.core.access import (
@@ -71,10 +61,10 @@ from bridgepool_router.core.access import (
     GET_POOL,
     LIST_POOLS,
     Access,
-    Caller,
 )
 from bridgepool_router.discovery import Discovery
 from bridgepool_router.dispatcher import CallResult, Dispatcher, error_result
+from bridgepool_router.front_door import Admitted, FrontDoor
 from bridgepool_router.metrics import RouterMetrics
 from bridgepool_router.pool import PoolRuntime
 from bridgepool_router.registry import PoolRegistry
@@ -104,22 +94,11 @@ class RouterState:
     metrics: RouterMetrics = field(default_factory=RouterMetrics)
     registry: PoolRegistry | None = None
     dispatcher: Dispatcher | None = None
-    # None: callers are not authenticated (--auth=none), and every call is allowed.
-    authenticator: Authenticator | None = None
-    authorizer: Authorizer | None = None
+    front_door: FrontDoor | None = None
     shutting_down: bool = False
 
 
 STATE = web.AppKey("state", RouterState)
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """What the front door found out, for the handler behind it."""
-
-    caller: Caller | None  # None: callers are not authenticated (--auth=none)
-    pool: PoolRef | None  # None on the list routes
-    namespace: str | None  # the namespace the call is in; None: a list of every namespace
 
 
 ADMITTED = web.RequestKey("admitted", Admitted)
@@ -233,67 +212,18 @@ def _pool(request: web.Request, state: RouterState) -> PoolRuntime:
     return pool
 
 
-def _short_form_namespace(state: RouterState, caller: Caller | None, name: str) -> str:
-    """The namespace of ``/v1/pools/{pool}``, as kubectl picks a default one: a
-    ServiceAccount's own namespace, ``default`` for another known caller; with
-    no authentication, the one namespace that has such a pool (409 if several)."""
-    if caller is not None:
-        return caller.serviceaccount_namespace or DEFAULT_NAMESPACE
-    problem = pool_name_problem(name)
-    if problem is not None:
-        raise invalid_name(problem, pool=name[:64])
-    assert state.registry is not None
-    namespaces = state.registry.namespaces_with(name)
-    if len(namespaces) > 1:
-        raise router_errors.ambiguous_pool(name, namespaces)
-    return namespaces[0] if namespaces else DEFAULT_NAMESPACE
-
-
 def _guarded(handler: Handler, access: Access) -> Handler:
-    """The front door of a pool route: authenticate, resolve the pool, authorize
-    ``access`` on it; then the handler, which finds both in the request."""
+    """A pool route behind the front door: the handler finds what it admitted
+    in the request (``ADMITTED``)."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        state = request.app[STATE]
-        caller = None
-        if state.authenticator is not None:
-            caller = await state.authenticator.authenticate(request.headers.get("Authorization"))
-        match = request.match_info
-        name = match.get("pool")
-        namespace = match.get("namespace")
-        ref: PoolRef | None = None
-        if name is not None:
-            if namespace is None:
-                namespace = _short_form_namespace(state, caller, name)
-            ref = _pool_ref(state, namespace, name)
-        elif namespace is not None:  # a list in one namespace
-            PoolRef.checked(namespace, "list")
-        elif caller is not None:  # a list in the short form: the caller's own namespace
-            namespace = caller.serviceaccount_namespace
-        if state.authorizer is not None:
-            await state.authorizer.authorize(caller, access, namespace or "", name)
-        request[ADMITTED] = Admitted(caller, ref, namespace)
+        door = request.app[STATE].front_door
+        assert door is not None
+        authorization = request.headers.get("Authorization")
+        request[ADMITTED] = await door.admit(authorization, request.match_info, access)
         return await handler(request)
 
     return guarded
-
-
-def _pool_ref(state: RouterState, namespace: str, name: str) -> PoolRef:
-    """The pool's reference; names no pool has must be valid Kubernetes names
-    (the ones discovery delivered were checked when they came)."""
-    ref = PoolRef(namespace, name)
-    assert state.registry is not None
-    if ref in state.registry.pools:
-        return ref
-    return PoolRef.checked(namespace, name)
-
-
-def _session_key(request: web.Request) -> tuple[str, str]:
-    """The path's session id, checked, and the key its session has on the
-    workers: its owner's, so another caller's same id is another session."""
-    session_id = check_session_id(request.match_info["session_id"])
-    caller = request[ADMITTED].caller
-    return session_id, owned_session_key(caller.username if caller else None, session_id)
 
 
 def _timeout(request: web.Request, pool: PoolRuntime) -> float:
@@ -351,7 +281,8 @@ async def execute(request: web.Request) -> web.Response:
     assert state.dispatcher is not None
     session_id = key = None
     if "session_id" in request.match_info:
-        session_id, key = _session_key(request)
+        session_id = request.match_info["session_id"]
+        key = request[ADMITTED].session_key(session_id)
     pool = _pool(request, state)
     timeout = _timeout(request, pool)
     body = await _read_body(request, timeout, state.config.max_body_bytes)
@@ -375,7 +306,8 @@ async def execute(request: web.Request) -> web.Response:
 async def delete_session(request: web.Request) -> web.Response:
     state = request.app[STATE]
     assert state.dispatcher is not None
-    session_id, key = _session_key(request)
+    session_id = request.match_info["session_id"]
+    key = request[ADMITTED].session_key(session_id)
     pool = _pool(request, state)
     result = await state.dispatcher.delete_session(pool, key, _timeout(request, pool))
     if result.error is not None and result.error.info.type == "session_not_found":
@@ -465,7 +397,8 @@ async def _router_context(app: web.Application) -> AsyncIterator[None]:
     kwargs = {"jitter": config.jitter} if config.jitter else {}
     state.dispatcher = Dispatcher(upstream, state.metrics, config.clock, **kwargs)
     state.registry = PoolRegistry(state.dispatcher, state.metrics, config.clock)
-    async with front_door(config.auth, config.clock) as (state.authenticator, state.authorizer):
+    async with front_door(config.auth, config.clock) as (authenticator, authorizer):
+        state.front_door = FrontDoor(state.registry, authenticator, authorizer)
         tasks = [
             asyncio.create_task(config.discovery.run(state.registry), name="discovery"),
             asyncio.create_task(state.registry.expire_sessions(), name="session expiry"),
