@@ -7,7 +7,8 @@
   carries a bearer token, checked by TokenReview and authorized by
   SubjectAccessReview), with warm caches: the cost of the front door on the
   hot path. Its reviews go to a stand-in for the API server on this machine
-  (``run_review_server``), which warm caches ask once per token and access;
+  (``benchmarks/review_server.py``), which warm caches ask once per token and
+  access;
 * through a bare aiohttp forwarder (``benchmarks/forwarder.py``: the router's own
   inbound stack, aiohttp server and uvloop, with aiohttp's ClientSession to the
   worker and no routing logic);
@@ -73,6 +74,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.review_server import review_kubeconfig, token_of
 from benchmarks.stats import percentile
 
 BIN = Path(sys.executable).parent
@@ -80,7 +82,7 @@ REPO = Path(__file__).resolve().parent.parent
 SESSIONS = 64
 POOL = "bench"
 POOL_PATH = f"/v1/namespaces/default/pools/{POOL}"
-TOKEN = "bench-token"  # what the callers of the router with auth on send
+TOKEN = token_of("bench")  # what the callers of the router with auth on send
 PERCENTILES = ("50", "99", "99.9")
 
 # -- a minimal worker ------------------------------------------------------------------
@@ -134,39 +136,6 @@ class _WorkerProtocol(asyncio.Protocol):
             else:
                 body = RESULT
             self.transport.write(_response(body))
-
-
-def run_review_server(port: int) -> None:
-    """A stand-in for the API server's review endpoints: the one token it knows
-    is a ServiceAccount's, and RBAC allows it everything."""
-    from aiohttp import web
-
-    async def token_review(request: web.Request) -> web.Response:
-        review = await request.json()
-        known = review["spec"]["token"] == TOKEN
-        user = {"username": "system:serviceaccount:default:bench", "uid": "u", "groups": []}
-        status = {"authenticated": known, **({"user": user} if known else {})}
-        return web.json_response({**review, "status": status})
-
-    async def access_review(request: web.Request) -> web.Response:
-        return web.json_response({**await request.json(), "status": {"allowed": True}})
-
-    app = web.Application()
-    app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", token_review)
-    app.router.add_post("/apis/authorization.k8s.io/v1/subjectaccessreviews", access_review)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def review_kubeconfig(tmp: Path, port: int) -> Path:
-    """A kubeconfig that sends the router's reviews to ``run_review_server``."""
-    path = tmp / "kubeconfig.json"
-    cluster = {"name": "bench", "cluster": {"server": f"http://127.0.0.1:{port}"}}
-    user = {"name": "router", "user": {"token": "router-token"}}
-    context = {"name": "bench", "context": {"cluster": "bench", "user": "router"}}
-    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "users": [user],
-              "contexts": [context], "current-context": "bench"}  # fmt: skip
-    path.write_text(json.dumps(config))
-    return path
 
 
 def run_worker(port: int) -> None:
@@ -470,7 +439,7 @@ def processes(tmp: Path, workers: int) -> Iterator[tuple[list[int], dict[str, Pr
         router_port, forwarder_port, haproxy_port = free_port(), free_port(), free_port()
         router = start(procs, "0", *router_command(router_port, worker_ports))
         reviews_port, guarded_port = free_port(), free_port()
-        serve = f"import benchmarks.router_overhead as b; b.run_review_server({reviews_port})"
+        serve = f"import benchmarks.review_server as r; r.run_review_server({reviews_port})"
         start(procs, "1", sys.executable, "-c", serve)
         guarded = start(
             procs, "0", *router_command(guarded_port, worker_ports, "--auth", "kubernetes"),

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks.review_server import review_kubeconfig, token_of
+
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
 REPO = HERE.parent.parent
@@ -106,23 +108,38 @@ class Processes:
         tmp.replace(path)  # atomic: the router never reads half a file
         return path
 
-    def router(self, pools_file: Path, port: int | None = None, reuse_port: bool = False) -> Proc:
-        """A router; ``reuse_port``: one of several router processes on ``port``."""
+    def router(
+        self,
+        pools_file: Path,
+        port: int | None = None,
+        reuse_port: bool = False,
+        *,
+        kubeconfig: Path | None = None,
+    ) -> Proc:
+        """A router; ``reuse_port``: one of several router processes on ``port``;
+        ``kubeconfig``: with authentication on, reviews asked where it points
+        (``benchmarks.review_server``), and ready once a known caller sees it."""
         port = port or free_port()
         cmd = [str(BIN / "bridgepool-router"), "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--static-file", str(pools_file), "--static-reload-seconds", "0.1"]
         if reuse_port:
             cmd.append("--reuse-port")
+        env = {**os.environ}
+        headers = {}
+        if kubeconfig is not None:
+            cmd += ["--auth", "kubernetes"]
+            env["KUBECONFIG"] = str(kubeconfig)
+            headers["Authorization"] = f"Bearer {token_of('test-harness')}"
         name = f"router-{port}-{len(self.procs)}" if reuse_port else f"router-{port}"
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - outlives this call
-        popen = subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ})
+        popen = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         proc = Proc(popen, f"http://127.0.0.1:{port}", port)
         self.procs.append(proc)
 
         def ready() -> bool:
             if httpx.get(proc.url + "/readyz").status_code != 200:
                 return False
-            pools = httpx.get(proc.url + "/v1/pools").json()["pools"]
+            pools = httpx.get(proc.url + "/v1/pools", headers=headers).json()["pools"]
             # every worker has answered a health check (capacity learned)
             return all(w["state"] != "unknown" for p in pools for w in p["workers"])
 
@@ -130,6 +147,17 @@ class Processes:
         if reuse_port:  # the port answered, but maybe another process on it
             wait_until(lambda: listening(popen.pid, port), what="router listening")
         return proc
+
+    def review_server(self) -> Path:
+        """A stand-in for the API server's reviews (``benchmarks.review_server``);
+        the kubeconfig that points a router at it."""
+        port = free_port()
+        code = f"import benchmarks.review_server as r; r.run_review_server({port})"
+        log = open(self.tmp / "reviews.log", "ab")  # noqa: SIM115 - outlives this call
+        popen = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=log, stderr=log)
+        self.procs.append(Proc(popen, f"http://127.0.0.1:{port}", port))
+        wait_until(lambda: listening(popen.pid, port), what="review stand-in")
+        return review_kubeconfig(self.tmp, port)
 
     def close(self) -> None:
         for proc in self.procs:

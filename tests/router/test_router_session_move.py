@@ -10,6 +10,7 @@ import threading
 import aiohttp
 import httpx
 
+from benchmarks.review_server import token_of
 from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
 from bridgepool_operator.drain import Target
 from bridgepool_operator.mover import move_off
@@ -120,3 +121,35 @@ def test_a_router_whose_old_holder_has_exited_finds_the_moved_session(procs: Pro
     assert HEADER_SESSION_REBOUND not in answer.headers
     assert answer.json()["result"] == {"count": 3}
     assert answer.headers[HEADER_WORKER].endswith(f":{b.port}")
+
+
+def test_a_session_moves_with_its_owner(procs: Processes) -> None:
+    """With callers authenticated, two identities' sessions of one id are two
+    sessions; a drain moves both, and each goes on with its own state, still
+    its owner's alone (the owner is in the key the session moves under)."""
+    kubeconfig = procs.review_server()
+    a, b = procs.worker(), procs.worker()
+    pools = procs.write_pools({"demo": pool_entry(a.url)})
+    router = procs.router(pools, kubeconfig=kubeconfig)
+    pool = f"{router.url}/v1/namespaces/default/pools/demo"
+
+    def as_(name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token_of(name)}"}
+
+    def count(name: str) -> httpx.Response:
+        return httpx.post(f"{pool}/sessions/s/execute", json={"command": "incr"}, headers=as_(name))
+
+    assert [count(n).json()["result"]["count"] for n in ("alice", "alice", "bob")] == [1, 2, 1]
+    procs.write_pools({"demo": pool_entry(a.url, b.url)})
+    wait_until(
+        lambda: len(httpx.get(pool, headers=as_("alice")).json()["workers"]) == 2,
+        what="the router to list b",
+    )
+    moved = move_all(a, b)
+    assert len(moved) == 2 and "s" not in moved  # the two owners' keys, not the bare id
+    for name, expected in (("alice", 3), ("bob", 2), ("alice", 4)):
+        answer = count(name)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["result"] == {"count": expected}, name
+        assert answer.headers[HEADER_WORKER].endswith(f":{b.port}")
+        assert HEADER_SESSION_REBOUND not in answer.headers
