@@ -14,6 +14,11 @@ benchmark (benchmarks/soak.py) and the short chaos run of the e2e suite.
   workers while the run goes on.
 - :func:`summarize` turns all of that into the seed's numbers.
 
+Load and Watch reach the pool by its namespaced route
+(:func:`e2e.components.pool_api`). Against a router with authentication on
+(the chart's default), give them the caller's ``Authorization`` header;
+against one with ``auth.mode: none``, none.
+
 Everything runs on one asyncio loop; the Kubernetes API calls go through the
 synchronous client in a thread.
 """
@@ -25,7 +30,7 @@ import contextlib
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,13 +93,20 @@ class FaultRecord:
 
 
 class Load:
-    """Open-loop calls to ``pool`` through the router at ``url``."""
+    """Open-loop calls to the pool at ``api`` (:func:`~e2e.components.pool_api`),
+    each with ``headers`` (the caller's ``Authorization``, where the router
+    wants one)."""
 
     def __init__(
-        self, url: str, pool: str, rate: float, sessions: int, work_seconds: float = 0.0
+        self,
+        api: str,
+        rate: float,
+        sessions: int,
+        work_seconds: float = 0.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.pool = pool
+        self.api = api.rstrip("/")
+        self.headers = dict(headers or {})
         self.rate = rate
         # Anonymous calls hold their worker this long (ping's sleep, with the
         # worker's faults enabled), so the pool has work to size itself to.
@@ -136,9 +148,9 @@ class Load:
             await asyncio.wait(tasks)
 
     async def _send(self, http: aiohttp.ClientSession, call: Call) -> None:
-        headers: dict[str, str] = {}
+        headers = dict(self.headers)
         if call.kind == SESSION:
-            url = f"{self.url}/v1/pools/{self.pool}/sessions/{call.session}/execute"
+            url = f"{self.api}/sessions/{call.session}/execute"
             program = self.programs.get(call.session)
             creating = program is None and call.session not in self.creating
             if creating:
@@ -155,7 +167,7 @@ class Load:
                     "args": {"program_id": program, "inputs": {"question": "2+2?"}},
                 }
         else:
-            url = f"{self.url}/v1/pools/{self.pool}/execute"
+            url = f"{self.api}/execute"
             body = {"command": "ping", "args": {"sleep": self.work_seconds}}
             if call.kind == IDEMPOTENT:
                 headers[HEADER_IDEMPOTENT] = "true"
@@ -205,12 +217,16 @@ class Sample:
 
 
 class Watch:
-    """Samples the pool (API) and the router's view of its workers."""
+    """Samples the pool (API) and the router's view of its workers (GET of
+    the pool at ``api``, :func:`~e2e.components.pool_api`, with ``headers``)."""
 
-    def __init__(self, pools: Pools, pool: str, router_url: str) -> None:
+    def __init__(
+        self, pools: Pools, pool: str, api: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.pools = pools
         self.pool = pool
-        self.router_url = router_url.rstrip("/")
+        self.api = api.rstrip("/")
+        self.headers = dict(headers or {})
         self.samples: list[Sample] = []
         self.router_view: list[tuple[float, frozenset[str]]] = []
         self._stop = asyncio.Event()
@@ -243,8 +259,15 @@ class Watch:
     async def _router_loop(self, http: aiohttp.ClientSession) -> None:
         while not self._stop.is_set():
             try:
-                url = f"{self.router_url}/v1/pools/{self.pool}"
-                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                async with http.get(
+                    self.api, headers=self.headers, timeout=aiohttp.ClientTimeout(total=2)
+                ) as resp:
+                    if resp.status in (401, 403):
+                        # Not a fault: a view of no workers would time every
+                        # detection as immediate, so stop the run instead.
+                        raise RuntimeError(
+                            f"the router refused the watch ({resp.status}): {await resp.text()}"
+                        )
                     workers = (await resp.json())["workers"] if resp.status == 200 else []
                 ready = frozenset(
                     w["worker"] for w in workers if w["ready"] and not w.get("draining")
@@ -457,6 +480,18 @@ def fault_at(records: Sequence[FaultRecord], at: float) -> FaultRecord | None:
     return latest
 
 
+def fault_of(records: Sequence[FaultRecord], call: Call) -> FaultRecord | None:
+    """The fault a call's outcome is judged by: the latest one injected while
+    the call was in flight, or within FAULT_WINDOW_SECONDS before it was sent.
+    A call sent a moment before a worker is killed, and in flight on it then,
+    is that fault's as much as one sent a moment after."""
+    latest = None
+    for r in records:
+        if call.scheduled <= r.at + FAULT_WINDOW_SECONDS and r.at <= max(call.done, call.scheduled):
+            latest = r
+    return latest
+
+
 # Faults after which the operator drains workers of its own accord.
 DRAINING = ("rollout", "scale-down")
 
@@ -526,7 +561,7 @@ def time_faults(watch: Watch, faults: Sequence[FaultRecord]) -> None:
 
 def summarize(load: Load, watch: Watch, faults: Sequence[FaultRecord]) -> Summary:
     failed = [c for c in load.calls if not c.ok]
-    allowed_calls = [c for c in failed if allowed(c, fault_at(faults, c.scheduled)) is not None]
+    allowed_calls = [c for c in failed if allowed(c, fault_of(faults, c)) is not None]
     allowed_ids = {id(c) for c in allowed_calls}
     by_kind: dict[str, tuple[int, int]] = {}
     for kind in (SESSION, IDEMPOTENT, ANONYMOUS):
@@ -560,8 +595,7 @@ def summarize(load: Load, watch: Watch, faults: Sequence[FaultRecord]) -> Summar
             f"{c.category}/{c.error_type}" for c in failed if id(c) not in allowed_ids
         ),
         allowed_by_reason=Counter(
-            f"{allowed(c, fault_at(faults, c.scheduled))} ({lost_to(c, faults)})"
-            for c in allowed_calls
+            f"{allowed(c, fault_of(faults, c))} ({lost_to(c, faults)})" for c in allowed_calls
         ),
         sessions_lost=sessions_lost,
         affinity=load.affinity_hits / load.affinity_checks if load.affinity_checks else math.nan,

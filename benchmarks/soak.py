@@ -21,7 +21,12 @@ Needs the local cluster (or one whose pod and Service addresses this
 machine reaches), the three images in its node, and Helm (e2e/README.md):
 
     .venv/bin/python -m benchmarks.soak [--minutes 8] [--rate 40] [--sessions 20]
-        [--replicas 4] [--out DIR]
+        [--replicas 4] [--auth kubernetes|none] [--out DIR]
+
+The router authenticates its callers as the chart's default has it
+(``--auth kubernetes``): the load calls with the kubeconfig's own token, which
+the router reviews and RBAC allows. ``--auth none`` installs the router with
+authentication off and calls without a token.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from benchmarks.chaos import (
     Summary,
     Watch,
     allowed,
-    fault_at,
+    fault_of,
     run_chaos,
     summarize,
 )
@@ -106,9 +111,11 @@ async def drive(
 ) -> tuple[Load, Watch, Faults]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=30)
+    api = components.pool_api(router_url, pools.namespace, POOL)
+    headers = cluster.auth_headers() if args.auth == "kubernetes" else None
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        load = Load(router_url, POOL, args.rate, args.sessions, work_seconds=args.work)
-        watch = Watch(pools, POOL, router_url)
+        load = Load(api, args.rate, args.sessions, work_seconds=args.work, headers=headers)
+        watch = Watch(pools, POOL, api, headers)
         faults = Faults(
             cluster, pools, POOL, RELEASE_NAMESPACE,
             f"app.kubernetes.io/instance={RELEASE}", args.replicas, http, "minReplicas",
@@ -217,7 +224,7 @@ def plot(load: Load, watch: Watch, summary: Summary, path: Path) -> None:
         i = int(c.scheduled - t0)
         rate[i] += 1
         if not c.ok:
-            fault = fault_at(summary.faults, c.scheduled)
+            fault = fault_of(summary.faults, c)
             (allowed_errors if allowed(c, fault) is not None else errors)[i] += 1
         else:
             latencies[i].append(c.latency * 1000)
@@ -291,7 +298,7 @@ def failure_records(load: Load, faults: Sequence[FaultRecord]) -> list[dict[str,
     for c in load.calls:
         if c.ok:
             continue
-        fault = fault_at(faults, c.scheduled)
+        fault = fault_of(faults, c)
         record = brief(c) | {
             "allowed": allowed(c, fault),
             "fault": None if fault is None else fault.kind,
@@ -315,6 +322,13 @@ def main() -> None:
     p.add_argument(
         "--work", type=float, default=0.16, help="seconds each anonymous call works (default 0.16)"
     )
+    p.add_argument(
+        "--auth",
+        choices=["kubernetes", "none"],
+        default="kubernetes",
+        help="the router's auth.mode (default kubernetes, the chart's): with it, calls carry "
+        "the kubeconfig's token",
+    )
     p.add_argument("--out", type=Path, default=None, help="where the PNG and JSON go")
     args = p.parse_args()
     if args.minutes * 60 < WARMUP_SECONDS + 60:
@@ -333,6 +347,7 @@ def main() -> None:
         "watchNamespaces": [pool_namespace],
         "operator": {"image": IMAGES},
         "router": {"image": IMAGES},
+        "auth": {"mode": args.auth},
     }
     with cluster.api_client() as api:
         core = client.CoreV1Api(api)

@@ -175,13 +175,16 @@ class CallLog:
 
 
 @contextmanager
-def calling(url: str, body: dict[str, Any], period: float) -> Iterator[CallLog]:
-    """POST ``body`` to ``url`` every ``period`` seconds until the block ends."""
+def calling(
+    url: str, body: dict[str, Any], period: float, headers: Mapping[str, str] | None = None
+) -> Iterator[CallLog]:
+    """POST ``body`` to ``url`` every ``period`` seconds until the block ends,
+    each call with ``headers`` (the caller's ``Authorization``)."""
     log = CallLog()
     stop = threading.Event()
 
     def loop() -> None:
-        with httpx.Client(trust_env=False, timeout=15) as http:
+        with httpx.Client(trust_env=False, timeout=15, headers=dict(headers or {})) as http:
             n = 0
             while not stop.is_set():
                 n += 1
@@ -293,6 +296,28 @@ class HelmRelease:
             "-n", self.namespace, "logs", "-l", self.component_selector(component),
             "--tail", "-1", "--all-containers", "--prefix",
         )  # fmt: skip
+
+
+def pool_api(router_url: str, namespace: str, pool: str) -> str:
+    """A pool's address at the router: its namespaced route, under which are
+    ``/execute``, ``/sessions/{id}/execute``, ``/sessions/{id}`` (DELETE) and,
+    at the address itself, the pool's detail (GET)."""
+    return f"{router_url.rstrip('/')}/v1/namespaces/{namespace}/pools/{pool}"
+
+
+# The namespace of the suite's release of the chart (the ``installed`` fixture).
+RELEASE_NAMESPACE = "bridgepool-system"
+
+
+def chart_values(watch: list[str], **extra: Any) -> dict[str, Any]:
+    """Values for the images this suite built (never pulled), over ``extra``."""
+    images = {"tag": "dev", "pullPolicy": "Never"}
+    base: dict[str, Any] = {
+        "watchNamespaces": watch,
+        "operator": {"image": images},
+        "router": {"image": images},
+    }
+    return merge(base, extra)
 
 
 # --------------------------------------------------------------------------
@@ -593,3 +618,48 @@ class PoolHistory:
                 if cond["type"] == type_ and (not seen or seen[-1] != pair):
                     seen.append(pair)
         return seen
+
+
+# --------------------------------------------------------------------------
+# The suite's release of the chart
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Installed:
+    """The suite's release of the chart (the ``installed`` fixture) and the
+    namespaces whose pools it serves: the chart tests' own (``pools``), and
+    two teams' (``tenants``, for test_tenancy.py)."""
+
+    release: HelmRelease
+    pools: Pools
+    install_seconds: float
+    tenants: tuple[str, str]
+
+    @property
+    def namespace(self) -> str:
+        return self.pools.namespace
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.release.cluster
+
+    def api(self, pool: str, namespace: str | None = None) -> str:
+        """The router's address of a pool (its namespaced route), by default
+        of a pool in the chart tests' own namespace."""
+        return pool_api(self.release.router_url(), namespace or self.namespace, pool)
+
+    def http(self, timeout: float = 15) -> httpx.Client:
+        """An HTTP client for the router that calls as the suite's own user
+        (:meth:`Cluster.auth_headers`); never through a proxy."""
+        return httpx.Client(trust_env=False, timeout=timeout, headers=self.cluster.auth_headers())
+
+    def router_sees(self, api: str, workers: set[str]) -> bool:
+        """The router reports exactly ``workers`` of the pool at ``api`` as ready."""
+        try:
+            with self.http(timeout=5) as http:
+                resp = http.get(api)
+        except httpx.TransportError:
+            return False
+        seen = resp.json()["workers"] if resp.status_code == 200 else []
+        return {w["worker"] for w in seen if w["ready"]} == workers

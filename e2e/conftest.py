@@ -11,11 +11,19 @@
 - ``pools``: BridgePool objects of the test's namespace.
 - ``operator``: ``bridgepool-operator`` as a real process serving the test's
   namespace, out of cluster; its log goes into the report of a failed test.
-  (test_chart.py installs the operator and the router with the Helm chart.)
+- ``helm`` (session): the helm binary; ``component_images`` (session): the
+  operator's and the router's images, built and loaded.
+- ``installed`` (session): the chart installed as users install it, into
+  ``bridgepool-system``, with the NetworkPolicy on and the router's
+  authentication at the chart's default (on). One release serves the suite:
+  test_chart.py's pools, in a namespace of their own, and test_tenancy.py's
+  two teams, each in its own namespace.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -25,7 +33,17 @@ import pytest
 from kubernetes import client
 
 from e2e import support
-from e2e.components import Pools, Process, install_crd, operator_process
+from e2e.components import (
+    RELEASE_NAMESPACE,
+    HelmRelease,
+    Installed,
+    Pools,
+    Process,
+    chart_values,
+    helm_binary,
+    install_crd,
+    operator_process,
+)
 from e2e.support import Cluster, ClusterUnavailable, HttpClient
 
 
@@ -117,6 +135,53 @@ def operator(
         proc.stop()
 
 
+@pytest.fixture(scope="session")
+def helm() -> str:
+    found = helm_binary()
+    if found is None:
+        pytest.skip("no helm: set BRIDGEPOOL_HELM or put helm on PATH (e2e/cluster/build-tools)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def component_images(cluster: Cluster, worker_image: str) -> None:
+    for image in ("localhost/bridgepool-operator:dev", "localhost/bridgepool-router:dev"):
+        cluster.load_image(image, support.IMAGES[image])
+
+
+@pytest.fixture(scope="session")
+def installed(
+    cluster: Cluster,
+    core: client.CoreV1Api,
+    helm: str,
+    component_images: None,
+    bridgepool_crd: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Installed]:
+    """One release for the session: installing the chart takes a while, and
+    test_chart.py and test_tenancy.py both need it as users install it."""
+    if not cluster.direct_http:
+        pytest.skip("these tests call the router's ClusterIP from this machine")
+    suffix = f"{time.monotonic_ns() % 10**8:08d}"
+    pool_namespace = f"bp-e2e-{suffix}"
+    tenants = (f"team-a-{suffix}", f"team-b-{suffix}")
+    release = HelmRelease(cluster, helm, "bridgepool", RELEASE_NAMESPACE)
+    values = chart_values([pool_namespace, *tenants], networkPolicy={"enabled": True})
+    with contextlib.ExitStack() as stack:
+        for name in (pool_namespace, *tenants):
+            stack.enter_context(support.fresh_namespace(core, name))
+        api = stack.enter_context(cluster.api_client())
+        seconds = release.install(values, tmp_path_factory.mktemp("helm") / "values.yaml")
+        pools = Pools(api, pool_namespace)
+        try:
+            yield Installed(release, pools, seconds, tenants)
+        finally:
+            # The operator lifts kopf's finalizers while it still runs.
+            for namespace in (pool_namespace, *tenants):
+                Pools(api, namespace).delete_all(timeout=120)
+            release.uninstall()
+
+
 # Durations the suite measures for the record (printed at the end of the run).
 TIMINGS: dict[str, str] = {}
 
@@ -141,17 +206,27 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
-    # Describe the test's namespace while it still exists (before teardown).
+    # Describe the test's namespaces while they still exist (before teardown).
     funcargs: dict[str, Any] = getattr(item, "funcargs", {})
-    namespace = funcargs.get("namespace")
     core = funcargs.get("core")
-    if not isinstance(namespace, str) or core is None:
-        return
-    try:
-        text = support.describe_namespace(core, namespace)
-    except Exception as exc:  # the report must not hide the test's own failure
-        text = f"could not describe namespace {namespace}: {exc!r}"
-    report.sections.append((f"cluster state of namespace {namespace}", text))
+    installed = funcargs.get("installed")
+    namespaces = [funcargs["namespace"]] if isinstance(funcargs.get("namespace"), str) else []
+    if isinstance(installed, Installed) and "teams" in funcargs:  # test_tenancy.py
+        namespaces += installed.tenants
+    for namespace in namespaces:
+        if core is None:
+            break
+        try:
+            text = support.describe_namespace(core, namespace)
+        except Exception as exc:  # the report must not hide the test's own failure
+            text = f"could not describe namespace {namespace}: {exc!r}"
+        report.sections.append((f"cluster state of namespace {namespace}", text))
+    if isinstance(installed, Installed):
+        try:
+            text = "\n".join(installed.release.logs("router").splitlines()[-200:])
+        except Exception as exc:
+            text = f"could not read the router's log: {exc!r}"
+        report.sections.append(("router log (last lines)", text))
     proc = funcargs.get("operator")
     if isinstance(proc, Process):
         report.sections.append(("operator log (last lines)", proc.log_tail(200)))

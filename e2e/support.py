@@ -83,6 +83,31 @@ class Cluster:
             self.kubectl_path, "--kubeconfig", str(self.kubeconfig), *args, timeout=timeout
         )
 
+    def auth_headers(self) -> dict[str, str]:
+        """The ``Authorization`` header of the kubeconfig's own user, for the
+        suite's calls to the router from this machine. The router checks it
+        with a TokenReview and RBAC like any caller's; the local cluster's user
+        is a static token in ``system:masters``, which RBAC allows everything.
+        This is the one place the suite's calls get their identity."""
+        with self.api_client() as api:
+            header = api.configuration.api_key.get("BearerToken")
+        if not header:
+            raise ClusterUnavailable(
+                f"the user of {self.kubeconfig} has no bearer token (client certificates?);"
+                " the router's authentication needs one"
+            )
+        return {"Authorization": str(header)}
+
+    def username(self) -> str:
+        """Who the API server says the kubeconfig's user is (``kubectl auth
+        whoami``): the owner the router keys the suite's sessions by."""
+        return self.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+
+    def token(self, namespace: str, service_account: str) -> str:
+        """A new token of a ServiceAccount (``kubectl create token``), as a
+        pod of that ServiceAccount gets one."""
+        return self.kubectl("-n", namespace, "create", "token", service_account).strip()
+
     def check_kubectl_skew(self) -> None:
         """Fail clearly when kubectl is more than one minor version away from
         the API server (kubectl's supported skew)."""
@@ -387,11 +412,19 @@ class HttpAnswer:
     body: Any
 
 
+# Where a pod's ServiceAccount token is mounted (and kept fresh by the kubelet).
+POD_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
 # Runs in a client pod: POST a JSON body, print status, headers and body as JSON.
+# With a 5th argument (a file), its content goes as the bearer token.
 _IN_POD_POST = """
 import json, sys, urllib.error, urllib.request
 url, body, timeout = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3])
-req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+headers = {"Content-Type": "application/json"}
+if len(sys.argv) > 4:
+    with open(sys.argv[4]) as token:
+        headers["Authorization"] = "Bearer " + token.read().strip()
+req = urllib.request.Request(url, data=body, headers=headers)
 try:
     resp = urllib.request.urlopen(req, timeout=timeout)
 except urllib.error.HTTPError as err:
@@ -410,12 +443,16 @@ def start_client_pod(
     image: str,
     name: str,
     pod_labels: dict[str, str] | None = None,
+    service_account: str | None = None,
 ) -> None:
     """A pod that idles, for HttpClient to call from; ``image`` must have
-    python3 (the worker image has). Returns once it runs."""
+    python3 (the worker image has). It runs as ``service_account`` (default:
+    the namespace's ``default``), whose token the kubelet mounts at
+    :data:`POD_TOKEN_FILE`. Returns once it runs."""
     pod = client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, labels=pod_labels),
         spec=client.V1PodSpec(
+            service_account_name=service_account,
             containers=[
                 client.V1Container(
                     name="client",
@@ -440,8 +477,15 @@ class HttpClient:
         self._namespace = namespace
         self._client_pod = client_pod
 
-    def post_json(self, url: str, body: dict[str, Any], *, timeout: float = 30) -> HttpAnswer:
-        """POST ``body``; raise Unreachable when no HTTP answer comes back."""
+    def post_json(
+        self, url: str, body: dict[str, Any], *, timeout: float = 30, pod_token: bool = False
+    ) -> HttpAnswer:
+        """POST ``body``; raise Unreachable when no HTTP answer comes back.
+        ``pod_token``: send the client pod's own ServiceAccount token as
+        ``Authorization: Bearer``, read from the pod's token file at the call,
+        as an application in the pod would (the router authenticates it)."""
+        if pod_token and self._client_pod is None:
+            raise ValueError("pod_token needs a client pod: only a pod has a pod's token")
         if self._client_pod is None:
             # trust_env=False: never send cluster traffic through a proxy.
             try:
@@ -462,6 +506,7 @@ class HttpClient:
             url,
             json.dumps(body),
             str(timeout),
+            *([POD_TOKEN_FILE] if pod_token else []),
             timeout=timeout + 30,
         )
         answer = json.loads(out)

@@ -3,9 +3,12 @@ into `bridgepool-system`, the operator and the router running as pods of
 their images, `kubectl apply` of a pool, and calls through the router's
 Service.
 
-One release serves the module: it watches one namespace of pools, with the
-NetworkPolicy on (the local cluster enforces it with kube-router). Its
-upgrade and uninstall are tested on a release of their own.
+The suite's release (the ``installed`` fixture of conftest.py) serves the
+module: it watches a namespace of pools of its own (and test_tenancy.py's
+two), with the NetworkPolicy on (the local cluster enforces it with
+kube-router) and the router's authentication on, as the chart ships it. The
+tests call the router as the kubeconfig's own user, by the pools' namespaced
+routes. Its upgrade and uninstall are tested on a release of their own.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,22 +36,23 @@ from benchmarks.chaos import (
     Load,
     Watch,
     allowed,
-    fault_at,
+    fault_of,
     run_chaos,
     summarize,
 )
 from bridgepool import labels
+from bridgepool.names import owned_session_key
 from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
 from bridgepool.workers import pod_ready, worker_url
 from e2e import support
 from e2e.components import (
     CHART_DIR,
     HelmRelease,
+    Installed,
     PodLedger,
     PoolHistory,
-    Pools,
     calling,
-    helm_binary,
+    chart_values,
     install_crd,
     merge,
     pool_manifest,
@@ -60,82 +64,8 @@ from e2e.support import Cluster
 
 pytestmark = pytest.mark.e2e
 
-RELEASE_NAMESPACE = "bridgepool-system"
 EXAMPLE_POOL = support.REPO_ROOT / "examples" / "pool.yaml"
 POOL = "web"
-
-
-def chart_values(cluster: Cluster, watch: list[str], **extra: Any) -> dict[str, Any]:
-    """Values for the images this suite built (never pulled), over ``extra``."""
-    images = {"tag": "dev", "pullPolicy": "Never"}
-    base: dict[str, Any] = {
-        "watchNamespaces": watch,
-        "operator": {"image": images},
-        "router": {"image": images},
-    }
-    return merge(base, extra)
-
-
-@dataclass
-class Installed:
-    """The module's release and the namespace whose pools it serves."""
-
-    release: HelmRelease
-    pools: Pools
-    install_seconds: float
-
-    @property
-    def namespace(self) -> str:
-        return self.pools.namespace
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    found = helm_binary()
-    if found is None:
-        pytest.skip("no helm: set BRIDGEPOOL_HELM or put helm on PATH (e2e/cluster/build-tools)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def component_images(cluster: Cluster, worker_image: str) -> None:
-    for image in ("localhost/bridgepool-operator:dev", "localhost/bridgepool-router:dev"):
-        cluster.load_image(image, support.IMAGES[image])
-
-
-@pytest.fixture(scope="module")
-def installed(
-    cluster: Cluster,
-    core: client.CoreV1Api,
-    helm: str,
-    component_images: None,
-    bridgepool_crd: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Installed]:
-    if not cluster.direct_http:
-        pytest.skip("these tests call the router's ClusterIP from this machine")
-    pool_namespace = f"bp-e2e-{time.monotonic_ns() % 10**8:08d}"
-    release = HelmRelease(cluster, helm, "bridgepool", RELEASE_NAMESPACE)
-    values = chart_values(cluster, [pool_namespace], networkPolicy={"enabled": True})
-    with support.fresh_namespace(core, pool_namespace), cluster.api_client() as api:
-        seconds = release.install(values, tmp_path_factory.mktemp("helm") / "values.yaml")
-        pools = Pools(api, pool_namespace)
-        try:
-            yield Installed(release, pools, seconds)
-        finally:
-            # The operator lifts kopf's finalizers while it still runs.
-            pools.delete_all(timeout=120)
-            release.uninstall()
-
-
-def router_sees(url: str, pool: str, workers: set[str]) -> bool:
-    """The router reports exactly ``workers`` of ``pool`` as ready."""
-    try:
-        resp = httpx.get(f"{url}/v1/pools/{pool}", trust_env=False, timeout=5)
-    except httpx.TransportError:
-        return False
-    seen = resp.json()["workers"] if resp.status_code == 200 else []
-    return {w["worker"] for w in seen if w["ready"]} == workers
 
 
 def start_program(http: httpx.Client, session_url: str) -> tuple[dict[str, Any], str]:
@@ -192,11 +122,10 @@ def test_calls_through_the_router_service(installed: Installed) -> None:
     pools.create(pool_manifest(POOL, "localhost/bridgepool-worker:dev", spec={"replicas": 2}))
     pools.wait(POOL, "2 workers ready", lambda p: settled(p, 2))
     workers = {p.metadata.name for p in pools.pods(POOL)}
-    url = installed.release.router_url()
-    support.wait_for("the router to see both workers", lambda: router_sees(url, POOL, workers))
-    api = f"{url}/v1/pools/{POOL}"
+    api = installed.api(POOL)
+    support.wait_for("the router to see both workers", lambda: installed.router_sees(api, workers))
 
-    with httpx.Client(trust_env=False, timeout=15) as http:
+    with installed.http() as http:
         served_by = set()
         for n in range(8):
             resp = http.post(f"{api}/execute", json={"id": str(n), "command": "ping", "args": {}})
@@ -225,11 +154,13 @@ def generation(pool: dict[str, Any]) -> int:
     return int(pool["metadata"]["generation"])
 
 
-def programs_in_sessions(api: str, count: int) -> dict[str, tuple[dict[str, Any], Any]]:
+def programs_in_sessions(
+    installed: Installed, api: str, count: int
+) -> dict[str, tuple[dict[str, Any], Any]]:
     """``count`` sessions through the router, each with a program: session ->
     (the call that runs its program, the program's answer)."""
     made: dict[str, tuple[dict[str, Any], Any]] = {}
-    with httpx.Client(trust_env=False, timeout=15) as http:
+    with installed.http() as http:
         for n in range(count):
             url = f"{api}/sessions/user-{n}/execute"
             run, _ = start_program(http, url)
@@ -239,11 +170,13 @@ def programs_in_sessions(api: str, count: int) -> dict[str, tuple[dict[str, Any]
     return made
 
 
-def same_answers_no_rebound(api: str, sessions: dict[str, tuple[dict[str, Any], Any]]) -> set[str]:
+def same_answers_no_rebound(
+    installed: Installed, api: str, sessions: dict[str, tuple[dict[str, Any], Any]]
+) -> set[str]:
     """Each session's program answers as before, without a rebound: its state
     moved with it. The workers that answered."""
     workers = set()
-    with httpx.Client(trust_env=False, timeout=15) as http:
+    with installed.http() as http:
         for session, (run, answer) in sessions.items():
             resp = http.post(f"{api}/sessions/{session}/execute", json=run)
             assert resp.status_code == 200, (session, resp.text)
@@ -254,12 +187,20 @@ def same_answers_no_rebound(api: str, sessions: dict[str, tuple[dict[str, Any], 
 
 
 def holders(pods: list[Any]) -> Counter[str]:
-    """How many workers hold each session, asked directly."""
+    """How many workers hold each session, asked directly: by the key each is
+    kept under on the workers (its owner's, :func:`held_as`)."""
     held: Counter[str] = Counter()
     for pod in pods:
         listing = httpx.get(f"{worker_url(pod)}/v1/sessions", trust_env=False, timeout=5).json()
         held.update(s["session_id"] for s in listing["sessions"])
     return held
+
+
+def held_as(installed: Installed, sessions: Iterable[str]) -> Counter[str]:
+    """Each of the suite's sessions once, by the key the workers keep it under:
+    the router keys a session by its owner, here the kubeconfig's user."""
+    owner = installed.cluster.username()
+    return Counter(owned_session_key(owner, s) for s in sessions)
 
 
 def test_a_rollout_moves_every_session_with_its_state_and_fails_no_call(
@@ -273,17 +214,19 @@ def test_a_rollout_moves_every_session_with_its_state_and_fails_no_call(
     pools.create(pool_manifest("roll", "localhost/bridgepool-worker:dev", spec=spec))
     before = pools.wait("roll", "2 workers ready", lambda p: settled(p, 2))
     old_pods = {p.metadata.name for p in pools.pods("roll")}
-    url = installed.release.router_url()
-    support.wait_for("the router to see both workers", lambda: router_sees(url, "roll", old_pods))
-    api = f"{url}/v1/pools/roll"
-    sessions = programs_in_sessions(api, SESSIONS)
+    api = installed.api("roll")
+    support.wait_for("the router to see both workers", lambda: installed.router_sees(api, old_pods))
+    sessions = programs_in_sessions(installed, api, SESSIONS)
+    auth = installed.cluster.auth_headers()
 
     with contextlib.ExitStack() as stack:
         anonymous = stack.enter_context(
-            calling(f"{api}/execute", {"command": "ping", "args": {}}, period=0.05)
+            calling(f"{api}/execute", {"command": "ping", "args": {}}, period=0.05, headers=auth)
         )
         callers = [
-            stack.enter_context(calling(f"{api}/sessions/{s}/execute", run, period=0.3))
+            stack.enter_context(
+                calling(f"{api}/sessions/{s}/execute", run, period=0.3, headers=auth)
+            )
             for s, (run, _) in sessions.items()
         ]
         support.wait_for("calls flowing", lambda: all(c.ok > 1 for c in callers))
@@ -310,8 +253,8 @@ def test_a_rollout_moves_every_session_with_its_state_and_fails_no_call(
     failures = anonymous.failures + [f for c in callers for f in c.failures]
     assert failures == [], failures[:5]
     new_pods = pools.pods("roll")
-    assert same_answers_no_rebound(api, sessions) <= {p.metadata.name for p in new_pods}
-    assert holders(new_pods) == Counter(dict.fromkeys(sessions, 1))
+    assert same_answers_no_rebound(installed, api, sessions) <= {p.metadata.name for p in new_pods}
+    assert holders(new_pods) == held_as(installed, sessions)
     # The old workers went because their sessions had moved, not at a timeout.
     deleted = [
         str(e.message)
@@ -339,17 +282,16 @@ def test_a_router_pod_deleted_under_load_fails_no_call(
     )
     pools.wait("load", "2 workers ready", lambda p: settled(p, 2))
     workers = {p.metadata.name for p in pools.pods("load")}
-    url = release.router_url()
-    support.wait_for("the router to see both workers", lambda: router_sees(url, "load", workers))
-    api = f"{url}/v1/pools/load"
+    api = installed.api("load")
+    support.wait_for("the router to see both workers", lambda: installed.router_sees(api, workers))
     routers = {p.metadata.name for p in release.pods("router")}
     victim = sorted(routers)[0]
+    ping = {"command": "ping", "args": {}}
+    auth = release.cluster.auth_headers()
 
     with (
-        calling(f"{api}/execute", {"command": "ping", "args": {}}, period=0.02) as anonymous,
-        calling(
-            f"{api}/sessions/s-1/execute", {"command": "ping", "args": {}}, period=0.1
-        ) as sticky,
+        calling(f"{api}/execute", ping, period=0.02, headers=auth) as anonymous,
+        calling(f"{api}/sessions/s-1/execute", ping, period=0.1, headers=auth) as sticky,
     ):
         support.wait_for("calls flowing", lambda: anonymous.ok > 20)
         release.cluster.kubectl("-n", release.namespace, "delete", "pod", victim, "--wait=false")
@@ -374,10 +316,10 @@ def test_a_router_pod_deleted_under_load_fails_no_call(
 
 @dataclass
 class Watched:
-    """A pool through the module's router: the router's URL, the pool's first
-    workers, and every status and pod it has while the block runs."""
+    """A pool through the module's router: its address at the router, the
+    pool's first workers, and every status and pod it has while the block runs."""
 
-    url: str
+    api: str
     first: set[str]
     history: PoolHistory
     ledger: PodLedger
@@ -396,11 +338,13 @@ def ready_and_watched(
     pools = installed.pools
     pools.create(pool_manifest(name, "localhost/bridgepool-worker:dev", spec=spec, env=env))
     pools.wait(name, f"{replicas} ready", lambda p: settled(p, replicas))
-    url = installed.release.router_url()
+    api = installed.api(name)
     first = {p.metadata.name for p in pools.pods(name)}
-    support.wait_for(f"the router to see {name}'s workers", lambda: router_sees(url, name, first))
+    support.wait_for(
+        f"the router to see {name}'s workers", lambda: installed.router_sees(api, first)
+    )
     watched = Watched(
-        url,
+        api,
         first,
         PoolHistory(pools.api, installed.namespace, name),
         PodLedger(pools.api, installed.namespace),
@@ -449,10 +393,11 @@ def test_load_through_the_router_grows_the_pool_inside_the_band_and_it_shrinks_a
     env = {"BRIDGEPOOL_FAULTS_ENABLED": "1"}  # ping's sleep: calls that hold a slot
     body = {"command": "ping", "args": {"sleep": WORK}}
     with ready_and_watched(installed, "auto", 1, spec, env) as watched:
-        history, ledger, url = watched.history, watched.ledger, watched.url
+        history, ledger, api = watched.history, watched.ledger, watched.api
+        auth = installed.cluster.auth_headers()
         with contextlib.ExitStack() as stack:
             callers = [
-                stack.enter_context(calling(f"{url}/v1/pools/auto/execute", body, period=0))
+                stack.enter_context(calling(f"{api}/execute", body, period=0, headers=auth))
                 for _ in range(CALLERS)
             ]
             load_began = time.monotonic()
@@ -560,8 +505,8 @@ def test_a_worker_that_reaches_max_requests_is_replaced_new_one_ready_first(
     ping = {"command": "ping", "args": {}}
     with ready_and_watched(installed, "recycle", 2, spec) as watched:
         history, ledger, first = watched.history, watched.ledger, watched.first
-        url = f"{watched.url}/v1/pools/recycle/execute"
-        with calling(url, ping, period=0.01) as calls:
+        url = f"{watched.api}/execute"
+        with calling(url, ping, period=0.01, headers=installed.cluster.auth_headers()) as calls:
 
             def both_recycled() -> bool:
                 recycled = {n for n, why in ledger.drained.items() if why == "recycle"}
@@ -588,10 +533,10 @@ def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(
     pools, release = installed.pools, installed.release
     pools.create(pool_manifest("trio", "localhost/bridgepool-worker:dev", spec={"replicas": 3}))
     before = pools.wait("trio", "3 workers ready", lambda p: settled(p, 3))
-    url = release.router_url()
+    api = installed.api("trio")
     first = {p.metadata.name for p in pools.pods("trio")}
-    support.wait_for("the router to see the workers", lambda: router_sees(url, "trio", first))
-    sessions = programs_in_sessions(f"{url}/v1/pools/trio", 12)
+    support.wait_for("the router to see the workers", lambda: installed.router_sees(api, first))
+    sessions = programs_in_sessions(installed, api, 12)
     (operator_pod,) = release.pods("operator")
     ledger = PodLedger(pools.api, installed.namespace)
     ledger.watcher.start()
@@ -632,8 +577,8 @@ def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(
     made = ledger.names_with(**{labels.LABEL_POOL: "trio", labels.LABEL_REVISION: new_revision})
     assert len(made) == 3, ledger.created  # one new worker per old one, none twice
     assert len(pools.pods("trio")) == 3
-    assert same_answers_no_rebound(f"{url}/v1/pools/trio", sessions) <= made
-    assert holders(pools.pods("trio")) == Counter(dict.fromkeys(sessions, 1))
+    assert same_answers_no_rebound(installed, api, sessions) <= made
+    assert holders(pools.pods("trio")) == held_as(installed, sessions)
     pools.delete("trio")
 
 
@@ -674,11 +619,13 @@ def test_the_network_policy_admits_only_the_router_and_the_operator(
         core.delete_namespaced_pod("router-lookalike", release.namespace, grace_period_seconds=0)
 
     # Calls through the router work, and the operator still reads stats.
-    url = release.router_url()
+    api = installed.api("guarded")
     support.wait_for(
-        "the router to see the worker", lambda: router_sees(url, "guarded", {worker.metadata.name})
+        "the router to see the worker",
+        lambda: installed.router_sees(api, {worker.metadata.name}),
     )
-    resp = httpx.post(f"{url}/v1/pools/guarded/execute", json=ping, trust_env=False, timeout=15)
+    with installed.http() as http:
+        resp = http.post(f"{api}/execute", json=ping)
     assert resp.status_code == 200, resp.text
     status = pools.get("guarded")["status"]
     assert [w["state"] for w in status["workers"]] == ["ready"]
@@ -697,7 +644,7 @@ def test_helm_upgrade_and_uninstall(
     operator setting; uninstall leaves nothing of the release but the CRD."""
     install_crd(cluster)  # stays after uninstall, as Helm's CRD policy is
     release = HelmRelease(cluster, helm, "second", namespace)
-    values = chart_values(cluster, [namespace], router={"replicas": 1})
+    values = chart_values([namespace], router={"replicas": 1})
     release.install(values, tmp_path / "values.yaml")
     assert len(release.pods("router")) == 1
     (operator_before,) = release.pods("operator")
@@ -776,7 +723,6 @@ def test_the_rendered_chart_is_accepted_by_the_api_server(
     cluster.kubectl("apply", "-f", str(crd_file))
     watched = [namespace] if mode == "namespaced" else []
     values = chart_values(
-        cluster,
         watched,
         networkPolicy={"enabled": True, "namespaces": [namespace]},
         metrics={"serviceMonitor": {"enabled": True}},
@@ -839,15 +785,16 @@ def test_a_short_chaos_run_keeps_the_hard_invariants_and_feeds_the_dashboard(
     )
     pools.create(manifest)
     pools.wait("chaos", "3 workers ready", lambda p: settled(p, 3))
-    url = release.router_url()
+    api = installed.api("chaos")
     workers = {p.metadata.name for p in pools.pods("chaos")}
-    support.wait_for("the router to see the workers", lambda: router_sees(url, "chaos", workers))
+    support.wait_for("the router to see the workers", lambda: installed.router_sees(api, workers))
+    auth = cluster.auth_headers()
 
     async def run() -> tuple[Load, Watch, Faults]:
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            load = Load(url, "chaos", rate=30, sessions=10, work_seconds=0.02)
-            watch = Watch(pools, "chaos", url)
+            load = Load(api, rate=30, sessions=10, work_seconds=0.02, headers=auth)
+            watch = Watch(pools, "chaos", api, auth)
             faults = Faults(
                 cluster, pools, "chaos", release.namespace, release.instance_selector, 3, http
             )
@@ -882,14 +829,16 @@ def test_a_short_chaos_run_keeps_the_hard_invariants_and_feeds_the_dashboard(
     # No failed call beyond what the product's semantics allow; none at all
     # for idempotent calls, which the router may always retry.
     not_allowed = [
-        c
-        for c in load.calls
-        if not c.ok and allowed(c, fault_at(summary.faults, c.scheduled)) is None
+        c for c in load.calls if not c.ok and allowed(c, fault_of(summary.faults, c)) is None
     ]
     assert summary.by_kind[IDEMPOTENT][1] == 0
     # Sessions lose their state only with a worker killed without warning.
     assert set(summary.sessions_lost) <= ABRUPT, summary.sessions_lost
     # The pool is Ready again after every fault.
     assert all(f.recovered is not None for f in summary.faults), summary.faults
-    assert not_allowed == [], summary.failures_by_category
+    assert not_allowed == [], (
+        summary.failures_by_category,
+        [(c, fault_of(summary.faults, c)) for c in not_allowed[:5]],
+        summary.faults,
+    )
     pools.delete("chaos")

@@ -310,9 +310,11 @@ async def delete_session(request: web.Request) -> web.Response:
     key = request[ADMITTED].session_key(session_id)
     pool = _pool(request, state)
     result = await state.dispatcher.delete_session(pool, key, _timeout(request, pool))
+    # The session is named by the caller's id, not the key it is kept under.
     if result.error is not None and result.error.info.type == "session_not_found":
-        # Named by the caller's id, not the key it is kept under.
         result = error_result(router_errors.session_not_found(pool.name, session_id))
+    elif result.status == 200 and key != session_id:
+        result.body = json.dumps({**json.loads(result.body), "session_id": session_id}).encode()
     return _respond(result)
 
 

@@ -262,7 +262,8 @@ async def test_a_session_belongs_to_the_identity_that_made_it(stack: Stack) -> N
     # app's session is untouched, and another pod of its ServiceAccount shares it.
     assert await count("tok-app-a") == 3
     assert await count("tok-app-a-pod-2") == 4
-    assert (await router.delete(session, headers=bearer("tok-app-a-pod-2"))).status == 200
+    ended = await router.delete(session, headers=bearer("tok-app-a-pod-2"))
+    assert (ended.status, await ended.json()) == (200, {"session_id": "user-42", "deleted": True})
     assert await count("tok-app-a") == 1
     assert await count("tok-other-a") == 2
 
