@@ -48,6 +48,11 @@ class FrontDoor:
     authenticator: Authenticator | None = None
     authorizer: Authorizer | None = None
 
+    @property
+    def open(self) -> bool:
+        """Whether anyone may call (``--auth=none``): :meth:`resolve` is all there is."""
+        return self.authenticator is None and self.authorizer is None
+
     async def admit(
         self, authorization: str | None, path: Mapping[str, str], access: Access
     ) -> Admitted:
@@ -56,6 +61,14 @@ class FrontDoor:
         caller = None
         if self.authenticator is not None:
             caller = await self.authenticator.authenticate(authorization)
+        admitted = self.resolve(caller, path)
+        if self.authorizer is not None:
+            name = admitted.pool.name if admitted.pool else None
+            await self.authorizer.authorize(caller, access, admitted.namespace or "", name)
+        return admitted
+
+    def resolve(self, caller: Caller | None, path: Mapping[str, str]) -> Admitted:
+        """Which pool (or, on a list route, which namespace) the path names."""
         name = path.get("pool")
         namespace = path.get("namespace")
         ref: PoolRef | None = None
@@ -67,8 +80,6 @@ class FrontDoor:
             PoolRef.checked(namespace, "list")
         elif caller is not None:  # a list in the short form: the caller's own namespace
             namespace = caller.serviceaccount_namespace
-        if self.authorizer is not None:
-            await self.authorizer.authorize(caller, access, namespace or "", name)
         return Admitted(caller, ref, namespace)
 
     def _short_form_namespace(self, caller: Caller | None, name: str) -> str:
