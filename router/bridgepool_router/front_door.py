@@ -17,6 +17,7 @@ from bridgepool.names import (
     PoolRef,
     check_session_id,
     invalid_name,
+    namespace_problem,
     owned_session_key,
     pool_name_problem,
 )
@@ -77,7 +78,9 @@ class FrontDoor:
                 namespace = self._short_form_namespace(caller, name)
             ref = self._pool_ref(namespace, name)
         elif namespace is not None:  # a list in one namespace
-            PoolRef.checked(namespace, "list")
+            problem = namespace_problem(namespace)
+            if problem is not None:
+                raise invalid_name(problem, namespace=namespace[:64])
         elif caller is not None:  # a list in the short form: the caller's own namespace
             namespace = caller.serviceaccount_namespace
         return Admitted(caller, ref, namespace)

@@ -436,3 +436,10 @@ async def test_a_failed_review_is_not_remembered() -> None:
     assert caught.value.status == 503
     api.down = False
     await authz.authorize(Caller(APP_A), EXECUTE, "team-a", "example")
+
+
+async def test_a_list_in_a_namespace_that_is_no_name_is_a_400(stack: Stack) -> None:
+    resp = await stack.router.get("/v1/namespaces/Team_A/pools", headers=bearer("tok-app-a"))
+    assert resp.status == 400
+    error = await error_of(resp)
+    assert error.type == "invalid_name" and "RFC 1123" in error.message
