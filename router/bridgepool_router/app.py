@@ -428,7 +428,7 @@ def create_app(config: RouterConfig) -> web.Application:
     app.cleanup_ctx.append(_router_context)
     app.on_shutdown.append(_on_shutdown)
     # Each pool route in both forms: /v1/namespaces/{namespace}/pools/... and
-    # the short /v1/pools/... (see _short_form_namespace), with what it asks of RBAC.
+    # the short /v1/pools/... (see FrontDoor.resolve), with what each asks of RBAC.
     pool_routes: list[tuple[str, str, Handler, Access]] = [
         ("POST", "/pools/{pool}/sessions/{session_id}/execute", execute, EXECUTE),
         ("POST", "/pools/{pool}/execute", execute, EXECUTE),

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from bridgepool.errors import BridgePoolError
 from bridgepool.labels import GROUP, PLURAL
@@ -41,7 +41,6 @@ from bridgepool_router.shared_answers import SharedAnswers
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 # The longest Authorization header whose digest is looked up: a bearer token of
 # the longest length taken, its scheme and the spaces around.
@@ -98,7 +97,6 @@ class TokenReviewAuthenticator:
         self.clock = clock
         self.wall_clock = wall_clock
         self.cache: TtlCache[_Reviewed] = TtlCache()
-        self.reviews_made = 0
         self._shared: SharedAnswers[_Reviewed] = SharedAnswers()
 
     async def authenticate(self, authorization: str | None) -> Caller | None:
@@ -128,7 +126,6 @@ class TokenReviewAuthenticator:
         if self.audiences:
             spec["audiences"] = self.audiences
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
-        self.reviews_made += 1
         answer = await _asked("TokenReview", self.reviews.token_review(body))
         status = answer.get("status") or {}
         now = self.clock()
@@ -178,7 +175,6 @@ class SubjectAccessReviewAuthorizer:
         self.deny_cache_seconds = deny_cache_seconds
         self.clock = clock
         self.cache: TtlCache[Decision] = TtlCache()
-        self.reviews_made = 0
         self._shared: SharedAnswers[Decision] = SharedAnswers()
 
     async def authorize(
@@ -222,7 +218,6 @@ class SubjectAccessReviewAuthorizer:
             "kind": "SubjectAccessReview",
             "spec": spec,
         }
-        self.reviews_made += 1
         answer = await _asked("SubjectAccessReview", self.reviews.subject_access_review(body))
         status = answer.get("status") or {}
         decision = Decision(bool(status.get("allowed")), str(status.get("reason") or ""))
