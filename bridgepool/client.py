@@ -27,7 +27,8 @@ A pool is a namespace and a name. Without ``namespace=`` the client uses the
 router's short form, ``/v1/pools/{pool}``, which the router resolves as kubectl
 resolves its default namespace. ``token=`` sends ``Authorization: Bearer``
 (a string, or a function that reads a rotating one, such as a pod's
-ServiceAccount token file).
+ServiceAccount token file). A worker takes only its pool's key
+(:mod:`bridgepool.credentials`): the worker clients send it as ``key=``.
 """
 
 from __future__ import annotations
@@ -310,8 +311,9 @@ class _Calls(ABC):
 
     peer: str  # what the client talks to, for messages
 
-    def __init__(self, timeout: float | None) -> None:
+    def __init__(self, timeout: float | None, token: Token | None) -> None:
         self.timeout = timeout
+        self.token = token
 
     @abstractmethod
     def execute_path(self, session_id: str | None) -> str: ...
@@ -331,6 +333,9 @@ class _Calls(ABC):
         budget = timeout if timeout is not None else self.timeout
         if budget is not None:
             headers[HEADER_TIMEOUT] = f"{budget:g}"
+        if self.token is not None:
+            token = self.token() if callable(self.token) else self.token
+            headers["Authorization"] = f"Bearer {token.strip()}"
         return headers
 
     def get(self, path: str, read: Callable[[httpx.Response], T]) -> _Op[T]:
@@ -472,20 +477,12 @@ class _RouterCalls(_Calls):
     def __init__(
         self, pool: str, namespace: str | None, token: Token | None, timeout: float | None
     ) -> None:
-        super().__init__(timeout)
+        super().__init__(timeout, token)
         self.pool = pool
-        self.token = token
         path = f"/pools/{quote(pool, safe='')}"
         if namespace is not None:
             path = f"/namespaces/{quote(namespace, safe='')}{path}"
         self._pool_path = "/v1" + path
-
-    def headers(self, timeout: float | None = None) -> dict[str, str]:
-        headers = super().headers(timeout)
-        if self.token is not None:
-            token = self.token() if callable(self.token) else self.token
-            headers["Authorization"] = f"Bearer {token.strip()}"
-        return headers
 
     def new_session_id(self) -> _Op[str]:
         request = _Request("POST", f"{self._pool_path}/sessions", self.headers())
@@ -519,8 +516,8 @@ class _WorkerCalls(_Calls):
 
     peer = "worker"
 
-    def __init__(self, timeout: float | None) -> None:
-        super().__init__(timeout)
+    def __init__(self, timeout: float | None, key: Token | None) -> None:
+        super().__init__(timeout, key)
         # session id -> the worker incarnation that last answered in it
         self._incarnations: dict[str, str] = {}
 
@@ -680,12 +677,18 @@ class BridgePoolClient(BridgeClient):
 
 
 class WorkerClient(BridgeClient):
-    """Synchronous client of one worker, without a router."""
+    """Synchronous client of one worker, without a router. ``key``: the
+    worker's pool key (a string, or a function that reads the current one)."""
 
     def __init__(
-        self, base_url: str, *, timeout: float | None = None, http: httpx.Client | None = None
+        self,
+        base_url: str,
+        *,
+        key: Token | None = None,
+        timeout: float | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
-        self._worker = _WorkerCalls(timeout)
+        self._worker = _WorkerCalls(timeout, key)
         super().__init__(base_url, self._worker, http)
 
     def stats(self) -> WorkerStats:
@@ -818,16 +821,18 @@ class AsyncBridgePoolClient(AsyncBridgeClient):
 
 
 class AsyncWorkerClient(AsyncBridgeClient):
-    """Asynchronous client of one worker, without a router."""
+    """Asynchronous client of one worker, without a router (``key``: as
+    :class:`WorkerClient`'s)."""
 
     def __init__(
         self,
         base_url: str,
         *,
+        key: Token | None = None,
         timeout: float | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        self._worker = _WorkerCalls(timeout)
+        self._worker = _WorkerCalls(timeout, key)
         super().__init__(base_url, self._worker, http)
 
     async def stats(self) -> WorkerStats:

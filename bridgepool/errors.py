@@ -96,6 +96,19 @@ class BridgePoolError(Exception):
         return self.info.retryable
 
 
+def unauthenticated(message: str) -> BridgePoolError:
+    """401: the caller is not known (no credential, or one not taken here),
+    the router's callers and a worker's alike."""
+    return BridgePoolError.make(ErrorCategory.COMMUNICATION, "unauthenticated", message, status=401)
+
+
+def forbidden(message: str, **context: Any) -> BridgePoolError:
+    """403: the caller is known, and may not do what it asked."""
+    return BridgePoolError.make(
+        ErrorCategory.COMMUNICATION, "forbidden", message, status=403, **context
+    )
+
+
 def counts_against_worker(status: int) -> bool:
     """Whether an HTTP status from a worker says the *worker* is in trouble.
 

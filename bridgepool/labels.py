@@ -32,6 +32,22 @@ ANNOTATION_DRAIN_REASON = f"{GROUP}/drain-reason"
 ANNOTATION_LAST_VALID_SPEC = f"{GROUP}/last-valid-spec"
 
 
+# Each pool's keys (bridgepool.credentials): a Secret the operator writes beside
+# the pool, which its worker pods mount read-only as their key directory.
+WORKER_KEYS_VOLUME = "bridgepool-keys"
+WORKER_KEYS_DIR = "/var/run/bridgepool/keys"
+
+
+def keys_secret_name(pool: str) -> str:
+    """The Secret holding the keys of one pool's workers."""
+    return f"{pool}-bridgepool-keys"
+
+
+def network_policy_name(pool: str) -> str:
+    """The NetworkPolicy that says who may reach one pool's workers."""
+    return f"{pool}-bridgepool-workers"
+
+
 def pool_selector(pool: str) -> str:
     """The label selector of one pool's worker pods."""
     return f"{LABEL_POOL}={pool}"

@@ -284,6 +284,9 @@ class MoveInfo(BaseModel):
     holder_url: str | None = None
     # frozen: until it thaws on its own; pending: until the copy is dropped
     expires_in_seconds: float | None = None
+    # An activation's answer: bridgepool.credentials.activation_proof under the
+    # pool key the activation came with (the target is a peer, not a stranger).
+    proof: str | None = None
 
 
 class SessionExport(BaseModel):

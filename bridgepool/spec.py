@@ -312,6 +312,19 @@ class DisruptionSettings(SpecModel):
     )
 
 
+class NetworkPolicySettings(SpecModel):
+    """Who may reach the pool's workers over the network."""
+
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Keep a NetworkPolicy that lets only the release's router and operator, the "
+            "pool's own workers and the scrape source the operator names reach the workers "
+            "(when the operator's own setting is on too)."
+        ),
+    )
+
+
 class RolloutSettings(SpecModel):
     """How workers are replaced: surge first, drain, then delete."""
 
@@ -407,6 +420,10 @@ class BridgePoolSpec(SpecModel):
     disruptions: DisruptionSettings = Field(
         default_factory=DisruptionSettings,
         description="How many workers evictions may take at once.",
+    )
+    network_policy: NetworkPolicySettings = Field(
+        default_factory=NetworkPolicySettings,
+        description="Whether the operator keeps a NetworkPolicy around the workers.",
     )
 
     @model_validator(mode="after")

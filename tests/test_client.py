@@ -25,6 +25,7 @@ from bridgepool.client import (
     SessionError,
     WorkerClient,
 )
+from bridgepool.credentials import bearer
 from bridgepool.protocol import WorkerState
 from tests.router.conftest import FAST_ROUTING, Proc, Processes, free_port
 
@@ -33,6 +34,7 @@ class Pool:
     """Two workers and a router serving them as pool ``demo``."""
 
     def __init__(self, procs: Processes) -> None:
+        self.key = procs.key()
         self.workers = [procs.worker(), procs.worker()]
         pools = {"demo": {"urls": [w.url for w in self.workers], "routing": FAST_ROUTING}}
         self.router = procs.router(procs.write_pools(pools))
@@ -57,7 +59,7 @@ def client(request: pytest.FixtureRequest, pool: Pool) -> Iterator[BridgeClient]
     with (
         BridgePoolClient(pool.router.url, "demo", namespace="default", timeout=10)
         if request.param == "router"
-        else WorkerClient(pool.worker.url, timeout=10)
+        else WorkerClient(pool.worker.url, key=pool.key, timeout=10)
     ) as c:
         yield c
 
@@ -166,12 +168,14 @@ def test_a_bad_session_id_is_one_error_wherever_it_is_caught(pool: Pool, session
             json={"command": "ping"},
         ),
         "worker": httpx.post(
-            f"{pool.worker.url}/v1/execute", json={"command": "ping", "session_id": session_id}
+            f"{pool.worker.url}/v1/execute",
+            json={"command": "ping", "session_id": session_id},
+            headers={"Authorization": bearer(pool.key)},
         ),
     }
     for client in (
         BridgePoolClient(pool.router.url, "demo", namespace="default"),
-        WorkerClient(pool.worker.url),
+        WorkerClient(pool.worker.url, key=pool.key),
     ):
         with client, pytest.raises(SessionError) as caught:
             client.execute_in_session(session_id, "incr")
@@ -206,7 +210,7 @@ def test_unknown_pool_is_a_resource_error(pool: Pool) -> None:
 
 
 def test_worker_client_needs_a_session_for_programs(pool: Pool) -> None:
-    with WorkerClient(pool.worker.url) as client:
+    with WorkerClient(pool.worker.url, key=pool.key) as client:
         with pytest.raises(SessionError) as no_session:
             client.execute_anonymous("list_programs")
         assert (no_session.value.info.type, no_session.value.status) == ("session_required", 400)
@@ -222,7 +226,7 @@ def test_worker_client_health_follows_the_worker(tmp_path: Path) -> None:
     procs = Processes(tmp_path)
     try:
         worker = procs.worker(capacity=3)
-        with WorkerClient(worker.url) as client:
+        with WorkerClient(worker.url, key=procs.key()) as client:
             client.execute_anonymous("fault", {"kind": "unhealthy"})
             sick = client.health()
             client.execute_anonymous("fault", {"kind": "clear"})
@@ -242,7 +246,7 @@ def test_worker_client_says_when_a_restart_lost_the_session(tmp_path: Path) -> N
     procs = Processes(tmp_path)
     try:
         worker = procs.worker()
-        with WorkerClient(worker.url) as client:
+        with WorkerClient(worker.url, key=procs.key()) as client:
             assert client.execute_in_session("kept", "incr").result == {"count": 1}
             assert client.execute_in_session("other", "incr").result == {"count": 1}
             worker.kill(signal.SIGKILL)
@@ -286,7 +290,7 @@ async def test_async_router_client(pool: Pool, request: pytest.FixtureRequest) -
 
 
 async def test_async_worker_client(pool: Pool) -> None:
-    async with AsyncWorkerClient(pool.worker.url) as client:
+    async with AsyncWorkerClient(pool.worker.url, key=pool.key) as client:
         program = await client.create_program("async-worker", inputs=["a", "b"], outputs=["c"])
         run = await client.execute_program("async-worker", program.program_id, {"a": 1, "b": 2})
         counted = await client.execute_in_session("async-worker", "incr")

@@ -8,6 +8,8 @@ skip, except in CI, where they fail.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
@@ -19,7 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from bridgepool.labels import GROUP, LABEL_POOL, PLURAL
+from bridgepool import labels
+from bridgepool.credentials import KEY_FILE, PREVIOUS_FILE, SCRAPE_FILE
+from bridgepool.labels import GROUP, PLURAL
+from bridgepool.protocol import WORKER_PORT_NAME
 from bridgepool_operator.config import load_config as operator_config
 from bridgepool_router.cli import load_options as router_options
 
@@ -36,11 +41,15 @@ VALUE_SETS: dict[str, tuple[str, ...]] = {
     "namespaced": ("--set", "watchNamespaces={team-a,team-b}"),
     "everything": (
         "--set",
-        "networkPolicy.enabled=true,networkPolicy.namespaces={team-a},"
         "metrics.serviceMonitor.enabled=true,metrics.dashboard.enabled=true,"
         "metrics.prometheusRule.enabled=true",
+        "--set-json",
+        'networkPolicy.scrapeFrom=[{"namespaceSelector": {"matchLabels": '
+        '{"kubernetes.io/metadata.name": "monitoring"}}}]',
     ),
 }
+# Where the operator and the router read the release key directory.
+RELEASE_KEYS = "/var/run/bridgepool/release-keys"
 
 
 # -- helm ------------------------------------------------------------------------------
@@ -110,6 +119,31 @@ def containers(pod_spec: Manifest) -> Iterator[Manifest]:
     yield from pod_spec["containers"]
 
 
+def pod_of(manifests: list[Manifest], name: str) -> Manifest:
+    """The pod spec of a component's Deployment."""
+    pod: Manifest = component(manifests, "Deployment", name)["spec"]["template"]["spec"]
+    return pod
+
+
+def env_of(container: Manifest) -> dict[str, str]:
+    """A container's environment as the process sees it (the downward API's
+    namespace is the release's)."""
+    env = {}
+    for var in container.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            assert var["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}, var
+            env[var["name"]] = RELEASE_NAMESPACE
+    return env
+
+
+def the_operator(manifests: list[Manifest]) -> Any:
+    """The operator's settings, read from its rendered container as it reads them."""
+    container = pod_of(manifests, "operator")["containers"][0]
+    return operator_config(container["args"], env_of(container))
+
+
 # -- lint ------------------------------------------------------------------------------
 
 
@@ -173,8 +207,7 @@ def test_components_serve_the_watched_namespaces(
 ) -> None:
     """The real command lines accept the rendered arguments and read them as meant."""
     manifests = render(helm, *values)
-    operator = component(manifests, "Deployment", "operator")["spec"]["template"]["spec"]
-    operator_args = operator_config(operator["containers"][0]["args"], {})
+    operator_args = the_operator(manifests)
     assert (list(operator_args.namespace), operator_args.all_namespaces) == (
         namespaces,
         all_namespaces,
@@ -190,11 +223,7 @@ def test_operator_settings_reach_the_operator(helm: str) -> None:
     manifests = render(
         helm, "--set-json", 'operator={"intervalSeconds": 7, "statsTimeoutSeconds": 0.5}'
     )
-    container = component(manifests, "Deployment", "operator")["spec"]["template"]["spec"][
-        "containers"
-    ][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
-    config = operator_config(container["args"], env)
+    config = the_operator(manifests)
     assert (config.interval_seconds, config.stats_timeout_seconds) == (7.0, 0.5)
 
 
@@ -278,6 +307,18 @@ def test_cluster_wide_rbac(helm: str) -> None:
     assert ("", "pods", "create") in operator
     assert ("policy", "poddisruptionbudgets", "patch") in operator
     assert ("", "namespaces", "list") not in operator  # kopf ignores namespaces cluster-wide
+    # Each pool's keys' Secret and NetworkPolicy: written, read back, replaced;
+    # the policy also deleted when a pool turns it off. The Secret goes with its
+    # pool (owner reference), and no Secret is ever listed or watched.
+    assert {g for g in operator if g[1] in ("secrets", "networkpolicies")} == {
+        ("", "secrets", "get"),
+        ("", "secrets", "create"),
+        ("", "secrets", "update"),
+        ("networking.k8s.io", "networkpolicies", "get"),
+        ("networking.k8s.io", "networkpolicies", "create"),
+        ("networking.k8s.io", "networkpolicies", "update"),
+        ("networking.k8s.io", "networkpolicies", "delete"),
+    }
     router = grants(component(manifests, "ClusterRole", "router"))
     assert router == AUTH_REVIEWS | {
         (group, resource, verb)
@@ -457,55 +498,117 @@ def test_roles_for_people_calling_and_viewing_pools(manifests: list[Manifest]) -
 # -- optional parts --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("values", "namespaces"),
-    [
-        ((), []),
-        (("--set", "networkPolicy.enabled=true,networkPolicy.namespaces={team-a}"), ["team-a"]),
-        (
-            ("--set", "networkPolicy.enabled=true,watchNamespaces={team-a,team-b}"),
-            ["team-a", "team-b"],
-        ),
-    ],
-    ids=["off", "listed", "watched"],
-)
-def test_network_policy_per_namespace(
-    helm: str, values: tuple[str, ...], namespaces: list[str]
+def test_the_chart_renders_no_network_policy_of_its_own(manifests: list[Manifest]) -> None:
+    # The operator keeps one beside each pool, in the pool's namespace.
+    assert of_kind(manifests, "NetworkPolicy") == []
+
+
+def test_the_operator_keeps_network_policies_that_let_in_this_release(helm: str) -> None:
+    """The operator's settings name the release's own router and operator pods
+    (their pod labels, in the release's namespace) and the scrape source."""
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+    manifests = render(helm, "--set-json", f"networkPolicy.scrapeFrom={json.dumps([monitoring])}")
+    config = the_operator(manifests)
+    assert config.network_policy is True  # on by default
+    assert config.release_namespace == RELEASE_NAMESPACE
+    for name, selector in (
+        ("router", config.router_selector),
+        ("operator", config.operator_selector),
+    ):
+        deployment = component(manifests, "Deployment", name)
+        assert selector == deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert config.network_policy_scrape_from == (monitoring,)
+
+
+def test_network_policies_can_be_turned_off(helm: str) -> None:
+    assert (
+        the_operator(render(helm, "--set", "networkPolicy.enabled=false")).network_policy is False
+    )
+
+
+# -- worker keys -----------------------------------------------------------------------
+
+
+def secret_data(secret: Manifest) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def test_the_release_key_and_the_scrape_token_are_made_apart(
+    manifests: list[Manifest],
 ) -> None:
-    manifests = render(helm, *values)
-    policies = of_kind(manifests, "NetworkPolicy")
-    assert sorted(p["metadata"]["namespace"] for p in policies) == namespaces
-    pod_labels = {
-        c: component(manifests, "Deployment", c)["spec"]["template"]["metadata"]["labels"]
-        for c in ("operator", "router")
+    keys = component(manifests, "Secret", "worker-keys")
+    token = component(manifests, "Secret", "scrape-token")
+    assert keys["metadata"]["name"] == f"{RELEASE}-bridgepool-worker-keys"
+    assert token["metadata"]["name"] == f"{RELEASE}-bridgepool-scrape-token"
+    for secret in (keys, token):
+        assert secret["metadata"]["namespace"] == RELEASE_NAMESPACE
+        assert secret["type"] == "Opaque"
+    (key,) = secret_data(keys).values()
+    assert set(secret_data(keys)) == {KEY_FILE}
+    assert set(secret_data(token)) == {"token"}
+    for value in (key, secret_data(token)["token"]):
+        assert re.fullmatch(r"[0-9a-f]{64}", value)
+    assert key != secret_data(token)["token"]
+
+
+def key_sources(pod: Manifest) -> list[Manifest]:
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "release-keys"]
+    sources: list[Manifest] = volume["projected"]["sources"]
+    return sources
+
+
+@pytest.mark.parametrize("name", ["operator", "router"])
+def test_the_operator_and_the_router_read_the_release_keys(
+    manifests: list[Manifest], name: str
+) -> None:
+    """Both mount the release key and the scrape token as one key directory,
+    read-only, and are told where it is."""
+    pod = pod_of(manifests, name)
+    (container,) = pod["containers"]
+    assert {"name": "release-keys", "mountPath": RELEASE_KEYS, "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    files = {
+        (s["secret"]["name"], item["key"], item["path"], s["secret"].get("optional", False))
+        for s in key_sources(pod)
+        for item in s["secret"]["items"]
     }
-    for policy in policies:
-        spec = policy["spec"]
-        assert spec["podSelector"] == {
-            "matchExpressions": [{"key": LABEL_POOL, "operator": "Exists"}]
-        }
-        assert spec["policyTypes"] == ["Ingress"]
-        (rule,) = spec["ingress"]
-        assert "ports" not in rule  # every port of the worker, from these peers only
-        *components, workers = rule["from"]
-        allowed = set()
-        for peer in components:
-            assert peer["namespaceSelector"] == {
-                "matchLabels": {"kubernetes.io/metadata.name": RELEASE_NAMESPACE}
-            }
-            for c, labels in pod_labels.items():
-                if peer["podSelector"]["matchLabels"].items() <= labels.items():
-                    allowed.add(c)
-        assert allowed == {"operator", "router"}
-        assert len(components) == 2
-        # Workers of the same namespace: a moved session's old holder activates the new one.
-        assert workers == {
-            "podSelector": {"matchExpressions": [{"key": LABEL_POOL, "operator": "Exists"}]}
-        }
+    keys, token = f"{RELEASE}-bridgepool-worker-keys", f"{RELEASE}-bridgepool-scrape-token"
+    # The key before a rotation is there only during one: its source is
+    # optional, so the volume mounts without it (a missing item of a source
+    # that is not optional would keep the pod from starting).
+    assert files == {
+        (keys, "key", KEY_FILE, False),
+        (keys, "previous", PREVIOUS_FILE, True),
+        (token, "token", SCRAPE_FILE, False),
+    }
+    rendered = {s["metadata"]["name"] for s in of_kind(manifests, "Secret")}
+    assert {keys, token} <= rendered
+    env = env_of(container)
+    if name == "operator":
+        assert the_operator(manifests).worker_keys_dir == Path(RELEASE_KEYS)
+    else:
+        assert router_options(container["args"], env).worker_keys_dir == Path(RELEASE_KEYS)
+
+
+def test_a_release_key_of_ones_own(helm: str) -> None:
+    manifests = render(helm, "--set", "workerKeys.existingSecret=our-keys")
+    assert {
+        s["metadata"]["labels"]["app.kubernetes.io/component"] for s in of_kind(manifests, "Secret")
+    } == {"scrape-token"}
+    for name in ("operator", "router"):
+        sources = key_sources(pod_of(manifests, name))
+        assert [s["secret"]["name"] for s in sources] == [
+            "our-keys",
+            "our-keys",
+            f"{RELEASE}-bridgepool-scrape-token",
+        ]
 
 
 def test_service_monitors_only_when_enabled(helm: str) -> None:
     assert of_kind(render(helm), "ServiceMonitor") == []
+    assert of_kind(render(helm), "PodMonitor") == []
     manifests = render(
         helm, "--set", "metrics.serviceMonitor.enabled=true,metrics.serviceMonitor.interval=15s"
     )
@@ -518,6 +621,41 @@ def test_service_monitors_only_when_enabled(helm: str) -> None:
         selector = monitor["spec"]["selector"]["matchLabels"]
         (service,) = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+@pytest.mark.parametrize(
+    ("values", "namespaces"),
+    [((), {"any": True}), (("--set", "watchNamespaces={team-a}"), {"matchNames": ["team-a"]})],
+    ids=["cluster-wide", "namespaced"],
+)
+def test_the_workers_are_scraped_with_the_scrape_token(
+    helm: str, values: tuple[str, ...], namespaces: Manifest
+) -> None:
+    """A PodMonitor for the worker pods of every pool served, sending the scrape
+    token (never the release key); the pod's namespace and pool label become
+    the series' namespace and pool, as the dashboard reads worker series."""
+    manifests = render(helm, "--set", "metrics.serviceMonitor.enabled=true", *values)
+    monitor = component(manifests, "PodMonitor", "workers")
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == namespaces
+    assert spec["selector"] == {
+        "matchLabels": {
+            labels.LABEL_COMPONENT: labels.COMPONENT_WORKER,
+            labels.LABEL_MANAGED_BY: labels.MANAGED_BY,
+        }
+    }
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == (WORKER_PORT_NAME, "/metrics")
+    token = component(manifests, "Secret", "scrape-token")
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": token["metadata"]["name"], "key": "token"},
+    }
+    pool_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", labels.LABEL_POOL)
+    assert endpoint["relabelings"] == [
+        {"sourceLabels": [pool_label], "targetLabel": "pool"},
+        {"sourceLabels": ["__meta_kubernetes_namespace"], "targetLabel": "namespace"},
+    ]
 
 
 def test_dashboard_and_alerts_only_when_enabled(helm: str) -> None:
@@ -576,7 +714,17 @@ def test_prometheus_rule_carries_the_rules_file(helm: str) -> None:
         (("--set", "watchNamespaces=team-a"), r"watchNamespaces"),
         (("--set", "router.replica=3"), r"replica"),
         (("--set", "operator.image.pullPolicy=Sometimes"), r"operator[./]image[./]pullPolicy"),
-        (("--set", "networkPolicy.enabled=true"), r"networkPolicy\.namespaces"),
+        (("--set", "networkPolicy.namespaces={team-a}"), r"namespaces"),
+        (("--set-json", 'networkPolicy.scrapeFrom=[{"ports": []}]'), r"scrapeFrom"),
+        (("--set-json", "networkPolicy.scrapeFrom=[{}]"), r"scrapeFrom"),
+        (
+            (
+                "--set-json",
+                'networkPolicy.scrapeFrom=[{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]',
+            ),
+            r"scrapeFrom",
+        ),
+        (("--set", "workerKeys.existingSecret=Our_Keys"), r"workerKeys[./]existingSecret"),
         (("--set", "metrics.prometheusRule.enable=true"), r"enable"),
         (("--set", "metrics.dashboard.labels.grafana_dashboard=1"), r"grafana_dashboard"),
         (("--set", "auth.mode=basic"), r"auth[./]mode"),
@@ -590,7 +738,11 @@ def test_prometheus_rule_carries_the_rules_file(helm: str) -> None:
         "namespaces-string",
         "typo",
         "enum",
-        "netpol",
+        "netpol-namespaces-gone",
+        "scrape-from-not-a-peer",
+        "scrape-from-empty-peer",
+        "scrape-from-ipblock-and-selector",
+        "existing-secret-name",
         "rule-typo",
         "label-number",
         "auth-mode",

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from bridgepool.credentials import Keys, new_key, pool_key_dir, read_keys, write_keys
 from bridgepool.logs import JsonFormatter
+from bridgepool.names import PoolRef
 
 BIN = Path(os.environ.get("VIRTUAL_ENV") or Path(__file__).resolve().parents[1] / ".venv") / "bin"
 LEADING = ["time", "level", "component", "logger", "message"]
@@ -66,6 +68,12 @@ def taken_port() -> Iterator[int]:
 
 
 def test_every_component_logs_the_same_shape(taken_port: int, tmp_path: Path) -> None:
+    # Each component holds its keys, as in a release: its first line is its
+    # own, not a warning that it has none.
+    release_keys = tmp_path / "release-keys"
+    write_keys(release_keys, Keys(new_key()))
+    pool_keys = tmp_path / "pool-keys"
+    pool_key_dir(read_keys(release_keys), PoolRef("default", "web"), pool_keys)
     commands = {
         # The port is taken: the worker says so in a log line and exits.
         "worker": [
@@ -74,6 +82,8 @@ def test_every_component_logs_the_same_shape(taken_port: int, tmp_path: Path) ->
             "127.0.0.1",
             "--port",
             str(taken_port),
+            "--keys-dir",
+            str(pool_keys),
         ],
         "router": [
             str(BIN / "bridgepool-router"),
@@ -83,6 +93,8 @@ def test_every_component_logs_the_same_shape(taken_port: int, tmp_path: Path) ->
             "0",
             "--static",
             f"web=http://127.0.0.1:{taken_port}",
+            "--worker-keys-dir",
+            str(release_keys),
         ],
         # No cluster: kopf logs that it cannot log in, and retries.
         "operator": [
@@ -92,6 +104,10 @@ def test_every_component_logs_the_same_shape(taken_port: int, tmp_path: Path) ->
             "0",
             "--liveness-port",
             "0",
+            "--worker-keys-dir",
+            str(release_keys),
+            # Not this test's subject; on, it needs the chart's selectors.
+            "--no-network-policy",
         ],
     }
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}

@@ -1,12 +1,15 @@
 """Carry out a pass's actions on the API server: create, drain and delete
-worker pods, post events, write the pool's status."""
+worker pods, post events, write the pool's status; and keep the objects
+beside the pool (its disruption budget, its keys' Secret, its NetworkPolicy)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +19,11 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from bridgepool import labels
+from bridgepool.names import PoolRef as PoolName
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
 from . import metrics
+from .access import policy_peers, wanted_access
 from .drain import drain_annotations
 from .expectations import PassResult
 from .health import plural
@@ -154,7 +159,7 @@ async def execute(
                 metrics.POD_ACTIONS_TOTAL.labels("delete", action.reason).inc()
                 announce("Normal", "WorkerDeleted", f"{action.pod}: {action.message}")
             elif isinstance(action, MoveSessions):
-                await move_sessions(runtime, namespace, action, result, announce)
+                await move_sessions(runtime, namespace, name, action, result, announce)
             elif isinstance(action, ApplyBudget):
                 await apply_budget(runtime, build_budget(pool_ref, action.min_available))
             elif isinstance(action, EmitEvent):
@@ -186,6 +191,7 @@ async def execute(
 async def move_sessions(
     runtime: Runtime,
     namespace: str,
+    pool: str,
     action: MoveSessions,
     result: PassResult,
     announce: Callable[[str, str, str], None],
@@ -194,7 +200,7 @@ async def move_sessions(
     moved, and once per session what cannot."""
     known = runtime.unmovable.setdefault((namespace, action.pod), {})
     report = await move_off(
-        runtime.http,
+        runtime.workers((namespace, pool)),
         action.url,
         action.targets,
         skip=frozenset(known),
@@ -249,6 +255,153 @@ async def apply_budget(runtime: Runtime, budget: dict[str, Any]) -> None:
         budget["spec"]["minAvailable"],
         extra={"namespace": meta["namespace"], "pool": meta["name"]},
     )
+
+
+# The event reason of a failed write of a pool's keys' Secret or NetworkPolicy.
+ACCESS_FAILED = "FailedWorkerAccess"
+
+
+async def keep_access(runtime: Runtime, body: kopf.Body, spec: BridgePoolSpec) -> bool:
+    """Write the pool's keys' Secret and its NetworkPolicy when they are due
+    (``access.py``); whether the Secret is there for new worker pods to mount.
+
+    A failed write fails no pass: it is logged and told on the pool (once per
+    distinct failure), the pass goes on, and it makes no worker pods until this
+    process has written the pool's Secret (a pod would wait for it unstarted)."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    key = (namespace, name)
+    release = runtime.keys.master.keys()
+    keys = replace(runtime.keys.of(PoolName(namespace, name)), scrape=release.scrape)
+    wanted = wanted_access(
+        PoolRef(name, namespace, meta["uid"]), keys, spec, policy_peers(runtime.config)
+    )
+    now = time.monotonic()
+    if not runtime.access.due(key, wanted.fingerprint, now):
+        return True
+    try:
+        await put_object(runtime, wanted.secret)
+        runtime.access.keys_written(key)
+        if wanted.policy is None:
+            await remove_object(
+                runtime, "NetworkPolicy", namespace, labels.network_policy_name(name)
+            )
+        else:
+            await put_object(runtime, wanted.policy)
+    except (ApiException, aiohttp.ClientError, TimeoutError, ForeignObject) as err:
+        message = failure_message(err)
+        if runtime.access.failed(key, message):
+            log.warning(
+                "could not write the workers' keys or network policy: %s",
+                message,
+                extra={"namespace": namespace, "pool": name},
+            )
+            runtime.post_event(
+                body,
+                type="Warning",
+                reason=ACCESS_FAILED,
+                message=f"the workers' keys or network policy not written: {message}",
+            )
+        return runtime.access.has_keys(key)
+    runtime.access.written(key, wanted.fingerprint, now)
+    log.info(
+        "wrote the workers' keys and network policy",
+        extra={"namespace": namespace, "pool": name, "network_policy": wanted.policy is not None},
+    )
+    return True
+
+
+class ForeignObject(Exception):
+    """An object of the name the operator would use exists, and it did not make it."""
+
+
+@dataclass(frozen=True)
+class ObjectCalls:
+    """The API calls of one kind of object the operator keeps beside a pool."""
+
+    create: Any
+    read: Any
+    replace: Any
+    delete: Any
+
+
+def object_calls(runtime: Runtime, kind: str) -> ObjectCalls:
+    if kind == "Secret":
+        core: Any = k8s.CoreV1Api(runtime.api)
+        return ObjectCalls(
+            core.create_namespaced_secret,
+            core.read_namespaced_secret,
+            core.replace_namespaced_secret,
+            core.delete_namespaced_secret,
+        )
+    assert kind == "NetworkPolicy", kind
+    networking: Any = k8s.NetworkingV1Api(runtime.api)
+    return ObjectCalls(
+        networking.create_namespaced_network_policy,
+        networking.read_namespaced_network_policy,
+        networking.replace_namespaced_network_policy,
+        networking.delete_namespaced_network_policy,
+    )
+
+
+async def read_ours(
+    runtime: Runtime, calls: ObjectCalls, kind: str, namespace: str, name: str
+) -> dict[str, Any]:
+    """An object the operator made, as a dict; raises :class:`ForeignObject`
+    when someone else made it."""
+    found: dict[str, Any] = runtime.api.sanitize_for_serialization(
+        await calls.read(name, namespace)
+    )
+    made_by = ((found.get("metadata") or {}).get("labels") or {}).get(labels.LABEL_MANAGED_BY)
+    if made_by != labels.MANAGED_BY:
+        raise ForeignObject(
+            f"{kind} {namespace}/{name} exists and {labels.MANAGED_BY} did not make it: "
+            "delete or rename it"
+        )
+    return found
+
+
+def differs(found: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether an object says other than ``wanted``, in what the operator writes."""
+    have, meta = found.get("metadata") or {}, wanted["metadata"]
+    body = {k: v for k, v in wanted.items() if k not in ("apiVersion", "kind", "metadata")}
+    return (
+        any(found.get(k) != v for k, v in body.items())
+        or (have.get("labels") or {}) != meta["labels"]
+        or (have.get("ownerReferences") or []) != meta["ownerReferences"]
+    )
+
+
+async def put_object(runtime: Runtime, wanted: dict[str, Any]) -> None:
+    """Create ``wanted``; when it exists, make it say the same (read it, and
+    replace it if it differs). One the operator did not make is left alone."""
+    kind, meta = wanted["kind"], wanted["metadata"]
+    calls = object_calls(runtime, kind)
+    try:
+        await calls.create(meta["namespace"], wanted)
+        return
+    except ApiException as err:
+        if err.status != 409:
+            raise
+    found = await read_ours(runtime, calls, kind, meta["namespace"], meta["name"])
+    if differs(found, wanted):
+        # Replaced only as read: a change in between makes this a 409, tried again later.
+        version = found["metadata"]["resourceVersion"]
+        update = {**wanted, "metadata": {**meta, "resourceVersion": version}}
+        await calls.replace(meta["name"], meta["namespace"], update)
+
+
+async def remove_object(runtime: Runtime, kind: str, namespace: str, name: str) -> None:
+    """Delete the object the operator made of that kind and name, if there is one."""
+    calls = object_calls(runtime, kind)
+    try:
+        await read_ours(runtime, calls, kind, namespace, name)
+        await calls.delete(name, namespace)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+    except ForeignObject:
+        return  # not ours to delete
 
 
 async def write_status(

@@ -14,13 +14,14 @@ from prometheus_client import start_http_server
 from bridgepool import logs
 from bridgepool.config import ConfigError
 
-from .config import load_config
+from .config import load_config, release_keys
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     logs.configure("operator")
     try:
         config = load_config(sys.argv[1:] if argv is None else argv, os.environ)
+        keys = release_keys(config)  # read now: a bad key directory stops the start here
     except ConfigError as exc:
         print(f"bridgepool-operator: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             namespaces=list(config.namespace),
             liveness_endpoint=liveness,
             standalone=True,
-            memo=kopf.Memo(config=config),
+            memo=kopf.Memo(config=config, keys=keys),
         )
     )
 

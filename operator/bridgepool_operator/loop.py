@@ -22,9 +22,11 @@ from bridgepool.errors import validation_problems
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
 from . import metrics
-from .actions import execute, failure_message, remember_valid_spec
+from .actions import execute, failure_message, keep_access, remember_valid_spec
 from .expectations import PassResult, pass_visible
 from .planner import (
+    Action,
+    CreatePod,
     Pool,
     plan,
     plan_invalid,
@@ -57,6 +59,7 @@ async def reconcile(
     into ``result``, also when the pass fails part way."""
     meta, raw_status = body.get("metadata", {}), body.get("status") or {}
     name = meta["name"]
+    http = runtime.workers((meta["namespace"], name))
     generation = int(meta.get("generation") or 0)
     previous = previous_status(body)
     try:
@@ -64,19 +67,29 @@ async def reconcile(
     except ValidationError as err:
         metrics.RECONCILE_TOTAL.labels("invalid").inc()
         last_valid = last_valid_spec(meta)
-        workers = [] if last_valid is None else await observe(runtime, pods)
+        has_keys = last_valid is not None and await keep_access(runtime, body, last_valid)
+        workers = [] if last_valid is None else await observe(http, pods)
         message = invalid_spec_message(err)
         # The pool keeps healing on its last valid spec while it says this one is invalid.
         actions = plan_invalid(name, generation, previous, last_valid, workers, message, now)
+        actions = actions if has_keys else without_creates(actions)
         await execute(runtime, body, last_valid, actions, raw_status, result, previous=previous)
         return
-    workers = await observe(runtime, pods)
+    has_keys = await keep_access(runtime, body, spec)
+    workers = await observe(http, pods)
     unmovable = {
         pod: why for (ns, pod), why in runtime.unmovable.items() if ns == meta["namespace"]
     }
     actions = plan(Pool(name, generation, spec, previous, unmovable), workers, now)
+    actions = actions if has_keys else without_creates(actions)
     await execute(runtime, body, spec, actions, raw_status, result, previous=previous)
     await remember_valid_spec(runtime, body, spec)
+
+
+def without_creates(actions: list[Action]) -> list[Action]:
+    """The actions but the worker pods' creation: while the pool's keys' Secret
+    is not written, a new pod would wait for it unstarted."""
+    return [a for a in actions if not isinstance(a, CreatePod)]
 
 
 def last_valid_spec(meta: Mapping[str, Any]) -> BridgePoolSpec | None:
@@ -172,6 +185,7 @@ async def run_pool(
                 await asyncio.sleep(0.2)  # gather a burst of pod events into one pass
     finally:
         runtime.wakeups.pop(key, None)
+        runtime.access.forget(key)
         metrics.forget_pool(*key)
         log.info(
             "stopped reconciling the pool",

@@ -11,7 +11,7 @@ import kopf
 from bridgepool import labels
 
 from . import index, loop, runtime
-from .config import SOURCES
+from .config import SOURCES, release_keys
 
 POD_FILTER = {labels.LABEL_MANAGED_BY: labels.MANAGED_BY}
 
@@ -21,7 +21,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     runtime.configure(settings)
     # Under `kopf run` (not bridgepool-operator) the settings come from the environment.
     config = getattr(memo, "config", None) or SOURCES.load([], os.environ)
-    await runtime.start(memo, config)
+    keys = getattr(memo, "keys", None) or release_keys(config)
+    await runtime.start(memo, config, keys)
 
 
 @kopf.on.cleanup()

@@ -15,7 +15,8 @@ on their own, and a commit, once asked for, is finished by the source.
 The planner decides which workers' sessions move and where they may go;
 this module carries it out. A session that cannot move (too large, refused
 by its handler's hook, not serialisable) stays until it ends or the drain
-times out, as before moves existed; the reason is reported.
+times out, as before moves existed; the reason is reported. Every call
+carries the pool's key (``worker_http``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bridgepool.protocol import (
     SessionExport,
     SessionsResponse,
 )
+from bridgepool.worker_http import WorkerHttp
 
 from .drain import Target
 
@@ -64,9 +66,7 @@ class StepFailed(Exception):
         self.error_type = error_type
 
 
-async def _post(
-    http: aiohttp.ClientSession, url: str, body: Any, step: str, seconds: float
-) -> dict[str, Any]:
+async def _post(http: WorkerHttp, url: str, body: Any, step: str, seconds: float) -> dict[str, Any]:
     try:
         async with http.post(url, json=body, timeout=aiohttp.ClientTimeout(total=seconds)) as resp:
             answer: dict[str, Any] = await resp.json(content_type=None)
@@ -78,7 +78,7 @@ async def _post(
         raise StepFailed(step, "unreachable", repr(err)) from err
 
 
-async def sessions_of(http: aiohttp.ClientSession, worker_url: str, seconds: float) -> list[str]:
+async def sessions_of(http: WorkerHttp, worker_url: str, seconds: float) -> list[str]:
     """The sessions a worker holds that are not already being moved."""
     try:
         async with http.get(
@@ -93,7 +93,7 @@ async def sessions_of(http: aiohttp.ClientSession, worker_url: str, seconds: flo
 
 
 async def move_session(
-    http: aiohttp.ClientSession,
+    http: WorkerHttp,
     session_id: str,
     source_url: str,
     target_url: str,
@@ -125,9 +125,7 @@ async def move_session(
         raise
 
 
-async def _abort(
-    http: aiohttp.ClientSession, url: str, move: dict[str, Any], seconds: float
-) -> None:
+async def _abort(http: WorkerHttp, url: str, move: dict[str, Any], seconds: float) -> None:
     try:
         await _post(http, url, move, "abort", seconds)
     except StepFailed as err:  # the freeze or the pending copy expires by itself
@@ -135,7 +133,7 @@ async def _abort(
 
 
 async def move_off(
-    http: aiohttp.ClientSession,
+    http: WorkerHttp,
     source_url: str,
     targets: Sequence[Target],
     *,

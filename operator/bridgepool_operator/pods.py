@@ -1,13 +1,16 @@
-"""Worker pods built from a pool's spec, as plain dicts; the revision hash; and
-the API server's refusal of a worker pod, told in the pool's own fields.
+"""Worker pods built from a pool's spec, and the objects kept beside them (the
+pool's PodDisruptionBudget, the Secret of its keys, its NetworkPolicy), as
+plain dicts; the revision hash; and the API server's refusal of a worker pod,
+told in the pool's own fields.
 
 Pure: no API calls. The revision covers everything that lands in the pod
-(template, worker environment, probes, grace period), so any change that
-would produce a different pod starts a rolling replacement.
+(template, worker environment, probes, grace period, the keys' mount), so any
+change that would produce a different pod starts a rolling replacement.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridgepool import labels
+from bridgepool.credentials import KEY_FILE, PREVIOUS_FILE, SCRAPE_FILE, Keys
 from bridgepool.protocol import WORKER_PORT, WORKER_PORT_NAME
 from bridgepool.spec import BridgePoolSpec
 
@@ -50,6 +54,8 @@ def worker_env(spec: BridgePoolSpec) -> list[dict[str, str]]:
         # A worker deleted from outside (kubectl delete pod, a node drain's
         # eviction) waits for the operator to move its sessions before it exits.
         "BRIDGEPOOL_WORKER_HANDOFF_SESSIONS": "true" if spec.sessions.move_on_drain else None,
+        # The pool's Secret of keys, mounted there (build_worker_pod).
+        "BRIDGEPOOL_WORKER_KEYS_DIR": labels.WORKER_KEYS_DIR,
     }
     return [{"name": k, "value": str(v)} for k, v in values.items() if v is not None]
 
@@ -91,6 +97,14 @@ def _pod_spec(spec: BridgePoolSpec) -> dict[str, Any]:
     ours = worker_env(spec)
     ours_names = {e["name"] for e in ours}
     worker["env"] = [e for e in worker.get("env", []) if e.get("name") not in ours_names] + ours
+    # The pool's keys, read-only; they take the place of a template's mount of the
+    # same name or path.
+    worker["volumeMounts"] = [
+        m
+        for m in worker.get("volumeMounts", [])
+        if m.get("name") != labels.WORKER_KEYS_VOLUME
+        and m.get("mountPath") != labels.WORKER_KEYS_DIR
+    ] + [{"name": labels.WORKER_KEYS_VOLUME, "mountPath": labels.WORKER_KEYS_DIR, "readOnly": True}]
     ports = worker.setdefault("ports", [])
     if not any(p.get("name") == WORKER_PORT_NAME for p in ports):
         ports.append({"name": WORKER_PORT_NAME, "containerPort": WORKER_PORT, "protocol": "TCP"})
@@ -109,12 +123,28 @@ def revision_of(spec: BridgePoolSpec) -> str:
     return digest[:REVISION_LENGTH]
 
 
+def pool_labels(pool: str) -> dict[str, str]:
+    """The labels of everything the operator makes for a pool; they select its
+    worker pods too."""
+    return {labels.LABEL_POOL: pool, labels.LABEL_MANAGED_BY: labels.MANAGED_BY}
+
+
 def worker_labels(pool: str, revision: str) -> dict[str, str]:
     return {
-        labels.LABEL_POOL: pool,
+        **pool_labels(pool),
         labels.LABEL_REVISION: revision,
         labels.LABEL_COMPONENT: labels.COMPONENT_WORKER,
-        labels.LABEL_MANAGED_BY: labels.MANAGED_BY,
+    }
+
+
+def owned_metadata(pool: PoolRef, name: str) -> dict[str, Any]:
+    """The metadata of an object kept beside a pool: labelled as the pool's, and
+    owned by it, so it goes when the pool goes."""
+    return {
+        "name": name,
+        "namespace": pool.namespace,
+        "labels": pool_labels(pool.name),
+        "ownerReferences": [_owner(pool)],
     }
 
 
@@ -124,6 +154,15 @@ def build_worker_pod(pool: PoolRef, spec: BridgePoolSpec, revision: str) -> dict
     extra_meta = {
         k: v for k, v in meta.items() if k not in ("labels", "annotations", "name", "namespace")
     }
+    pod_spec = _pod_spec(spec)
+    # The Secret's name follows from the pool's, so the revision need not cover it.
+    keys = {
+        "name": labels.WORKER_KEYS_VOLUME,
+        "secret": {"secretName": labels.keys_secret_name(pool.name)},
+    }
+    pod_spec["volumes"] = [
+        v for v in pod_spec.get("volumes", []) if v.get("name") != labels.WORKER_KEYS_VOLUME
+    ] + [keys]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -135,7 +174,7 @@ def build_worker_pod(pool: PoolRef, spec: BridgePoolSpec, revision: str) -> dict
             "annotations": dict(meta.get("annotations", {})),
             "ownerReferences": [_owner(pool)],
         },
-        "spec": _pod_spec(spec),
+        "spec": pod_spec,
     }
 
 
@@ -158,19 +197,71 @@ def build_budget(pool: PoolRef, min_available: int) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {
-            "name": pool.name,
-            "namespace": pool.namespace,
-            "labels": {
-                labels.LABEL_POOL: pool.name,
-                labels.LABEL_MANAGED_BY: labels.MANAGED_BY,
-            },
-            "ownerReferences": [_owner(pool)],
-        },
+        "metadata": owned_metadata(pool, pool.name),
         "spec": {
             "minAvailable": min_available,
             "selector": {"matchLabels": {labels.LABEL_POOL: pool.name}},
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def build_keys_secret(pool: PoolRef, keys: Keys) -> dict[str, Any]:
+    """The Secret the pool's workers mount as their key directory
+    (:mod:`bridgepool.credentials`): the pool's key, the one before it while a
+    rotation is under way, and the release's scrape token. Never the release
+    key itself."""
+    files = {KEY_FILE: keys.current, PREVIOUS_FILE: keys.previous, SCRAPE_FILE: keys.scrape}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": owned_metadata(pool, labels.keys_secret_name(pool.name)),
+        "type": "Opaque",
+        "data": {
+            name: base64.b64encode(value.encode()).decode()
+            for name, value in files.items()
+            if value is not None
+        },
+    }
+
+
+# The label Kubernetes puts on every namespace, holding its name.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+@dataclass(frozen=True)
+class PolicyPeers:
+    """Who, besides a pool's own workers, may reach the pool's workers: the
+    release's router and operator pods (by their labels, in the release's
+    namespace), and where metrics are scraped from."""
+
+    release_namespace: str
+    router: Mapping[str, str]
+    operator: Mapping[str, str]
+    # Kubernetes NetworkPolicyPeer objects, as they are.
+    scrape_from: tuple[Mapping[str, Any], ...] = ()
+
+
+def build_network_policy(pool: PoolRef, peers: PolicyPeers) -> dict[str, Any]:
+    """The pool's NetworkPolicy: its workers take traffic, on any port, only
+    from ``peers`` and from each other (a worker that hands a session over
+    tells the new holder to take it)."""
+    workers = {"matchLabels": pool_labels(pool.name)}
+    release = {"matchLabels": {NAMESPACE_NAME_LABEL: peers.release_namespace}}
+    sources = [
+        {"namespaceSelector": release, "podSelector": {"matchLabels": dict(peers.router)}},
+        {"namespaceSelector": release, "podSelector": {"matchLabels": dict(peers.operator)}},
+        {"podSelector": workers},
+        *(copy.deepcopy(dict(peer)) for peer in peers.scrape_from),
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": owned_metadata(pool, labels.network_policy_name(pool.name)),
+        "spec": {
+            "podSelector": workers,
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": sources}],
         },
     }
 

@@ -1,5 +1,6 @@
 """What the operator's handlers share (the API client, the HTTP session, the
-pools' wake-up events), and how kopf is set up and torn down."""
+release's keys, the pools' wake-up events), and how kopf is set up and torn
+down."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
 from bridgepool import labels
+from bridgepool.credentials import PoolKeys
+from bridgepool.names import PoolRef
+from bridgepool.worker_http import WorkerHttp
 
+from .access import AccessLedger
 from .config import OperatorConfig
 
 PoolKey = tuple[str, str]  # (namespace, pool name)
@@ -35,15 +40,23 @@ class Runtime:
     config: OperatorConfig
     api: k8s.ApiClient
     http: aiohttp.ClientSession
+    # Every pool's keys, from the release key directory (re-read when it changes).
+    keys: PoolKeys
     wakeups: dict[PoolKey, asyncio.Event] = field(default_factory=dict)
     # (namespace, pod) -> session -> why it cannot move: not tried again.
     unmovable: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     # Posts an event on the pool: kopf's poster, or a recorder in a test that
     # runs passes without kopf.
     post_event: EventPoster = kopf.event
+    # What each pool's Secret of keys and NetworkPolicy last said, as written.
+    access: AccessLedger = field(default_factory=AccessLedger)
 
     def wakeup(self, key: PoolKey) -> asyncio.Event:
         return self.wakeups.setdefault(key, asyncio.Event())
+
+    def workers(self, key: PoolKey) -> WorkerHttp:
+        """HTTP to the workers of one pool, with the pool's keys as they are now."""
+        return WorkerHttp(self.http, self.keys.of(PoolRef(*key)))
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -67,14 +80,17 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.background.instant_exit_timeout = INSTANT_EXIT_SECONDS
 
 
-async def start(memo: kopf.Memo, config: OperatorConfig) -> None:
+async def start(memo: kopf.Memo, config: OperatorConfig, keys: PoolKeys) -> None:
     try:
         k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
         await k8s_config.load_kube_config()
     timeout = aiohttp.ClientTimeout(total=config.stats_timeout_seconds)
     memo.runtime = Runtime(
-        config=config, api=k8s.ApiClient(), http=aiohttp.ClientSession(timeout=timeout)
+        config=config,
+        api=k8s.ApiClient(),
+        http=aiohttp.ClientSession(timeout=timeout),
+        keys=keys,
     )
 
 

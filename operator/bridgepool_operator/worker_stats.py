@@ -9,17 +9,17 @@ from typing import Any
 import aiohttp
 
 from bridgepool.protocol import WorkerStats
+from bridgepool.worker_http import WorkerHttp
 
 from .observe import ObservedWorker, observe_pod, stats_url
-from .runtime import Runtime
 
 
-async def fetch_stats(runtime: Runtime, pod: Mapping[str, Any]) -> WorkerStats | None:
+async def fetch_stats(http: WorkerHttp, pod: Mapping[str, Any]) -> WorkerStats | None:
     url = stats_url(pod)
     if url is None:
         return None
     try:
-        async with runtime.http.get(url) as resp:
+        async with http.get(url) as resp:
             if resp.status != 200:
                 return None
             return WorkerStats.model_validate(await resp.json())
@@ -27,7 +27,7 @@ async def fetch_stats(runtime: Runtime, pod: Mapping[str, Any]) -> WorkerStats |
         return None
 
 
-async def observe(runtime: Runtime, pods: Iterable[Mapping[str, Any]]) -> list[ObservedWorker]:
+async def observe(http: WorkerHttp, pods: Iterable[Mapping[str, Any]]) -> list[ObservedWorker]:
     pods = list(pods)
-    stats = await asyncio.gather(*(fetch_stats(runtime, p) for p in pods))
+    stats = await asyncio.gather(*(fetch_stats(http, p) for p in pods))
     return [observe_pod(p, s) for p, s in zip(pods, stats, strict=True)]

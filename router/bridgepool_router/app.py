@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridgepool.credentials import PoolKeys
 from bridgepool.errors import BridgePoolError, ErrorCategory
 from bridgepool.protocol import (
     DEFAULT_MAX_BODY_BYTES,
@@ -86,6 +87,8 @@ class RouterConfig:
     # bounded by the worker's capacity: calls beyond it queue in the router.
     connections_per_worker: int = 256
     auth: AuthSettings = field(default_factory=AuthSettings)
+    # Each pool's key, that its workers ask of every caller; None: open workers only.
+    worker_keys: PoolKeys | None = None
 
 
 @dataclass
@@ -401,7 +404,7 @@ async def _router_context(app: web.Application) -> AsyncIterator[None]:
     upstream = Upstream(max_idle_per_worker=config.connections_per_worker)
     kwargs = {"jitter": config.jitter} if config.jitter else {}
     state.dispatcher = Dispatcher(upstream, state.metrics, config.clock, **kwargs)
-    state.registry = PoolRegistry(state.dispatcher, state.metrics, config.clock)
+    state.registry = PoolRegistry(state.dispatcher, state.metrics, config.clock, config.worker_keys)
     async with front_door(config.auth, config.clock) as (authenticator, authorizer):
         state.front_door = FrontDoor(state.registry, authenticator, authorizer)
         tasks = [

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bridgepool import logs
 from bridgepool.config import ConfigError, ConfigSources, Items, LogLevel
+from bridgepool.credentials import KeyDir, PoolKeys
 from bridgepool_router.app import RouterConfig, create_app
 from bridgepool_router.auth import AuthSettings
 from bridgepool_router.discovery import Discovery
@@ -59,6 +60,12 @@ class RouterOptions(BaseModel):
         default=(),
         description="namespace to watch, none for all; repeatable, and comma-separated in "
         "the variable",
+    )
+    worker_keys_dir: Path | None = Field(
+        default=None,
+        description="the release key directory (files key, previous): each pool's key, which "
+        "its workers ask of every caller, is derived from it; none: only workers started "
+        "with --open-access answer",
     )
     auth: Literal["none", "kubernetes"] = Field(
         default="none",
@@ -106,6 +113,7 @@ SOURCES = ConfigSources(
         "static_reload_seconds": {"metavar": "SECONDS"},
         "kubernetes": {"action": "store_true"},
         "namespace": {"action": "append"},
+        "worker_keys_dir": {"metavar": "DIR"},
         "auth": {"metavar": "MODE"},
         "auth_audience": {"action": "append", "metavar": "AUDIENCE"},
         "auth_token_cache_seconds": {"metavar": "SECONDS"},
@@ -154,10 +162,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         options = load_options(sys.argv[1:] if argv is None else argv, os.environ)
         discovery = build_discovery(options)
+        worker_keys = None if options.worker_keys_dir is None else KeyDir(options.worker_keys_dir)
     except (ConfigError, StaticConfigError, OSError) as exc:
         print(f"bridgepool-router: {exc}", file=sys.stderr)
         sys.exit(2)
     logs.configure("router", options.log_level)
+    if worker_keys is None:
+        log.warning(
+            "no worker keys (--worker-keys-dir): only workers started with --open-access "
+            "will answer this router"
+        )
     auth = AuthSettings(
         mode=options.auth,
         audiences=options.auth_audience,
@@ -165,7 +179,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         allow_cache_seconds=options.authz_allow_cache_seconds,
         deny_cache_seconds=options.authz_deny_cache_seconds,
     )
-    app = create_app(RouterConfig(discovery=discovery, auth=auth))
+    app = create_app(
+        RouterConfig(
+            discovery=discovery,
+            auth=auth,
+            worker_keys=None if worker_keys is None else PoolKeys(worker_keys),
+        )
+    )
     # What start-up made (modules, the app) lives as long as the process. Frozen,
     # it is out of the collector's sight: a full collection no longer walks its
     # tens of thousands of objects (about 20 ms each time, with calls waiting).

@@ -93,6 +93,8 @@ class _Call:
     placed_now: bool = False  # this call placed the session afresh
     last_worker: str | None = None  # the worker of the latest attempt
     ahead: bool = False  # a worker turned the last attempt away as busy: wait ahead
+    # When the session's worker first named a new holder this router does not know.
+    unknown_holder_since: float | None = None
 
     @property
     def sticky(self) -> bool:
@@ -111,8 +113,13 @@ def error_result(err: BridgePoolError, request_id: object = None) -> CallResult:
     return CallResult(err.status, _error_body(err, request_id), error=err)
 
 
-# How long a call for a moved session waits for its new holder to be discovered.
+# A call for a moved session whose new holder this router does not know yet
+# looks again this often, for at most MOVE_DISCOVERY_SECONDS. A worker hands a
+# session only to a peer that proves it holds the pool's key, so such a holder
+# is one discovery has not shown yet: it does within a second or two. Past that,
+# the call fails (502 unknown_holder) rather than wait out its budget.
 MOVE_DISCOVERY_PAUSE = 0.05
+MOVE_DISCOVERY_SECONDS = 2.0
 
 
 class Dispatcher:
@@ -157,6 +164,7 @@ class Dispatcher:
                 "/v1/execute",
                 body=payload,
                 headers=headers,
+                keys=pool.keys(),
                 timeout=remaining,
                 connect_timeout=min(remaining, pool.routing.health.timeout_seconds),
             )
@@ -252,7 +260,9 @@ class Dispatcher:
                         last = None
                     case FollowMove(holder_url=holder_url):
                         assert session_id is not None
-                        await self._follow_move(call, session_id, holder_url)
+                        lost = await self._follow_move(call, session_id, holder_url)
+                        if lost is not None:
+                            return self._finish(result, lost, request_id)
                         last = None  # the old holder ran nothing
                     case Retry():
                         pool.stats.retried(step.failure.value)
@@ -337,17 +347,36 @@ class Dispatcher:
         self._rebound_unless_moved(pool, session_id, rebind, found, result)
         return True
 
-    async def _follow_move(self, call: _Call, session_id: str, holder_url: str) -> None:
+    async def _follow_move(
+        self, call: _Call, session_id: str, holder_url: str
+    ) -> BridgePoolError | None:
         """The session moved to another worker with its state (a drain handed
         it over): bind it there, no rebound. A holder this router has not
-        discovered yet is waited for briefly; the old worker keeps naming it."""
+        discovered yet is waited for briefly (the old worker keeps naming it);
+        one still unknown after MOVE_DISCOVERY_SECONDS fails the call."""
         pool = call.pool
         holder = next((w for w in pool.workers.values() if w.endpoint.url == holder_url), None)
-        if holder is None:
-            await asyncio.sleep(min(MOVE_DISCOVERY_PAUSE, self._remaining(call)))
-            return
-        pool.sessions.bind(session_id, holder.name, self.clock())
-        pool.stats.session_lookup("moved")
+        if holder is not None:
+            pool.sessions.bind(session_id, holder.name, self.clock())
+            pool.stats.session_lookup("moved")
+            return None
+        now = self.clock()
+        if call.unknown_holder_since is None:
+            call.unknown_holder_since = now
+        waited = now - call.unknown_holder_since
+        if waited >= MOVE_DISCOVERY_SECONDS:
+            log.warning(
+                "session moved to a worker this router does not know",
+                extra={
+                    "pool": pool.name,
+                    "session_id": session_id,
+                    "holder_url": holder_url,
+                    "worker": call.last_worker,
+                },
+            )
+            return router_errors.unknown_holder(pool.name, session_id, holder_url, waited)
+        await asyncio.sleep(min(MOVE_DISCOVERY_PAUSE, self._remaining(call)))
+        return None
 
     def _remaining(self, call: _Call) -> float:
         return max(call.deadline - self.clock(), 0.001)
@@ -532,7 +561,7 @@ class Dispatcher:
         if worker is None:
             return error_result(router_errors.session_not_found(pool.name, session_id))
         try:
-            status, body = await self.sessions.delete_on(worker, session_id, timeout)
+            status, body = await self.sessions.delete_on(pool, worker, session_id, timeout)
         except (UpstreamError, TimeoutError) as exc:
             err = router_errors.worker_unreachable(pool.name, worker.name, repr(exc))
             result = error_result(err)

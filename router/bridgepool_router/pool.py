@@ -10,6 +10,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from bridgepool.credentials import Keys, PoolKeys
 from bridgepool.protocol import Readiness
 from bridgepool.spec import RoutingSettings
 from bridgepool_router import router_errors
@@ -99,8 +100,15 @@ class TrackedWorker:
 
 
 class PoolRuntime:
-    def __init__(self, snapshot: PoolSnapshot, metrics: RouterMetrics, clock: Clock) -> None:
+    def __init__(
+        self,
+        snapshot: PoolSnapshot,
+        metrics: RouterMetrics,
+        clock: Clock,
+        worker_keys: PoolKeys | None = None,
+    ) -> None:
         self.ref = snapshot.ref
+        self._worker_keys = worker_keys
         # "namespace/name", as errors and logs name the pool
         self.name = str(snapshot.ref)
         self.metrics = metrics
@@ -124,6 +132,11 @@ class PoolRuntime:
         # rebound flag) has not left this router yet. The calls of theirs taken
         # meanwhile were sent before the client could know, and say so too.
         self.rebounds_unanswered: dict[str, Rebind] = {}
+
+    def keys(self) -> Keys | None:
+        """The pool's keys, that its workers ask of every caller; None: this
+        router has none (its workers must be open)."""
+        return None if self._worker_keys is None else self._worker_keys.of(self.ref)
 
     # -- discovery ---------------------------------------------------------
 

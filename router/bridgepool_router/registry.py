@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bridgepool.credentials import PoolKeys
 from bridgepool.names import PoolRef
 from bridgepool_router.core import Clock
 from bridgepool_router.discovery import PoolSnapshot
@@ -18,7 +19,14 @@ log = logging.getLogger(__name__)
 
 
 class PoolRegistry:
-    def __init__(self, dispatcher: Dispatcher, metrics: RouterMetrics, clock: Clock) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        metrics: RouterMetrics,
+        clock: Clock,
+        worker_keys: PoolKeys | None = None,
+    ) -> None:
+        self.worker_keys = worker_keys
         self.upstream = dispatcher.upstream
         self.health_checks = HealthChecks(dispatcher.upstream)
         self.metrics = metrics
@@ -29,7 +37,7 @@ class PoolRegistry:
     def apply(self, snapshot: PoolSnapshot) -> None:
         pool = self.pools.get(snapshot.ref)
         if pool is None:
-            pool = PoolRuntime(snapshot, self.metrics, self.clock)
+            pool = PoolRuntime(snapshot, self.metrics, self.clock, self.worker_keys)
             self.pools[snapshot.ref] = pool
         added, removed = pool.update(snapshot)
         for worker in removed:

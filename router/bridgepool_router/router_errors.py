@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridgepool import errors
 from bridgepool.errors import BridgePoolError, ErrorCategory
 from bridgepool.names import PoolRef
 
@@ -138,16 +139,13 @@ def worker_disconnected(pool: str, worker: str, detail: str) -> BridgePoolError:
 def unauthenticated(reason: str) -> BridgePoolError:
     """401: who is calling is not known (no token, a malformed one, or one the
     API server refused). Answered with ``WWW-Authenticate: Bearer``."""
-    return BridgePoolError.make(ErrorCategory.COMMUNICATION, "unauthenticated", reason, status=401)
+    return errors.unauthenticated(reason)
 
 
 def forbidden(username: str, access: str) -> BridgePoolError:
     """403: the caller is known, and RBAC does not allow what it asked."""
-    return BridgePoolError.make(
-        ErrorCategory.COMMUNICATION,
-        "forbidden",
+    return errors.forbidden(
         f"{username!r} may not {access}; bind a Role that grants it",
-        status=403,
         user=username,
         missing=access,
     )
@@ -175,4 +173,21 @@ def ambiguous_pool(pool: str, namespaces: list[str]) -> BridgePoolError:
         status=409,
         pool=pool,
         namespaces=namespaces,
+    )
+
+
+def unknown_holder(pool: str, session_id: str, holder_url: str, waited: float) -> BridgePoolError:
+    """502: the session's worker says it moved to a worker this router does not
+    know as one of the pool's (after waiting ``waited`` seconds for discovery)."""
+    return BridgePoolError.make(
+        ErrorCategory.SESSION,
+        "unknown_holder",
+        f"session {session_id!r} of pool {pool!r} moved to {holder_url}, which is not a worker "
+        f"of the pool this router knows (waited {waited:.1f}s for discovery); the call did "
+        "not run",
+        status=502,
+        retryable=False,
+        pool=pool,
+        session_id=session_id,
+        holder_url=holder_url,
     )

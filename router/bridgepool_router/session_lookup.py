@@ -76,11 +76,12 @@ class SessionLookup:
         and choose the copy to follow. After a broken binding (``rebind``) the
         workers this router cannot reach are not asked."""
         timeout = min(remaining, pool.routing.health.timeout_seconds)
+        keys = pool.keys()
 
         async def ask(worker: TrackedWorker) -> SessionCopy | None:
             try:
                 answer = await self.upstream.request(
-                    "GET", worker.endpoint.url, "/v1/sessions", timeout=timeout
+                    "GET", worker.endpoint.url, "/v1/sessions", keys=keys, timeout=timeout
                 )
                 if answer.status != 200:
                     return None
@@ -107,6 +108,7 @@ class SessionLookup:
 
     async def delete_on(
         self,
+        pool: PoolRuntime,
         worker: TrackedWorker,
         session_id: str,
         timeout: float,  # noqa: ASYNC109 - passed on to the worker request
@@ -115,7 +117,7 @@ class SessionLookup:
         UpstreamError and TimeoutError when the worker does not answer."""
         answer = await self.upstream.request(
             "DELETE", worker.endpoint.url, f"/v1/sessions/{quote(session_id, safe='')}",
-            timeout=timeout,
+            keys=pool.keys(), timeout=timeout,
         )  # fmt: skip
         return answer.status, answer.body
 
@@ -131,7 +133,7 @@ class SessionLookup:
         finds it and follows it. Best effort: a copy left behind expires."""
         status, detail = 0, None
         try:
-            status, _ = await self.delete_on(worker, session_id, timeout)
+            status, _ = await self.delete_on(pool, worker, session_id, timeout)
         except (UpstreamError, TimeoutError) as exc:
             detail = repr(exc)
         log.info(

@@ -26,9 +26,11 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from bridgepool.credentials import Keys, bearer
 from bridgepool.protocol import HEADER_INCARNATION
 
 _INCARNATION = HEADER_INCARNATION.lower().encode()
+_AUTHORIZATION = "Authorization"
 _FRAMING = (b"content-length", b"transfer-encoding")
 _LENGTHS = frozenset(len(name) for name in (_INCARNATION, *_FRAMING))
 
@@ -249,15 +251,50 @@ class Upstream:
         *,
         body: bytes = b"",
         headers: Mapping[str, str] | None = None,
+        keys: Keys | None = None,
         timeout: float,  # noqa: ASYNC109 - a deadline for the whole exchange
         connect_timeout: float | None = None,
     ) -> Answer:
         """Send ``method path`` to the worker at base ``url`` and read its answer.
 
+        ``keys``: the pool's keys; the request shows the current one, and is
+        sent once more with the previous one when the worker refuses it with
+        401 (it has not seen a rotation yet; a refusal runs nothing).
+
         Raises :class:`ConnectFailed` when no connection could be made within
         ``connect_timeout`` (or at all), ``TimeoutError`` when the whole exchange
         took longer than ``timeout``, :class:`Disconnected` when the connection
         broke or the answer was not HTTP."""
+        if keys is None:
+            return await self._exchange(method, url, path, body, headers, timeout, connect_timeout)
+        deadline = self._loop.time() + timeout
+        for key in keys.to_send():
+            signed = (
+                {**headers, _AUTHORIZATION: bearer(key)}
+                if headers
+                else {_AUTHORIZATION: bearer(key)}
+            )
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            answer = await self._exchange(
+                method, url, path, body, signed, remaining, connect_timeout
+            )
+            if answer.status != 401:
+                break
+        return answer
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+        timeout: float,  # noqa: ASYNC109 - a deadline for the whole exchange
+        connect_timeout: float | None,
+    ) -> Answer:
+        """One request and its answer (:meth:`request`)."""
         loop = self._loop
         deadline = loop.time() + timeout
         host = self._host(url)

@@ -14,6 +14,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from bridgepool import labels
+from bridgepool.credentials import PoolKeys
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from bridgepool_operator import actions, loop
 from bridgepool_operator.actions import failure_message, spec_json
@@ -87,7 +88,7 @@ class Stopper:
 
 
 async def test_a_failing_pass_shows_on_the_pool_with_one_event_and_one_traceback(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, release_keys: PoolKeys
 ) -> None:
     """Every pass fails the same way (as the planner did with a stabilization
     window of 0): the pool says so in a condition and one event, the log has
@@ -131,6 +132,10 @@ async def test_a_failing_pass_shows_on_the_pool_with_one_event_and_one_traceback
         waits.append(delay)
         return await real_next_wakeup(wakeup, stopped, 0.001)
 
+    async def keep_access(*_: Any) -> bool:
+        return True  # written: this test is about the plan failing
+
+    monkeypatch.setattr(loop, "keep_access", keep_access)
     monkeypatch.setattr(loop, "plan", failing_plan)
     monkeypatch.setattr(actions, "write_status", write_status)
     monkeypatch.setattr(loop, "next_wakeup", next_wakeup)
@@ -141,7 +146,7 @@ async def test_a_failing_pass_shows_on_the_pool_with_one_event_and_one_traceback
 
     config = OperatorConfig(interval_seconds=2.0, settle_timeout_seconds=1.0)
     async with k8s.ApiClient(k8s.Configuration()) as api:
-        runtime = Runtime(config, api, cast(Any, None), post_event=post_event)
+        runtime = Runtime(config, api, cast(Any, None), release_keys, post_event=post_event)
         logger = logging.getLogger("test.pool")
         with caplog.at_level(logging.INFO):
             body = kopf.Body(cast(kopf.RawBody, raw))

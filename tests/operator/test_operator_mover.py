@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from bridgepool.placement import home_of
+from bridgepool.worker_http import WorkerHttp
 from bridgepool_operator.drain import Target
 from bridgepool_operator.mover import move_off
 from tests.worker.conftest import Worker, Workers
@@ -40,7 +41,8 @@ async def test_a_draining_workers_sessions_move_with_their_programs(workers: Wor
     answers = {f"s-{i}": program_in(source, f"s-{i}") for i in range(4)}
     targets = (Target("first", first.url), Target("second", second.url))
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as client:
+        http = WorkerHttp(client, workers.keys)
         report = await move_off(http, source.url, targets, budget_seconds=30, step_timeout=10)
 
     assert set(report.moved) == set(answers) and not report.cannot_move and not report.failed
@@ -64,7 +66,8 @@ async def test_a_session_too_large_to_move_stays_where_it_is_and_says_why(
     target = workers.start()
     program_id, answer = program_in(source, "big")
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as client:
+        http = WorkerHttp(client, workers.keys)
         report = await move_off(
             http, source.url, (Target("t", target.url),), budget_seconds=30, step_timeout=10
         )

@@ -77,6 +77,7 @@ def test_pod_shape() -> None:
         "BRIDGEPOOL_WORKER_MAX_RSS_BYTES": "1000",
         "BRIDGEPOOL_WORKER_GRACE_SECONDS": "16.0",
         "BRIDGEPOOL_WORKER_HANDOFF_SESSIONS": "true",
+        "BRIDGEPOOL_WORKER_KEYS_DIR": "/var/run/bridgepool/keys",
     }
     assert c["ports"] == [{"name": "bridge", "containerPort": 8080, "protocol": "TCP"}]
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "bridge"}
@@ -198,3 +199,48 @@ def test_the_disruption_budget_selects_the_pools_workers_and_lets_unready_ones_g
         "selector": {"matchLabels": {"bridgepool.io/pool": "web"}},
         "unhealthyPodEvictionPolicy": "AlwaysAllow",
     }
+
+
+def test_the_worker_mounts_its_pools_keys_read_only_and_is_told_where() -> None:
+    pod = build_worker_pod(POOL, spec(), revision_of(spec()))
+    (worker,) = pod["spec"]["containers"]
+    assert worker["volumeMounts"] == [
+        {"name": "bridgepool-keys", "mountPath": "/var/run/bridgepool/keys", "readOnly": True}
+    ]
+    assert {"name": "BRIDGEPOOL_WORKER_KEYS_DIR", "value": "/var/run/bridgepool/keys"} in (
+        worker["env"]
+    )
+    assert pod["spec"]["volumes"] == [
+        {"name": "bridgepool-keys", "secret": {"secretName": "demo-bridgepool-keys"}}
+    ]
+
+
+def test_the_keys_take_the_place_of_a_template_mount_of_their_name_or_path() -> None:
+    data = {"name": "data", "emptyDir": {}}
+    template = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "w",
+                    "image": "i",
+                    "volumeMounts": [
+                        {"name": "data", "mountPath": "/data"},
+                        {"name": "mine", "mountPath": "/var/run/bridgepool/keys"},
+                        {"name": "bridgepool-keys", "mountPath": "/elsewhere"},
+                    ],
+                    "env": [{"name": "BRIDGEPOOL_WORKER_KEYS_DIR", "value": "/elsewhere"}],
+                }
+            ],
+            "volumes": [data, {"name": "bridgepool-keys", "emptyDir": {}}],
+        }
+    }
+    s = spec(template=template)
+    pod = build_worker_pod(POOL, s, revision_of(s))
+    (worker,) = pod["spec"]["containers"]
+    assert [m["name"] for m in worker["volumeMounts"]] == ["data", "bridgepool-keys"]
+    keys_dir = [e["value"] for e in worker["env"] if e["name"] == "BRIDGEPOOL_WORKER_KEYS_DIR"]
+    assert keys_dir == ["/var/run/bridgepool/keys"]
+    assert pod["spec"]["volumes"] == [
+        data,
+        {"name": "bridgepool-keys", "secret": {"secretName": "demo-bridgepool-keys"}},
+    ]

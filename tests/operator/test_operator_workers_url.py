@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 
 from bridgepool.protocol import WorkerStats
-from bridgepool_operator.config import OperatorConfig
+from bridgepool.worker_http import WorkerHttp
 from bridgepool_operator.index import index_pod
 from bridgepool_operator.observe import stats_url
-from bridgepool_operator.runtime import Runtime
 from bridgepool_operator.worker_stats import fetch_stats
 from tests.worker.conftest import Workers
 
@@ -40,7 +38,7 @@ def test_stats_come_from_the_templates_own_bridge_port(workers: Workers) -> None
     worker = workers.start(env={"BRIDGEPOOL_WORKER_NAME": "on-its-own-port"})
     url = stats_url(pod("127.0.0.1", worker.port))
     assert url == f"http://127.0.0.1:{worker.port}/v1/stats"
-    stats = WorkerStats.model_validate(httpx.get(url).json())
+    stats = WorkerStats.model_validate(worker.client.get(url).json())  # with the pool key
     assert stats.worker == "on-its-own-port"
 
 
@@ -71,6 +69,5 @@ async def test_the_operator_reads_stats_where_the_pod_index_says(workers: Worker
     }
     ((_, entry),) = index_pod("ns", meta, body).items()
     async with aiohttp.ClientSession() as http:
-        runtime = Runtime(OperatorConfig(), api=None, http=http)  # type: ignore[arg-type]
-        stats = await fetch_stats(runtime, entry)
+        stats = await fetch_stats(WorkerHttp(http, workers.keys), entry)
     assert stats is not None and stats.worker == "indexed"

@@ -19,6 +19,16 @@ import httpx
 import pytest
 
 from benchmarks.review_server import review_kubeconfig, token_of
+from bridgepool.credentials import (
+    Keys,
+    bearer,
+    new_key,
+    pool_key_dir,
+    pool_keys,
+    read_keys,
+    write_keys,
+)
+from bridgepool.names import PoolRef
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
@@ -82,18 +92,42 @@ class Proc:
             self.popen.wait(10)
 
 
+DEMO = PoolRef("default", "demo")
+
+
 class Processes:
+    """Workers and routers of one release: they share its keys (``release_keys``),
+    and a worker holds its pool's."""
+
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.procs: list[Proc] = []
+        self.release_keys = tmp / "release-keys"
+        write_keys(self.release_keys, Keys(new_key()))
 
-    def worker(self, capacity: int = 8, port: int | None = None) -> Proc:
-        """A worker named after its port; ``port`` restarts one in its place."""
+    def key(self, pool: PoolRef = DEMO) -> str:
+        """The key a worker of ``pool`` asks of its callers."""
+        return pool_keys(read_keys(self.release_keys), pool).current
+
+    def key_header(self, pool: PoolRef = DEMO) -> dict[str, str]:
+        return {"Authorization": bearer(self.key(pool))}
+
+    def worker(
+        self,
+        capacity: int = 8,
+        port: int | None = None,
+        pool: PoolRef = DEMO,
+        env: dict[str, str] | None = None,
+    ) -> Proc:
+        """A worker of ``pool`` named after its port; ``port`` restarts one in its
+        place; ``env``: more settings."""
         port = port or free_port()
+        keys_dir = self.tmp / f"keys-{pool.namespace}-{pool.name}"
+        pool_key_dir(read_keys(self.release_keys), pool, keys_dir)
         cmd = [str(BIN / "bridgepool-worker"), "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--capacity", str(capacity), "--name", f"worker-{port}"]
-        cmd += ["--handlers", *WORKER_HANDLERS]
-        env = {**os.environ, "BRIDGEPOOL_FAULTS_ENABLED": "1"}
+        cmd += ["--handlers", *WORKER_HANDLERS, "--keys-dir", str(keys_dir)]
+        env = {**os.environ, "BRIDGEPOOL_FAULTS_ENABLED": "1", **(env or {})}
         log = open(self.tmp / f"worker-{port}.log", "ab")  # noqa: SIM115 - outlives this call
         popen = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         proc = Proc(popen, f"http://127.0.0.1:{port}", port)
@@ -122,6 +156,7 @@ class Processes:
         port = port or free_port()
         cmd = [str(BIN / "bridgepool-router"), "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--static-file", str(pools_file), "--static-reload-seconds", "0.1"]
+        cmd += ["--worker-keys-dir", str(self.release_keys)]
         if reuse_port:
             cmd.append("--reuse-port")
         env = {**os.environ}

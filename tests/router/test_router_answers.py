@@ -42,9 +42,11 @@ OK = json.dumps({"id": 1, "success": True, "result": 2, "error": None}).encode()
         (500, error("internal"), AnswerMeaning(FailureKind.WORKER_ERROR)),
         (502, b"", AnswerMeaning(FailureKind.WORKER_ERROR)),
         (504, error("call_timeout"), AnswerMeaning(FailureKind.TIMEOUT)),
-        # 503: busy (all slots taken, or the session frozen for a move) is a wait ...
+        # 503: busy (all slots taken) is a wait ...
         (503, error(WORKER_BUSY, retryable=True), AnswerMeaning(FailureKind.BUSY)),
-        (503, error(SESSION_MOVING, retryable=True), AnswerMeaning(FailureKind.BUSY)),
+        # ... a session still frozen for a move after the worker's move wait is
+        # the answer (503 session_moving), not a retry that waits out the freeze ...
+        (503, error(SESSION_MOVING, retryable=True), AnswerMeaning()),
         # ... a retryable refusal (draining, terminating) is a refusal ...
         (503, error("draining", retryable=True), AnswerMeaning(FailureKind.REFUSED_BY_WORKER)),
         # ... and one that says retrying cannot help is an answer

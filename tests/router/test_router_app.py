@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridgepool.credentials import (
+    KeyDir,
+    Keys,
+    PoolKeys,
+    bearer,
+    new_key,
+    pool_key_dir,
+    write_keys,
+)
 from bridgepool.errors import ErrorInfo
 from bridgepool.names import PoolRef
 from bridgepool.spec import RoutingSettings
@@ -27,20 +37,47 @@ DEMO = PoolRef("default", "demo")
 
 
 @pytest.fixture
-async def worker(aiohttp_server: Callable[[web.Application], Awaitable[TestServer]]) -> TestServer:
+def release_keys(tmp_path: Path) -> KeyDir:
+    write_keys(tmp_path / "release", Keys(new_key()))
+    return KeyDir(tmp_path / "release")
+
+
+@pytest.fixture
+async def worker(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+    release_keys: KeyDir,
+    tmp_path: Path,
+) -> TestServer:
+    keys_dir = tmp_path / "demo-keys"
+    pool_key_dir(release_keys.keys(), DEMO, keys_dir)
     worker_config = WorkerConfig(
-        name="worker", capacity=4, handlers=WORKER_HANDLERS, faults_enabled=True
+        name="worker",
+        capacity=4,
+        handlers=WORKER_HANDLERS,
+        faults_enabled=True,
+        keys_dir=keys_dir,
     )
     return await aiohttp_server(create_worker_app(worker_config))
 
 
 @pytest.fixture
 async def router(
-    worker: TestServer, aiohttp_client: Callable[[web.Application], Awaitable[Client]]
+    worker: TestServer,
+    release_keys: KeyDir,
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
 ) -> Client:
     url = str(worker.make_url("")).rstrip("/")
-    config = RouterConfig(discovery=StaticDiscovery([f"demo={url}"]), max_body_bytes=1024)
+    config = RouterConfig(
+        discovery=StaticDiscovery([f"demo={url}"]),
+        max_body_bytes=1024,
+        worker_keys=PoolKeys(release_keys),
+    )
     return await aiohttp_client(create_app(config))
+
+
+def demo_key(release_keys: KeyDir) -> dict[str, str]:
+    """The header the demo pool's worker asks of its callers."""
+    return {"Authorization": bearer(PoolKeys(release_keys).of(DEMO).current)}
 
 
 async def error_of(resp: Any) -> ErrorInfo:
@@ -102,12 +139,13 @@ async def test_bad_input(
 async def test_a_timeout_that_is_not_a_positive_duration_is_refused_by_router_and_worker(
     router: Client,
     worker: TestServer,
+    release_keys: KeyDir,
     aiohttp_client: Callable[[TestServer], Awaitable[Client]],
     value: str,
 ) -> None:
     direct = await aiohttp_client(worker)
-    for client, path in ((router, EX), (direct, "/v1/execute")):
-        resp = await client.post(path, data=PING, headers={T: value})
+    for client, path, key in ((router, EX, {}), (direct, "/v1/execute", demo_key(release_keys))):
+        resp = await client.post(path, data=PING, headers={T: value, **key})
         assert resp.status == 400, (path, await resp.text())
         error = await error_of(resp)
         assert (error.category.value, error.type) == (COMM, "invalid_timeout")
@@ -176,11 +214,13 @@ class FirstListingInProgress:
 
 
 async def test_an_unknown_pool_is_a_retryable_503_until_discovery_has_synced(
-    worker: TestServer, aiohttp_client: Callable[[web.Application], Awaitable[Client]]
+    worker: TestServer,
+    release_keys: KeyDir,
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
 ) -> None:
     url = str(worker.make_url("")).rstrip("/")
     discovery = FirstListingInProgress(PoolSnapshot(DEMO, (WorkerEndpoint("w", url),)))
-    app = create_app(RouterConfig(discovery=discovery))
+    app = create_app(RouterConfig(discovery=discovery, worker_keys=PoolKeys(release_keys)))
     router = await aiohttp_client(app)
     assert (await router.get("/readyz")).status == 503
 
@@ -233,6 +273,7 @@ class HealthChanges(logging.Handler):
 
 async def test_a_worker_going_down_is_a_warning_and_coming_back_is_info(
     worker: TestServer,
+    release_keys: KeyDir,
     aiohttp_client: Callable[[web.Application | TestServer], Awaitable[Client]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -247,7 +288,8 @@ async def test_a_worker_going_down_is_a_warning_and_coming_back_is_info(
         direct = await aiohttp_client(worker)
         for kind in ("unhealthy", "clear"):
             fault = {"command": "fault", "args": {"kind": kind}}
-            assert (await direct.post("/v1/execute", json=fault)).status == 200
+            resp = await direct.post("/v1/execute", json=fault, headers=demo_key(release_keys))
+            assert resp.status == 200
             await changes.wait_for(len(changes.seen) + 1)
     finally:
         logging.getLogger("bridgepool_router").removeHandler(changes)

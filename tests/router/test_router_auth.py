@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridgepool.credentials import KeyDir, Keys, PoolKeys, new_key, pool_key_dir, write_keys
 from bridgepool.errors import BridgePoolError, ErrorInfo
-from bridgepool.names import check_session_id
+from bridgepool.names import PoolRef, check_session_id
 from bridgepool_router.app import RouterConfig, create_app
 from bridgepool_router.auth import (
     AuthSettings,
@@ -126,12 +128,20 @@ class Stack:
 async def stack(
     aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
     aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    tmp_path: Path,
 ) -> Stack:
-    """Two pools named ``example``, in team-a and team-b, one worker each."""
+    """Two pools named ``example``, in team-a and team-b, one worker each, each
+    pool's worker with its own pool's key."""
+    write_keys(tmp_path / "release", Keys(new_key()))
+    release = KeyDir(tmp_path / "release")
     flags, names = [], {}
     for namespace in ("team-a", "team-b"):
         name = f"worker-{namespace}"
-        worker_config = WorkerConfig(name=name, capacity=4, handlers=WORKER_HANDLERS)
+        keys_dir = tmp_path / f"{namespace}-keys"
+        pool_key_dir(release.keys(), PoolRef(namespace, "example"), keys_dir)
+        worker_config = WorkerConfig(
+            name=name, capacity=4, handlers=WORKER_HANDLERS, keys_dir=keys_dir
+        )
         worker = await aiohttp_server(create_worker_app(worker_config))
         flags.append(f"{namespace}/example={str(worker.make_url('')).rstrip('/')}")
         names[namespace] = worker.make_url("").authority
@@ -142,6 +152,7 @@ async def stack(
                 RouterConfig(
                     discovery=StaticDiscovery(flags),
                     auth=AuthSettings(mode="kubernetes", reviews=api),
+                    worker_keys=PoolKeys(release),
                 )
             )
         )

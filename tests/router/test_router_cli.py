@@ -35,6 +35,7 @@ def test_every_setting_comes_from_its_variable() -> None:
         "BRIDGEPOOL_ROUTER_REUSE_PORT": "true",
         "BRIDGEPOOL_ROUTER_SHUTDOWN_TIMEOUT": "5",
         "BRIDGEPOOL_ROUTER_LOG_LEVEL": "WARNING",
+        "BRIDGEPOOL_ROUTER_WORKER_KEYS_DIR": "/var/run/bridgepool/release-keys",
     }
     assert load_options([], env) == RouterOptions(
         host="127.0.0.1",
@@ -47,6 +48,7 @@ def test_every_setting_comes_from_its_variable() -> None:
         reuse_port=True,
         shutdown_timeout=5,
         log_level="warning",
+        worker_keys_dir=Path("/var/run/bridgepool/release-keys"),
     )
 
 
@@ -116,6 +118,7 @@ def test_a_router_configured_by_variables_alone(procs: Processes) -> None:
         "BRIDGEPOOL_ROUTER_HOST": "127.0.0.1",
         "BRIDGEPOOL_ROUTER_PORT": str(port),
         "BRIDGEPOOL_ROUTER_STATIC": f"demo={worker.url}",
+        "BRIDGEPOOL_ROUTER_WORKER_KEYS_DIR": str(procs.release_keys),
     }
     router = subprocess.Popen(
         [str(BIN / "bridgepool-router")],

@@ -30,6 +30,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridgepool.credentials import KeyDir, PoolKeys
 from bridgepool.protocol import DEFAULT_MAX_BODY_BYTES
 from bridgepool_router.app import RouterConfig, create_app
 from bridgepool_router.discovery.static import StaticDiscovery
@@ -47,6 +48,7 @@ NO_ANSWER_SECONDS = 30  # not a timing check: how long a stuck exchange takes to
 class Stack:
     router: Proc
     worker: Proc
+    procs: Processes  # the release's keys: the worker answers only its pool's key
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         worker = procs.worker(capacity=4)
         pools = procs.write_pools({"demo": {"urls": [worker.url], "routing": FAST_ROUTING}})
-        yield Stack(procs.router(pools), worker)
+        yield Stack(procs.router(pools), worker, procs)
     finally:
         procs.close()
 
@@ -135,7 +137,9 @@ class Seen:
 
 
 async def seen(http: httpx.AsyncClient, stack: Stack) -> Seen:
-    stats = (await http.get(f"{stack.worker.url}/v1/stats")).json()
+    stats = (
+        await http.get(f"{stack.worker.url}/v1/stats", headers=stack.procs.key_header())
+    ).json()
     pool = (await http.get(f"{stack.router.url}/v1/pools/demo")).json()
     metrics = (await http.get(f"{stack.router.url}/metrics")).text
     dispatched = sum(
@@ -360,7 +364,12 @@ async def test_the_header_timeout_closes_a_slowloris_client(stack: Stack) -> Non
     ``keepalive_timeout``, 75 s in ``bridgepool-router``): armed when a connection
     opens, not reset by trickled bytes. Here the same app runs in this process with a
     short one, so the test sees the connection closed."""
-    app = create_app(RouterConfig(discovery=StaticDiscovery([f"demo={stack.worker.url}"])))
+    app = create_app(
+        RouterConfig(
+            discovery=StaticDiscovery([f"demo={stack.worker.url}"]),
+            worker_keys=PoolKeys(KeyDir(stack.procs.release_keys)),
+        )
+    )
     runner = web.AppRunner(app, keepalive_timeout=0.5, access_log=None)
     await runner.setup()
     try:

@@ -20,6 +20,7 @@ from bridgepool.client import (
     ResourceError,
     SessionError,
 )
+from bridgepool.names import PoolRef
 from tests.router.conftest import FAST_ROUTING, Proc, Processes, free_port, wait_until
 
 
@@ -507,7 +508,7 @@ async def test_async_client(procs: Processes) -> None:
 
 
 def test_a_pool_that_leaves_discovery_leaves_metrics(procs: Processes) -> None:
-    stays, goes = procs.worker(), procs.worker()
+    stays, goes = procs.worker(), procs.worker(pool=PoolRef("default", "gone"))
     pools = {"demo": pool_entry(stays.url), "gone": pool_entry(goes.url)}
     router = procs.router(procs.write_pools(pools))
     for pool in ("demo", "gone"):
@@ -552,7 +553,8 @@ def test_panic_mode_is_counted_and_logged(procs: Processes) -> None:
 
     def fault(kind: str) -> None:
         body = {"command": "fault", "args": {"kind": kind}}
-        assert httpx.post(f"{worker.url}/v1/execute", json=body).status_code == 200
+        answer = httpx.post(f"{worker.url}/v1/execute", json=body, headers=procs.key_header())
+        assert answer.status_code == 200
 
     def ready() -> bool:
         return bool(pool_state(router.url)["workers"][0]["ready"])

@@ -64,11 +64,12 @@ class ProgramClient:
         ]
 
 
-def holders(workers: list[Proc]) -> list[str]:
-    """The workers that hold the session, asked directly."""
+def holders(procs: Processes, workers: list[Proc]) -> list[str]:
+    """The workers that hold the session, asked directly (with the pool's key)."""
     found = []
     for worker in workers:
-        listing = httpx.get(f"{worker.url}/v1/sessions").json()["sessions"]
+        answer = httpx.get(f"{worker.url}/v1/sessions", headers=procs.key_header())
+        listing = answer.json()["sessions"]
         if any(s["session_id"] == SESSION for s in listing):
             found.append(f"127.0.0.1:{worker.port}")
     return found
@@ -137,10 +138,10 @@ def test_routers_follow_one_holder_after_a_worker_restarts_in_place(
         served.add(answer.headers.get("X-BridgePool-Worker"))
     assert client.failures_without_rebound() == []
     assert served == {new}
-    assert holders(workers) == [new]
+    assert holders(procs, workers) == [new]
     # The restarted process ran none of the session's calls: a router whose
     # view of it was stale was told so (412) before anything ran.
-    ran = httpx.get(f"{victim.url}/metrics").text
+    ran = httpx.get(f"{victim.url}/metrics", headers=procs.key_header()).text
     assert 'command="execute_program"' not in ran and 'command="create_program"' not in ran
     if stale:
         assert 'bridgepool_worker_rejected_total{reason="restarted"} 1.0' in ran

@@ -11,7 +11,9 @@ import aiohttp
 import httpx
 
 from benchmarks.review_server import token_of
+from bridgepool.credentials import Keys
 from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
+from bridgepool.worker_http import WorkerHttp
 from bridgepool_operator.drain import Target
 from bridgepool_operator.mover import move_off
 
@@ -28,13 +30,14 @@ def homed_on(router: Proc, worker: Proc) -> str:
     )
 
 
-def move_all(source: Proc, target: Proc) -> set[str]:
-    """The operator's mover takes every session of ``source`` to ``target``."""
+def move_all(procs: Processes, source: Proc, target: Proc) -> set[str]:
+    """The operator's mover, with the pool's key, takes every session of
+    ``source`` to ``target``."""
 
     async def move() -> set[str]:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession() as session:
             report = await move_off(
-                http,
+                WorkerHttp(session, Keys(procs.key())),
                 source.url,
                 (Target("target", target.url),),
                 budget_seconds=30,
@@ -71,7 +74,7 @@ def test_the_router_follows_a_session_moved_with_its_state(procs: Processes) -> 
     caller.start()
     try:
         wait_until(lambda: len(answers) >= 5, what="calls before the move")
-        assert move_all(a, b) == {session}
+        assert move_all(procs, a, b) == {session}
         moved_at = len(answers)
         wait_until(lambda: len(answers) >= moved_at + 5, what="calls after the move")
     finally:
@@ -94,7 +97,7 @@ def test_a_router_whose_binding_names_the_gone_worker_follows_the_move_without_a
     router A carried its calls; then a left. B finds the session on b, marked
     as arrived by a move: its state is intact, so B's caller hears of no loss."""
     a, b, router_a, router_b, session = two_routers_bound_to_a(procs)
-    assert move_all(a, b) == {session}
+    assert move_all(procs, a, b) == {session}
     assert incr(router_a.url, session).json()["result"] == {"count": 3}
     procs.write_pools({"demo": pool_entry(b.url)})  # a leaves
 
@@ -114,7 +117,7 @@ def test_a_router_whose_old_holder_has_exited_finds_the_moved_session(procs: Pro
     still lists it and still binds the session there: B's call cannot connect,
     and B finds the session where it moved, without a rebound."""
     a, b, _, router_b, session = two_routers_bound_to_a(procs)
-    assert move_all(a, b) == {session}
+    assert move_all(procs, a, b) == {session}
     a.kill(signal.SIGTERM)  # exits; the routers still list it
     answer = incr(router_b.url, session)
     assert answer.status_code == 200, answer.text
@@ -145,7 +148,7 @@ def test_a_session_moves_with_its_owner(procs: Processes) -> None:
         lambda: len(httpx.get(pool, headers=as_("alice")).json()["workers"]) == 2,
         what="the router to list b",
     )
-    moved = move_all(a, b)
+    moved = move_all(procs, a, b)
     assert len(moved) == 2 and "s" not in moved  # the two owners' keys, not the bare id
     for name, expected in (("alice", 3), ("bob", 2), ("alice", 4)):
         answer = count(name)

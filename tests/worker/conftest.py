@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bridgepool.credentials import Keys, bearer, new_key, write_keys
+
 WORKER_BIN = Path(sys.executable).parent / "bridgepool-worker"
 # Short housekeeping interval so expiry and timed states show in tenths of a second.
 FAST = {"BRIDGEPOOL_WORKER_SWEEP_INTERVAL_SECONDS": "0.05"}
@@ -32,10 +34,13 @@ class Worker:
     popen: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    # The pool's key: the test's client shows it, as the router would.
+    key: str | None = None
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.url, timeout=10)
+        headers = {} if self.key is None else {"Authorization": bearer(self.key)}
+        self.client = httpx.Client(base_url=self.url, timeout=10, headers=headers)
 
     @property
     def url(self) -> str:
@@ -100,11 +105,15 @@ def wait_ready(worker: Worker, timeout: float = 15.0) -> None:
 
 
 class Workers:
-    """Starts workers; every one is killed when the test (or module) ends."""
+    """Starts workers of one pool (they share its keys, in ``keys_dir``); every
+    one is killed when the test (or module) ends."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.started: list[Worker] = []
+        self.keys = Keys(new_key(), scrape=new_key())
+        self.keys_dir = tmp / "pool-keys"
+        write_keys(self.keys_dir, self.keys)
 
     def start(
         self,
@@ -116,11 +125,18 @@ class Workers:
         port = free_port()
         log_path = self.tmp / f"worker-{port}.log"
         cmd = [str(WORKER_BIN), "--host", "127.0.0.1", "--port", str(port), *(args or [])]
+        keys = (
+            {}
+            if "--open-access" in (args or [])
+            else {"BRIDGEPOOL_WORKER_KEYS_DIR": str(self.keys_dir)}
+        )
+        env = worker_env({**keys, **(env or {})})
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                cmd, env=worker_env(env), stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp
             )
-        worker = Worker(popen, port, log_path)
+        keyed = "BRIDGEPOOL_WORKER_KEYS_DIR" in env
+        worker = Worker(popen, port, log_path, self.keys.current if keyed else None)
         self.started.append(worker)
         if ready:
             wait_ready(worker)

@@ -21,8 +21,8 @@ async def test_two_apps_in_one_process_keep_separate_metrics(
         [web.Application], Awaitable[TestClient[web.Request, web.Application]]
     ],
 ) -> None:
-    a = await aiohttp_client(create_app(WorkerConfig(name="a")))
-    b = await aiohttp_client(create_app(WorkerConfig(name="b")))
+    a = await aiohttp_client(create_app(WorkerConfig(name="a", open_access=True)))
+    b = await aiohttp_client(create_app(WorkerConfig(name="b", open_access=True)))
     for _ in range(3):
         assert (await a.post("/v1/execute", json={"command": "ping"})).status == 200
     response = await b.post("/v1/execute", json={"command": "ping"})
@@ -35,7 +35,7 @@ async def test_two_apps_in_one_process_keep_separate_metrics(
 
 
 async def test_not_ready_until_initialized() -> None:
-    app = create_app(WorkerConfig(name="gate"))
+    app = create_app(WorkerConfig(name="gate", open_access=True))
     runtime = app[RUNTIME]
     assert runtime.readiness().ready is False
     assert runtime.readiness().reason == "initializing"

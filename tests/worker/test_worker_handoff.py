@@ -9,6 +9,7 @@ import signal
 
 import aiohttp
 
+from bridgepool.worker_http import WorkerHttp
 from bridgepool_operator.drain import Target
 from bridgepool_operator.mover import move_off
 
@@ -31,7 +32,8 @@ def test_a_terminating_worker_waits_for_its_sessions_to_move_then_exits(
     assert leaving.popen.poll() is None
 
     async def move() -> None:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession() as session:
+            http = WorkerHttp(session, workers.keys)  # the operator's, with the pool's keys
             target = (Target("staying", staying.url),)
             report = await move_off(http, leaving.url, target, budget_seconds=30, step_timeout=10)
             assert set(report.moved) == {"kept"}

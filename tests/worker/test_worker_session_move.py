@@ -203,6 +203,7 @@ def test_a_session_moves_with_its_programs_and_state_and_answers_the_same_there(
         "holder": "worker-b",
         "holder_url": b.url,
         "expires_in_seconds": None,
+        "proof": None,  # only an activation's answer carries one
     }
 
     assert_intact(b, "s1", before)

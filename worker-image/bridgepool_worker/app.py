@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
@@ -118,6 +118,21 @@ async def structured_errors(
     response.headers[HEADER_WORKER] = request.app[RUNTIME].name
     response.headers[HEADER_INCARNATION] = request.app[RUNTIME].incarnation
     return response
+
+
+@web.middleware
+async def guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Only the pool's router, operator and workers get past the probes
+    (:mod:`bridgepool_worker.gate`); a refusal reads nothing but the head."""
+    runtime = request.app[RUNTIME]
+    try:
+        runtime.gate.admit(request.method, request.path, request.headers.get(hdrs.AUTHORIZATION))
+    except BridgePoolError as err:
+        runtime.metrics.refused_callers.labels(reason=err.info.type).inc()
+        raise
+    return await handler(request)
 
 
 def _call_timeout(request: web.Request, config: WorkerConfig) -> float:
@@ -248,6 +263,7 @@ async def export_session(request: web.Request) -> web.Response:
 async def import_session(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     session_id = request.match_info["session_id"]
+    runtime.moves.check_room(session_id)  # before a byte of the body is read
     limit = runtime.config.max_session_state_bytes * IMPORT_BODY_FACTOR
     raw = await _read_up_to(request, limit, session_id)
     info = await runtime.moves.import_(session_id, raw)
@@ -269,7 +285,12 @@ async def abort_move(request: web.Request) -> web.Response:
 
 async def activate_move(request: web.Request) -> web.Response:
     activation = await _body(request, ActivateRequest)
-    info = request.app[RUNTIME].moves.activate(request.match_info["session_id"], activation)
+    runtime = request.app[RUNTIME]
+    # The answer proves this worker holds the key the source sent (the gate let it in).
+    caller_key = runtime.gate.admit(
+        request.method, request.path, request.headers.get(hdrs.AUTHORIZATION)
+    )
+    info = runtime.moves.activate(request.match_info["session_id"], activation, caller_key)
     return web.json_response(info.model_dump(mode="json"))
 
 
@@ -337,7 +358,9 @@ def create_app(config: WorkerConfig) -> web.Application:
     if config.program_backend == "dspy" and config.dspy_model:
         configure_dspy_model(config.dspy_model)
 
-    app = web.Application(middlewares=[structured_errors], client_max_size=config.max_body_bytes)
+    app = web.Application(
+        middlewares=[structured_errors, guard], client_max_size=config.max_body_bytes
+    )
     app[RUNTIME] = runtime
     app.router.add_post("/v1/execute", execute)
     app.router.add_get("/healthz", healthz)

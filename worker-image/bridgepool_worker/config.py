@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridgepool.config import ConfigSources, Items, LogLevel
+from bridgepool.config import ConfigError, ConfigSources, Items, LogLevel
 from bridgepool.protocol import DEFAULT_MAX_BODY_BYTES, WORKER_PORT
 
 ENV_PREFIX = "BRIDGEPOOL_WORKER_"
@@ -93,6 +94,17 @@ class WorkerConfig(BaseModel):
         description="how long a call waits for a moving session (then 503 session_moving), "
         "an export for the session's calls in flight, a commit for the target's answer",
     )
+    keys_dir: Path | None = Field(
+        default=None,
+        description="directory of the pool's keys (files key, previous, scrape-token; on a "
+        "cluster, the pool's Secret): past /healthz and /readyz, only a caller that sends one "
+        "as 'Authorization: Bearer KEY' is answered",
+    )
+    open_access: bool = Field(
+        default=False,
+        description="answer every caller without a key, in place of a keys dir: only where "
+        "nothing else can reach the worker (logged at start)",
+    )
     program_backend: Literal["offline", "dspy"] = Field(
         default="offline", description="default backend of programs: offline or dspy"
     )
@@ -116,6 +128,8 @@ SOURCES = ConfigSources(
         "handlers": {"nargs": "+", "metavar": "MODULE"},
         "name": {},
         "capacity": {},
+        "keys_dir": {"metavar": "DIR"},
+        "open_access": {"action": "store_true"},
     },
     env_names={"faults_enabled": FAULTS_ENV},
 )
@@ -124,4 +138,10 @@ SOURCES = ConfigSources(
 def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> WorkerConfig:
     """Flags over ``BRIDGEPOOL_WORKER_*`` variables over defaults; raises
     :class:`~bridgepool.config.ConfigError` naming a bad flag or variable."""
-    return SOURCES.load(argv, environ)
+    config = SOURCES.load(argv, environ)
+    if config.open_access and config.keys_dir is not None:
+        raise ConfigError(
+            "give --keys-dir (BRIDGEPOOL_WORKER_KEYS_DIR) or --open-access "
+            "(BRIDGEPOOL_WORKER_OPEN_ACCESS), not both"
+        )
+    return config

@@ -41,6 +41,13 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.refused_callers = Counter(
+            "bridgepool_worker_refused_callers_total",
+            "Requests refused at the door: no key or a wrong one (unauthenticated), "
+            "the scrape token off /metrics (forbidden).",
+            ["reason"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "bridgepool_worker_in_flight_calls", "Calls running now.", registry=r
         )

@@ -20,6 +20,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from bridgepool.backoff import backoff_seconds
+from bridgepool.credentials import activation_proof
 from bridgepool.errors import BridgePoolError, ErrorCategory, ErrorInfo, validation_problems
 from bridgepool.protocol import (
     HEADER_WORKER,
@@ -35,6 +36,7 @@ from bridgepool.protocol import (
     canonical_json,
     envelope_checksum,
 )
+from bridgepool.worker_http import WorkerHttp, sent_key
 from bridgepool_worker.moves import (
     Incoming,
     MoveTable,
@@ -440,21 +442,34 @@ class SessionMoves:
 
     async def _ask_to_activate(self, move: Outgoing) -> tuple[str | None, ErrorInfo | None]:
         """(holder name, None) on yes; (None, why) on a definite no; (None, None)
-        when the answer is unknown."""
+        when the answer is unknown. With keys, the target is asked with the
+        pool's key (the previous one too, after a 401: it may not have seen a
+        rotation yet), and a yes counts only with the proof that the target
+        holds that key: a session goes only to a peer."""
         assert self.http is not None and move.holder_url is not None
         url = f"{move.holder_url.rstrip('/')}/v1/sessions/{quote(move.session_id, safe='')}"
         body = ActivateRequest(move_id=move.move_id, commit_token=move.commit_token)
         timeout = aiohttp.ClientTimeout(total=self.config.move_wait_seconds)
+        keys = self.runtime.gate.keys()
+        # An open worker (no keys) asks without one, and takes a yes as it comes.
+        http = self.http if keys is None else WorkerHttp(self.http, keys)
         try:
-            async with self.http.post(
+            async with http.post(
                 f"{url}/activate", json=body.model_dump(), timeout=timeout
             ) as response:
                 move.maybe_delivered = True
                 text = await response.text()
-                if response.status == 200:
-                    answer = MoveInfo.model_validate_json(text)
-                    return answer.holder or response.headers.get(HEADER_WORKER) or url, None
-                error = ErrorInfo.model_validate(json.loads(text)["error"])
+                status = response.status
+                worker = response.headers.get(HEADER_WORKER)
+                sent_with = sent_key(response)
+            if status == 200:
+                answer = MoveInfo.model_validate_json(text)
+                if keys is not None and answer.proof != activation_proof(
+                    sent_with or "", move.session_id, move.move_id
+                ):
+                    return None, self._not_a_peer(move, "its answer does not prove the pool's key")
+                return answer.holder or worker or url, None
+            error = ErrorInfo.model_validate(json.loads(text)["error"])
         except aiohttp.ClientConnectorError as exc:
             if move.maybe_delivered:
                 return None, None
@@ -468,7 +483,26 @@ class SessionMoves:
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
             move.maybe_delivered = True
             return None, None
+        if status == 401:
+            # Refused at its door: it activated nothing, and it is no peer.
+            return None, self._not_a_peer(move, error.message)
         return None, (error if error.type in DEFINITE_NO else None)
+
+    def _not_a_peer(self, move: Outgoing, why: str) -> ErrorInfo:
+        self._log(
+            logging.ERROR,
+            "move target is not a worker of this pool: the session stays here",
+            move,
+            holder_url=move.holder_url,
+            why=why,
+        )
+        return ErrorInfo(
+            category=ErrorCategory.SESSION,
+            type="target_not_a_peer",
+            message=f"{move.holder_url} is not a worker of this pool ({why}): "
+            "the session stays here",
+            context={"holder_url": move.holder_url},
+        )
 
     def abort(self, session_id: str, request: MoveRef) -> MoveInfo:
         """Before the commit: thaw a frozen session, or drop a pending copy."""
@@ -488,16 +522,25 @@ class SessionMoves:
 
     def _check_arrival(self, envelope: SessionEnvelope) -> bool:
         """Raise why this session cannot arrive; True if this move's copy is here."""
-        runtime = self.runtime
         session_id = envelope.session_id
         if self.table.check_arrival(session_id, envelope.move_id):
             return True
+        self.check_room(session_id)
+        return False
+
+    def check_room(self, session_id: str) -> None:
+        """Refuse a session moving in that lives here already, or for which
+        there is no room (``max_sessions``, places promised to other arrivals
+        counted). An import asks before it reads its body, and again once
+        the envelope is read."""
+        runtime = self.runtime
+        if session_id in self.table.incoming:
+            return  # the same move asked again, or another one: the envelope decides
         if runtime.sessions.get(session_id, runtime.wall()) is not None:
             raise session_exists(session_id)
         refusal = runtime.new_session_refusal(session_id, reserved=len(self.table.incoming))
         if refusal is not None:
             raise refusal
-        return False
 
     async def import_(self, session_id: str, raw: bytes) -> MoveInfo:
         with self._step("import", session_id):
@@ -550,8 +593,12 @@ class SessionMoves:
             programs=import_programs(envelope.programs),
         )
 
-    def activate(self, session_id: str, request: ActivateRequest) -> MoveInfo:
-        """The source's word, at its commit: the pending copy is the session now."""
+    def activate(
+        self, session_id: str, request: ActivateRequest, caller_key: str | None
+    ) -> MoveInfo:
+        """The source's word, at its commit: the pending copy is the session now.
+        ``caller_key``: the pool key the source sent, which the answer proves
+        this worker holds (None on an open worker)."""
         with self._step("activate", session_id):
             arrival = self.table.activate(session_id, request.move_id, request.commit_token)
             if arrival is not None:
@@ -569,4 +616,7 @@ class SessionMoves:
                 move_id=request.move_id,
                 state=MoveState.LIVE,
                 holder=self.runtime.name,
+                proof=None
+                if caller_key is None
+                else activation_proof(caller_key, session_id, request.move_id),
             )

@@ -25,6 +25,7 @@ from bridgepool.protocol import (
     WorkerStats,
 )
 from bridgepool_worker.config import WorkerConfig
+from bridgepool_worker.gate import Gate
 from bridgepool_worker.lifecycle import Lifecycle, RecycleLimits, Transition, recycle_status
 from bridgepool_worker.metrics import WorkerMetrics
 from bridgepool_worker.mover import SessionMoves
@@ -72,6 +73,7 @@ class WorkerRuntime:
         self.started = mono()
         # New at every start: a restarted worker keeps its name, not its sessions.
         self.incarnation = secrets.token_hex(8)
+        self.gate = Gate(config)  # who may call: before anything else can fail to start
         self.sessions = SessionStore(config.session_ttl_seconds, config.max_sessions)
         self.lifecycle = Lifecycle(config.capacity, self.started)
         self.limits = RecycleLimits(

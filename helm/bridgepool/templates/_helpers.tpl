@@ -116,3 +116,78 @@ tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+What selects the operator's worker pods, in every pool's namespace
+(bridgepool/labels.py: LABEL_COMPONENT, COMPONENT_WORKER, LABEL_MANAGED_BY,
+MANAGED_BY).
+*/}}
+{{- define "bridgepool.workerSelectorLabels" -}}
+app.kubernetes.io/component: worker
+app.kubernetes.io/managed-by: bridgepool-operator
+{{- end }}
+
+{{/* A component's selector labels as k=v,k=v, the way the operator takes them. */}}
+{{- define "bridgepool.selectorString" -}}
+{{- $pairs := list }}
+{{- range $key, $value := include "bridgepool.selectorLabels" . | fromYaml }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/*
+The release key (bridgepool.credentials): the user's Secret
+(workerKeys.existingSecret), else the chart's. And the scrape token, in a
+Secret of its own so Prometheus, which reads it, never reads the key.
+*/}}
+{{- define "bridgepool.workerKeysSecret" -}}
+{{- .Values.workerKeys.existingSecret | default (include "bridgepool.componentFullname" (dict "root" . "component" "worker-keys")) }}
+{{- end }}
+
+{{- define "bridgepool.scrapeTokenSecret" -}}
+{{- include "bridgepool.componentFullname" (dict "root" . "component" "scrape-token") }}
+{{- end }}
+
+{{/* A new random key: 64 hex digits. */}}
+{{- define "bridgepool.newKey" -}}
+{{- randAlphaNum 64 | sha256sum }}
+{{- end }}
+
+{{/* Where the operator and the router read the release key directory. */}}
+{{- define "bridgepool.releaseKeysDir" -}}
+/var/run/bridgepool/release-keys
+{{- end }}
+
+{{/*
+The release key directory as one volume, laid out as the components read it
+(files key, previous, scrape-token). "previous" is there only during a
+rotation: its source is optional, so a Secret without it still mounts.
+*/}}
+{{- define "bridgepool.releaseKeysVolume" -}}
+- name: release-keys
+  projected:
+    sources:
+      - secret:
+          name: {{ include "bridgepool.workerKeysSecret" . }}
+          items:
+            - key: key
+              path: key
+      - secret:
+          name: {{ include "bridgepool.workerKeysSecret" . }}
+          optional: true
+          items:
+            - key: previous
+              path: previous
+      - secret:
+          name: {{ include "bridgepool.scrapeTokenSecret" . }}
+          items:
+            - key: token
+              path: scrape-token
+{{- end }}
+
+{{- define "bridgepool.releaseKeysMount" -}}
+- name: release-keys
+  mountPath: {{ include "bridgepool.releaseKeysDir" . }}
+  readOnly: true
+{{- end }}

@@ -27,6 +27,15 @@ here is one the code (or kopf, for the operator) uses, and no more.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["create", "patch"]
+# Each pool's Secret of keys, which its workers mount: created; when it exists,
+# read and replaced if it differs. It goes with the pool (owner reference).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "update"]
+# Each pool's NetworkPolicy: the same, and deleted when the pool turns it off.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "update", "delete"]
 {{- end }}
 
 {{/*

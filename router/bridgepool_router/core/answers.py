@@ -100,8 +100,12 @@ def _refusal(body: bytes) -> FailureKind | None:
         return FailureKind.REFUSED_BY_WORKER
     if info is None:
         return FailureKind.REFUSED_BY_WORKER
-    if info.type in (WORKER_BUSY, SESSION_MOVING):
-        # Busy, or the session is frozen while it moves: the worker ran nothing
-        # and will take the call again in a moment.
+    if info.type == WORKER_BUSY:
+        # The worker ran nothing and will take the call again in a moment.
         return FailureKind.BUSY
+    if info.type == SESSION_MOVING:
+        # The session is frozen while it moves, and the worker held the call
+        # for its move wait already: the caller gets the 503, and the worker
+        # did its part (a freeze that outlasts the wait is the mover's doing).
+        return None
     return FailureKind.REFUSED_BY_WORKER if info.retryable else None
