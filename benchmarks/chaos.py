@@ -17,7 +17,10 @@ benchmark (benchmarks/soak.py) and the short chaos run of the e2e suite.
 Load and Watch reach the pool by its namespaced route
 (:func:`e2e.components.pool_api`). Against a router with authentication on
 (the chart's default), give them the caller's ``Authorization`` header;
-against one with ``auth.mode: none``, none.
+against one with ``auth.mode: none``, none. The faults that are commands to a
+worker (crash, unhealthy, hang) go straight to its pod, which answers only
+its pool's key: they read it from the Secret the operator keeps for the
+pool's workers (``<pool>-bridgepool-keys``).
 
 Everything runs on one asyncio loop; the Kubernetes API calls go through the
 synchronous client in a thread.
@@ -39,6 +42,7 @@ from kubernetes import client
 
 from benchmarks.stats import percentile
 from bridgepool import labels
+from bridgepool.credentials import Keys, keys_from_secret
 from bridgepool.protocol import (
     HEADER_IDEMPOTENT,
     HEADER_PREVIOUS_WORKER,
@@ -46,6 +50,7 @@ from bridgepool.protocol import (
     HEADER_WORKER,
     WORKER_PORT,
 )
+from bridgepool.worker_http import WorkerHttp
 from bridgepool.workers import pod_ready
 from e2e.components import Pools, has_condition
 from e2e.support import Cluster
@@ -349,16 +354,35 @@ class Faults:
                 return pod
         raise RuntimeError(f"no ready worker of {self.pool} to inject a fault into")
 
-    async def _fault_command(self, pod: Any, args: dict[str, Any], seconds: float = 5) -> None:
+    async def _pool_keys(self) -> Keys:
+        """The pool's keys, from the Secret the operator writes for its workers
+        (read afresh for each fault: a rotation may have happened meanwhile)."""
+        name = labels.keys_secret_name(self.pool)
+        secret: Any = await asyncio.to_thread(
+            self.pools.core.read_namespaced_secret, name, self.pools.namespace
+        )
+        return keys_from_secret(secret.data)
+
+    async def _fault_command(
+        self, pod: Any, args: dict[str, Any], seconds: float = 5, keys: Keys | None = None
+    ) -> None:
+        """Send the fault command straight to ``pod`` with the pool's key (its
+        previous one too, should the worker not have seen a rotation yet)."""
         url = f"http://{pod.status.pod_ip}:{WORKER_PORT}/v1/execute"
         body = {"command": "fault", "args": args}
+        http = WorkerHttp(self.http, keys or await self._pool_keys())
         try:
-            async with self.http.post(
+            async with http.post(
                 url, json=body, timeout=aiohttp.ClientTimeout(total=seconds)
             ) as resp:
-                await resp.read()
+                answer = await resp.text()
         except (aiohttp.ClientError, TimeoutError):
-            pass  # a crash or a hang answers nothing
+            return  # a crash or a hang answers nothing
+        if resp.status in (401, 403):
+            # Not a fault: a worker that injected nothing would be timed as if it had.
+            raise RuntimeError(
+                f"{pod.metadata.name} refused the fault command ({resp.status}: {answer})"
+            )
 
     async def _kubectl(self, *args: str) -> None:
         await asyncio.to_thread(self.cluster.kubectl, *args)
@@ -392,8 +416,10 @@ class Faults:
         """Every call slot of one worker taken by a call that never answers
         (each gives up after 20 s): the worker is alive but serves nothing."""
         pod = await self._victim()
+        keys = await self._pool_keys()
         for _ in range(self.capacity):
-            task = asyncio.create_task(self._fault_command(pod, {"kind": "hang"}, seconds=20))
+            command = self._fault_command(pod, {"kind": "hang"}, seconds=20, keys=keys)
+            task = asyncio.create_task(command)
             self._hanging.add(task)
             task.add_done_callback(self._hanging.discard)
         return str(pod.metadata.name)

@@ -3,7 +3,10 @@ Deployments doing the same on the same cluster? Measured side by side in one run
 
 * N BridgePools (``replicas: 1``; the product's default health settings) are
   created in a fresh namespace ``bp-bench-<random>`` served by a real
-  ``bridgepool-operator`` process. Per pool, seconds from the create call to its
+  ``bridgepool-operator`` process, run as the chart runs it: with a release key
+  directory (made fresh for the run), from which it derives each pool's key and
+  writes it into the Secret ``<pool>-bridgepool-keys`` its workers mount, and
+  with a NetworkPolicy per pool. Per pool, seconds from the create call to its
   first worker pod seen, to that pod Ready, and to the pool's status saying so
   (``settled``). Then every pool's template gets a new pod label: seconds from
   the patch to the first pod of the new revision seen, and to the rollout being
@@ -14,7 +17,10 @@ Deployments doing the same on the same cluster? Measured side by side in one run
   makes it: same image, probes, port and grace period), 1 replica, surge 1,
   unavailable 0, in another fresh namespace, timed the same way (status ready:
   ready, updated and available replicas at the observed generation); a
-  Deployment has no finalizer, so its deletion is the floor.
+  Deployment has no finalizer, so its deletion is the floor. The pod mounts
+  its pool's key Secret, so each Deployment's create call first creates that
+  Secret (the same key the operator would write), as a user of Deployments
+  would apply both; it has no NetworkPolicy.
 * The operator's reconcile passes, from ``bridgepool_operator_reconcile_time_seconds``
   scraped before and after each window (creation, a steady window with every
   pool settled, rollout): passes/s, the exact mean, and p50/p90/p99 interpolated
@@ -28,18 +34,24 @@ nearest-rank over the N objects. BridgePools go first, then Deployments, once
 the pools' pods are gone. Needs a cluster whose pod addresses this machine
 reaches (the operator reads each worker's ``/v1/stats``), the CRD (applied
 here), and the worker image in the node (pods use ``imagePullPolicy: Never``).
+The operator runs on this machine, not as a pod, so the pools' NetworkPolicies
+(which admit the release's router and operator pods: here the benchmark names
+labels no pod carries) let it through only as the node's own traffic, which
+the local cluster's kube-router admits (the kubelet's probes need it); on a
+cluster whose plugin does not, give ``--no-network-policy``.
 
 On the 2-core local cluster: about 3 minutes with 10 of each, 7 to 8 with 50,
 where 50 workers take 40-60 s from create to Ready (for Deployments too).
 
     .venv/bin/python -m benchmarks.operator_reconcile [--pools 50] [--kubeconfig PATH]
         [--image localhost/bridgepool-worker:dev] [--steady 30] [--interval 5]
-        [--health-interval SECONDS]
+        [--health-interval SECONDS] [--no-network-policy]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import math
 import os
@@ -61,6 +73,8 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridgepool import labels
+from bridgepool.credentials import KEY_FILE, Keys, new_key, pool_keys, write_keys
+from bridgepool.names import PoolRef as PoolName
 from bridgepool.spec import BridgePoolSpec, HealthSettings
 from bridgepool.workers import pod_ready
 from bridgepool_operator.pods import PoolRef, build_worker_pod, revision_of
@@ -75,6 +89,10 @@ DEPLOYMENT_LABEL = "bench.bridgepool.io/deployment"
 CALLERS = 6  # threads making the create and patch calls
 RECONCILE = "bridgepool_operator_reconcile_time_seconds"
 QUANTILES = (0.5, 0.9, 0.99)
+# What the pools' NetworkPolicies admit besides the pools' own workers: pods of
+# these labels in the pools' namespace, of which there are none (the operator
+# runs on this machine, and nothing calls the workers through a router).
+POLICY_PEERS = "app.kubernetes.io/name=bridgepool-bench,app.kubernetes.io/component="
 STARTED = time.monotonic()  # for the progress lines
 
 Json = dict[str, Any]
@@ -282,20 +300,42 @@ def deployment_ready(deployment: Json) -> bool:
     )
 
 
-def deployment_subject(api: client.ApiClient, namespace: str, image: str, pool: Json) -> Subject:
+def keys_secret(name: str, namespace: str, release: Keys) -> Json:
+    """The key Secret a worker pod of pool ``name`` mounts, with the key the
+    operator would write for it (no owner: nothing here would own it)."""
+    key = pool_keys(release, PoolName(namespace, name)).current
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": labels.keys_secret_name(name), "labels": {DEPLOYMENT_LABEL: name}},
+        "type": "Opaque",
+        "data": {KEY_FILE: base64.b64encode(key.encode()).decode()},
+    }
+
+
+def deployment_subject(
+    api: client.ApiClient, namespace: str, image: str, pool: Json, release: Keys
+) -> Subject:
     apps = client.AppsV1Api(api)
+    core = client.CoreV1Api(api)
     change = {"spec": {"template": {"metadata": {"labels": {ROLLOUT_LABEL: "2"}}}}}
 
     def lister(api: client.ApiClient, namespace: str) -> Callable[..., Any]:
         return functools.partial(client.AppsV1Api(api).list_namespaced_deployment, namespace)
 
+    def create(name: str) -> object:
+        # The pod mounts the Secret: made first, or the kubelet waits for it.
+        secret = client.V1Secret.model_validate(keys_secret(name, namespace, release))
+        core.create_namespaced_secret(namespace, secret)
+        manifest = deployment_manifest(name, namespace, image, pool)
+        return apps.create_namespaced_deployment(
+            namespace, client.V1Deployment.model_validate(manifest)
+        )
+
     return Subject(
         title="Deployment",
         pod_label=DEPLOYMENT_LABEL,
-        create=lambda name: apps.create_namespaced_deployment(
-            namespace,
-            client.V1Deployment.model_validate(deployment_manifest(name, namespace, image, pool)),
-        ),
+        create=create,
         change_template=lambda name: apps.patch_namespaced_deployment(name, namespace, change),
         delete=lambda name: apps.delete_namespaced_deployment(name, namespace),
         lister=lister,
@@ -538,16 +578,40 @@ def wait_pods_gone(core: client.CoreV1Api, namespace: str, timeout: float = 120)
     support.wait_for(f"the pods of {namespace} gone", gone, timeout=timeout)
 
 
+def release_keys(directory: Path) -> Keys:
+    """A fresh release key directory, as the chart makes one at install."""
+    keys = Keys(new_key())
+    write_keys(directory, keys)
+    return keys
+
+
+def operator_env(keys_dir: Path, namespace: str, network_policy: bool) -> dict[str, str]:
+    """The operator's settings the chart gives it: the release key directory,
+    and whom each pool's NetworkPolicy admits (or none, with the policy off)."""
+    env = {"BRIDGEPOOL_OPERATOR_WORKER_KEYS_DIR": str(keys_dir)}
+    if not network_policy:
+        return env | {"BRIDGEPOOL_OPERATOR_NETWORK_POLICY": "false"}
+    return env | {
+        "BRIDGEPOOL_OPERATOR_RELEASE_NAMESPACE": namespace,
+        "BRIDGEPOOL_OPERATOR_ROUTER_SELECTOR": POLICY_PEERS + "router",
+        "BRIDGEPOOL_OPERATOR_OPERATOR_SELECTOR": POLICY_PEERS + "operator",
+    }
+
+
 @contextmanager
 def running_operator(
-    cluster: support.Cluster, pools: components.Pools, log: Path, interval: float
+    cluster: support.Cluster,
+    pools: components.Pools,
+    log: Path,
+    interval: float,
+    env: Mapping[str, str],
 ) -> Iterator[components.Process]:
     """The operator serving the pools' namespace; on the way out the pools are
     deleted while it runs (so kopf lifts its finalizer), then it gets SIGTERM."""
 
     def start() -> components.Process:
         proc = components.operator_process(
-            cluster, [pools.namespace], log, interval_seconds=interval
+            cluster, [pools.namespace], log, interval_seconds=interval, env=env
         )
         proc.start(timeout=60)
         return proc
@@ -574,7 +638,11 @@ def running_operator(
 
 
 def bench_pools(
-    cluster: support.Cluster, args: argparse.Namespace, names: Sequence[str], log: Path
+    cluster: support.Cluster,
+    args: argparse.Namespace,
+    names: Sequence[str],
+    log: Path,
+    keys_dir: Path,
 ) -> tuple[dict[str, list[float]], list[Window]]:
     with (
         cluster.api_client() as api,
@@ -583,8 +651,9 @@ def bench_pools(
         progress(f"{len(names)} BridgePools in namespace {namespace}; operator log: {log}")
         pools = components.Pools(api, namespace)
         subject = pool_subject(pools, args.image, pool_spec(args.health_interval))
+        env = operator_env(keys_dir, namespace, args.network_policy)
         with (
-            running_operator(cluster, pools, log, args.interval) as operator,
+            running_operator(cluster, pools, log, args.interval, env) as operator,
             watching(cluster, namespace, subject) as books,
         ):
             url = components.operator_metrics_url(operator)
@@ -622,14 +691,15 @@ def bench_pools(
 
 
 def bench_deployments(
-    cluster: support.Cluster, args: argparse.Namespace, names: Sequence[str]
+    cluster: support.Cluster, args: argparse.Namespace, names: Sequence[str], release: Keys
 ) -> dict[str, list[float]]:
     with (
         cluster.api_client() as api,
         support.fresh_namespace(client.CoreV1Api(api), new_namespace()) as namespace,
     ):
         progress(f"{len(names)} Deployments in namespace {namespace}")
-        subject = deployment_subject(api, namespace, args.image, pool_spec(args.health_interval))
+        spec = pool_spec(args.health_interval)
+        subject = deployment_subject(api, namespace, args.image, spec, release)
         with watching(cluster, namespace, subject) as books:
 
             def checkpoint(stage: str) -> None:
@@ -755,6 +825,13 @@ def parse_args() -> argparse.Namespace:
         metavar="SECONDS",
         help="the pools' spec.health.intervalSeconds (default: the product's, 30)",
     )
+    parser.add_argument(
+        "--network-policy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the operator keeps a NetworkPolicy per pool, as the chart's default has it "
+        "(default on; off for a cluster that keeps this machine from pods behind one)",
+    )
     return parser.parse_args()
 
 
@@ -780,14 +857,20 @@ def run(args: argparse.Namespace) -> None:
     started = time.monotonic()
     cluster = connect(args.kubeconfig)
     components.install_crd(cluster)
-    log = Path(tempfile.mkdtemp(prefix="bp-bench-")) / "operator.log"
-    pools, windows = bench_pools(cluster, args, [f"pool-{i:03d}" for i in range(args.pools)], log)
-    deployments = bench_deployments(cluster, args, [f"dep-{i:03d}" for i in range(args.pools)])
+    workdir = Path(tempfile.mkdtemp(prefix="bp-bench-"))
+    log = workdir / "operator.log"
+    keys_dir = workdir / "release-keys"  # the operator's --worker-keys-dir
+    release = release_keys(keys_dir)
+    pool_names = [f"pool-{i:03d}" for i in range(args.pools)]
+    pools, windows = bench_pools(cluster, args, pool_names, log, keys_dir)
+    dep_names = [f"dep-{i:03d}" for i in range(args.pools)]
+    deployments = bench_deployments(cluster, args, dep_names, release)
     print_comparison(args.pools, pools, deployments)
     print_windows(windows)
     print(
         f"\noperator interval {args.interval:g}s, steady window {args.steady:g}s,"
-        f" health interval {args.health_interval or 'default'};"
+        f" health interval {args.health_interval or 'default'},"
+        f" network policy {'on' if args.network_policy else 'off'};"
         f" total run {time.monotonic() - started:.0f}s; operator log {log}"
     )
 

@@ -4,8 +4,10 @@ One router process, one run. The router is the real ``bridgepool-router`` main
 with one benchmark-only route added (``POST /bench/bind``), which binds sessions
 straight into a pool's table inside the router process. The worker is
 router_overhead's minimal one (it holds no sessions, so the router's look-up of
-a new session on the workers is cheap). Router on CPU 0; worker and client on
-CPU 1.
+a new session on the workers is cheap), closed as a real worker is: it answers
+only calls that show its pool's key, which the router derives from a release
+key directory (``--worker-keys-dir``), as on a cluster. Router on CPU 0; worker
+and client on CPU 1.
 
 Filling the table by real calls alone takes a minute or more on one core (each
 new session is looked up on the workers first), so the first ``--real`` sessions
@@ -53,7 +55,14 @@ from unittest import mock
 import httpx
 from aiohttp import web
 
-from benchmarks.router_overhead import POOL, Target, free_port, send_call, wait_port
+from benchmarks.router_overhead import (
+    POOL,
+    Target,
+    free_port,
+    send_call,
+    wait_port,
+    worker_keys,
+)
 from benchmarks.stats import percentile
 
 DEFAULT_TTL_SECONDS = 300.0  # SessionSettings.idle_ttl_seconds' default
@@ -148,16 +157,20 @@ def wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
 @contextmanager
 def processes(tmp: Path) -> Iterator[Router]:
     procs: list[subprocess.Popen[bytes]] = []
+    keys = worker_keys(tmp)
     try:
         worker_port, router_port = free_port(), free_port()
-        code = f"from benchmarks.router_overhead import run_worker; run_worker({worker_port})"
+        code = (
+            "from benchmarks.router_overhead import run_worker; "
+            f"run_worker({worker_port}, {str(keys.pool_dir)!r})"
+        )
         procs.append(subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", code]))
         worker_url = f"http://127.0.0.1:{worker_port}"
         pools_file = tmp / "pools.json"
         write_pools(pools_file, worker_url, DEFAULT_TTL_SECONDS)
         argv = ["--host", "127.0.0.1", "--port", str(router_port),
                 "--static-file", str(pools_file), "--static-reload-seconds", "0.2",
-                "--log-level", "warning"]  # fmt: skip
+                "--worker-keys-dir", str(keys.release_dir), "--log-level", "warning"]  # fmt: skip
         code = f"from benchmarks.router_memory import run_router; run_router({argv!r})"
         # taskset execs Python: the pid is the router's
         procs.append(subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", code]))

@@ -42,7 +42,16 @@ Scale-out last: the router as one process and as two processes sharing its port
 connections.
 
 The worker is a minimal asyncio server that speaks the worker protocol (fixed
-answers), so the measured cost is the proxy's, not the handler's. The router and
+answers), so the measured cost is the proxy's, not the handler's. Like a real
+worker it is closed: past ``/readyz`` and ``/healthz`` it answers only a request
+that shows its pool's key (``Authorization: Bearer KEY``), and refuses any other
+with 401, so a path that does not send the key fails its calls instead of
+measuring something production never does. Every path sends the key as
+production would: the router derives it from a release key directory
+(``--worker-keys-dir``, as the chart mounts it), the direct calls show it
+themselves, and the forwarder (``--keys-dir``) and HAProxy (``set-header``) add it
+to every call they pass on. So each proxy writes the same one extra header
+upstream, and the comparison stays like for like. The router and
 HAProxy (and the forwarder) are pinned to CPU 0 (``taskset``), the worker, the
 load generator and wrk to CPU 1. Loopback only; runtime about two and a half
 minutes. The load average is printed before and after: the numbers are only as
@@ -76,6 +85,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.review_server import review_kubeconfig, token_of
 from benchmarks.stats import percentile
+from bridgepool.credentials import Keys, bearer, new_key, pool_key_dir, read_keys, write_keys
+from bridgepool.names import PoolRef
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -99,18 +110,48 @@ READYZ = json.dumps(
 ).encode()
 SESSIONS_BODY = json.dumps({"worker": "bench", "sessions": []}).encode()
 RESULT = b'{"id": null, "success": true, "result": {"pong": true}, "error": null}'
+REFUSED = json.dumps(
+    {"error": {"type": "unauthenticated", "category": "auth", "message": "no pool key"}}
+).encode()
+PROBES = ("/readyz", "/healthz")  # open to anyone, as on a real worker
 
 
-def _response(body: bytes) -> bytes:
+def _response(body: bytes, status: bytes = b"200 OK") -> bytes:
     return (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        b"HTTP/1.1 "
+        + status
+        + b"\r\nContent-Type: application/json\r\nContent-Length: "
         + str(len(body)).encode()
         + b"\r\n\r\n"
         + body
     )
 
 
+@dataclass(frozen=True)
+class WorkerKeys:
+    """The keys of a run: the release key directory the routers derive the pool's
+    key from, and the pool's own key directory (what the operator writes into the
+    pool's Secret), which the workers and the forwarder read."""
+
+    release_dir: Path
+    pool_dir: Path
+    key: str  # the pool's key: what every call to a worker shows
+
+
+def worker_keys(tmp: Path) -> WorkerKeys:
+    """A fresh release key, and the key directory of the pool ``POOL`` derived from it."""
+    release = Keys(new_key())
+    write_keys(tmp / "release-keys", release)
+    pool = pool_key_dir(release, PoolRef.parse(POOL), tmp / "pool-keys")
+    return WorkerKeys(tmp / "release-keys", tmp / "pool-keys", pool.current)
+
+
 class _WorkerProtocol(asyncio.Protocol):
+    def __init__(self, key: str | None) -> None:
+        # The header line a caller must send (names are case-insensitive; HAProxy
+        # sends them lowercase). None: open, as a worker started --open-access.
+        self.authorization = None if key is None else f"authorization: {bearer(key)}".lower()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
@@ -129,6 +170,9 @@ class _WorkerProtocol(asyncio.Protocol):
                 return
             self.buf = self.buf[end + 4 + length :]
             path = head.split(" ", 2)[1]
+            if not self._admitted(path, head):
+                self.transport.write(_response(REFUSED, b"401 Unauthorized"))
+                continue
             if path == "/readyz":
                 body = READYZ
             elif path.startswith("/v1/sessions"):
@@ -137,11 +181,22 @@ class _WorkerProtocol(asyncio.Protocol):
                 body = RESULT
             self.transport.write(_response(body))
 
+    def _admitted(self, path: str, head: str) -> bool:
+        if self.authorization is None or path in PROBES:
+            return True
+        return any(line.lower() == self.authorization for line in head.split("\r\n")[1:])
 
-def run_worker(port: int) -> None:
+
+def run_worker(port: int, keys_dir: str | None = None) -> None:
+    """The minimal worker on ``port``: closed, taking the key in ``keys_dir``
+    (a pool's key directory), or open when none is given."""
+    key = None if keys_dir is None else read_keys(Path(keys_dir)).current
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(_WorkerProtocol, "127.0.0.1", port, backlog=1024)
+        server = await loop.create_server(
+            lambda: _WorkerProtocol(key), "127.0.0.1", port, backlog=1024
+        )
         async with server:
             await server.serve_forever()
 
@@ -156,7 +211,9 @@ class Target:
     name: str
     port: int
     sticky_path: bool  # router: session in the path; others: POST /v1/execute
-    token: str | None = None  # sent as Authorization: Bearer
+    # Sent as Authorization: Bearer: the caller's token to the router with auth
+    # on; the pool's key straight to the worker.
+    token: str | None = None
 
     def request(self, session: str) -> bytes:
         if self.sticky_path:
@@ -289,8 +346,8 @@ request = function()
     return wrk.format("POST", "{pool_path}/sessions/" .. s .. "/execute",
       headers, '{{"command": "ping", "args": {{}}}}')
   end
-  return wrk.format("POST", "/v1/execute",
-    {{["Content-Type"] = "application/json", ["X-BridgePool-Session"] = s}},
+  headers["X-BridgePool-Session"] = s
+  return wrk.format("POST", "/v1/execute", headers,
     '{{"command": "ping", "args": {{}}, "session_id": "' .. s .. '"}}')
 end
 """
@@ -382,6 +439,7 @@ backend workers
     balance hdr(X-BridgePool-Session)
     hash-type consistent
     http-reuse always
+    http-request set-header Authorization "{authorization}"
 {servers}
 """
 
@@ -406,10 +464,13 @@ def start(
     return procs[-1].pid
 
 
-def router_command(port: int, worker_ports: list[int], *extra: str) -> list[str]:
+def router_command(port: int, worker_ports: list[int], keys: WorkerKeys, *extra: str) -> list[str]:
+    """The router of the pool ``POOL`` (``default/bench``), its workers' key derived
+    from the release key directory, as on a cluster."""
     urls = ",".join(f"http://127.0.0.1:{p}" for p in worker_ports)
     return [str(BIN / "bridgepool-router"), "--host", "127.0.0.1", "--port", str(port),
-            "--static", f"{POOL}={urls}", "--log-level", "WARNING", *extra]  # fmt: skip
+            "--static", f"{POOL}={urls}", "--worker-keys-dir", str(keys.release_dir),
+            "--log-level", "WARNING", *extra]  # fmt: skip
 
 
 @contextmanager
@@ -427,33 +488,46 @@ def stopped_at_exit() -> Iterator[list[subprocess.Popen[bytes]]]:
                 proc.kill()
 
 
+def start_workers(procs: list[subprocess.Popen[bytes]], count: int, keys: WorkerKeys) -> list[int]:
+    """``count`` minimal workers taking the pool's key, on CPU 1; their ports."""
+    ports = [free_port() for _ in range(count)]
+    for port in ports:
+        code = (
+            "from benchmarks.router_overhead import run_worker; "
+            f"run_worker({port}, {str(keys.pool_dir)!r})"
+        )
+        start(procs, "1", sys.executable, "-c", code)
+    return ports
+
+
 @contextmanager
-def processes(tmp: Path, workers: int) -> Iterator[tuple[list[int], dict[str, Proxy]]]:
+def processes(tmp: Path, workers: int) -> Iterator[tuple[list[int], dict[str, Proxy], WorkerKeys]]:
     """The workers (their ports), the proxies and the review stand-in, pinned as the
-    module says."""
+    module says; and the keys of the run, fresh in ``tmp``."""
+    keys = worker_keys(tmp)
     with stopped_at_exit() as procs:
-        worker_ports = [free_port() for _ in range(workers)]
-        for port in worker_ports:
-            code = f"from benchmarks.router_overhead import run_worker; run_worker({port})"
-            start(procs, "1", sys.executable, "-c", code)
+        worker_ports = start_workers(procs, workers, keys)
         router_port, forwarder_port, haproxy_port = free_port(), free_port(), free_port()
-        router = start(procs, "0", *router_command(router_port, worker_ports))
+        router = start(procs, "0", *router_command(router_port, worker_ports, keys))
         reviews_port, guarded_port = free_port(), free_port()
         serve = f"import benchmarks.review_server as r; r.run_review_server({reviews_port})"
         start(procs, "1", sys.executable, "-c", serve)
         guarded = start(
-            procs, "0", *router_command(guarded_port, worker_ports, "--auth", "kubernetes"),
+            procs, "0", *router_command(guarded_port, worker_ports, keys, "--auth", "kubernetes"),
             env={"KUBECONFIG": str(review_kubeconfig(tmp, reviews_port))},
         )  # fmt: skip
         forwarder = start(
             procs, "0", sys.executable, "-m", "benchmarks.forwarder", "--port",
             str(forwarder_port), "--upstream", f"http://127.0.0.1:{worker_ports[0]}",
+            "--keys-dir", str(keys.pool_dir),
         )  # fmt: skip
         servers = "\n".join(
             f"    server w{i} 127.0.0.1:{p} maxconn 1024" for i, p in enumerate(worker_ports)
         )
         cfg = tmp / "haproxy.cfg"
-        cfg.write_text(HAPROXY_CFG.format(port=haproxy_port, servers=servers))
+        cfg.write_text(
+            HAPROXY_CFG.format(port=haproxy_port, servers=servers, authorization=bearer(keys.key))
+        )
         haproxy = start(procs, "0", "haproxy", "-db", "-f", str(cfg))
         for port in [*worker_ports, router_port, forwarder_port, haproxy_port, reviews_port,
                      guarded_port]:  # fmt: skip
@@ -467,11 +541,14 @@ def processes(tmp: Path, workers: int) -> Iterator[tuple[list[int], dict[str, Pr
                 "forwarder": Proxy(forwarder_port, [forwarder]),
                 "haproxy": Proxy(haproxy_port, [haproxy]),
             },
+            keys,
         )
 
 
 @contextmanager
-def routers_sharing_a_port(worker_ports: list[int], count: int) -> Iterator[Proxy]:
+def routers_sharing_a_port(
+    worker_ports: list[int], count: int, keys: WorkerKeys
+) -> Iterator[Proxy]:
     """``count`` router processes on one port (``--reuse-port``), the i-th pinned
     to CPU i: left to itself, the scheduler keeps processes that wake each other
     on one core."""
@@ -479,7 +556,7 @@ def routers_sharing_a_port(worker_ports: list[int], count: int) -> Iterator[Prox
         port = free_port()
         pids = [
             start(procs, str(i % (os.cpu_count() or 1)),
-                  *router_command(port, worker_ports, "--reuse-port"))
+                  *router_command(port, worker_ports, keys, "--reuse-port"))
             for i in range(count)
         ]  # fmt: skip
         wait_port(port)
@@ -543,10 +620,10 @@ def main() -> None:
         sys.exit("needs haproxy and wrk: apt-get install -y haproxy wrk")
     os.sched_setaffinity(0, {1})
     print(f"load average (1, 5, 15 min) before: {load_average()}")
-    with tempfile.TemporaryDirectory() as tmpdir, processes(Path(tmpdir), 1) as (ports, proxies):
-        tmp, worker_ports = Path(tmpdir), ports
+    with tempfile.TemporaryDirectory() as tmpdir, processes(Path(tmpdir), 1) as running:
+        tmp, (worker_ports, proxies, keys) = Path(tmpdir), running
         targets = [
-            Target("direct", worker_ports[0], sticky_path=False),
+            Target("direct", worker_ports[0], sticky_path=False, token=keys.key),
             Target("router", proxies["router"].port, sticky_path=True),
             Target("router+auth", proxies["router+auth"].port, sticky_path=True, token=TOKEN),
             Target("forwarder", proxies["forwarder"].port, sticky_path=False),
@@ -609,17 +686,17 @@ def main() -> None:
             f"router-added p99 <= 1 ms and p99.9 <= 5 ms at {args.rate:.0f} calls/s; "
             "auth on >= 0.90x the calls/s of auth off, adding <= 0.1 ms at p50"
         )
-        scale_out(worker_ports, args.seconds, tmp)
+        scale_out(worker_ports, args.seconds, tmp, keys)
     print(f"load average (1, 5, 15 min) after: {load_average()}")
 
 
-def scale_out(worker_ports: list[int], seconds: float, tmp: Path) -> None:
+def scale_out(worker_ports: list[int], seconds: float, tmp: Path, keys: WorkerKeys) -> None:
     print(f"scale-out: router processes sharing one port (--reuse-port), the i-th on CPU i, "
           f"beside the worker (CPU 1) and wrk (2 threads, 64 connections, either CPU); "
           f"{seconds:.0f}s")  # fmt: skip
     results: dict[int, Throughput] = {}
     for count in (1, 2):
-        with routers_sharing_a_port(worker_ports, count) as proxy:
+        with routers_sharing_a_port(worker_ports, count, keys) as proxy:
             target = Target(f"routers{count}", proxy.port, sticky_path=True)
             wrk_throughput(target, 1.0, tmp, cpus="0,1", threads=2, connections=64)  # warm-up
             t = results[count] = wrk_throughput(
