@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             namespaces=list(config.namespace),
             liveness_endpoint=liveness,
             standalone=True,
-            memo=kopf.Memo(config=config, keys=keys),
+            memo=kopf.Memo(config=config, release_keys=keys),
         )
     )
 

@@ -9,9 +9,10 @@ from typing import Any
 import kopf
 
 from bridgepool import labels
+from bridgepool.credentials import PoolKeys
 
 from . import index, loop, runtime
-from .config import SOURCES, release_keys
+from .config import SOURCES, OperatorConfig, release_keys
 
 POD_FILTER = {labels.LABEL_MANAGED_BY: labels.MANAGED_BY}
 
@@ -19,10 +20,15 @@ POD_FILTER = {labels.LABEL_MANAGED_BY: labels.MANAGED_BY}
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     runtime.configure(settings)
-    # Under `kopf run` (not bridgepool-operator) the settings come from the environment.
-    config = getattr(memo, "config", None) or SOURCES.load([], os.environ)
-    keys = getattr(memo, "keys", None) or release_keys(config)
-    await runtime.start(memo, config, keys)
+    await runtime.start(memo, *start_settings(memo))
+
+
+def start_settings(memo: kopf.Memo) -> tuple[OperatorConfig, PoolKeys]:
+    """The settings and release keys ``bridgepool-operator`` put in the memo;
+    under `kopf run` they come from the environment."""
+    config = memo.get("config") or SOURCES.load([], os.environ)
+    # memo.get, not getattr: a Memo is a dict, and memo.keys its keys() method.
+    return config, memo.get("release_keys") or release_keys(config)
 
 
 @kopf.on.cleanup()

@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kopf
 import pytest
 
 from bridgepool.config import ConfigError
+from bridgepool.credentials import Keys, new_key, write_keys
+from bridgepool.names import PoolRef
 from bridgepool_operator.config import load_config, release_keys
+from bridgepool_operator.main import start_settings
 
 # What the chart gives the operator besides its namespaces (the key directory
 # need not exist for the settings to load).
@@ -178,3 +182,24 @@ def test_help_shows_each_flag_with_its_default_and_variable() -> None:
     assert "BRIDGEPOOL_OPERATOR_METRICS_PORT" in done.stdout
     assert "BRIDGEPOOL_OPERATOR_INTERVAL_SECONDS" in done.stdout
     assert "--network-policy, --no-network-policy" in done.stdout
+
+
+def test_startup_takes_the_settings_and_keys_the_command_line_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``bridgepool-operator`` hands kopf's startup (a Memo, which is a
+    dict: its ``keys`` is a method, so the release keys go by another name),
+    and what `kopf run` reads from the environment instead."""
+    write_keys(tmp_path, Keys(new_key()))
+    config = load_config(
+        ["--all-namespaces"], {**REQUIRED, "BRIDGEPOOL_OPERATOR_WORKER_KEYS_DIR": str(tmp_path)}
+    )
+    keys = release_keys(config)
+    assert start_settings(kopf.Memo(config=config, release_keys=keys)) == (config, keys)
+
+    for name, value in {**REQUIRED, "BRIDGEPOOL_OPERATOR_ALL_NAMESPACES": "true"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BRIDGEPOOL_OPERATOR_WORKER_KEYS_DIR", str(tmp_path))
+    from_env, env_keys = start_settings(kopf.Memo())
+    assert from_env.worker_keys_dir == tmp_path
+    assert env_keys.of(PoolRef("team-a", "example")) == keys.of(PoolRef("team-a", "example"))
