@@ -10,7 +10,7 @@ import logging
 
 from pydantic import ValidationError
 
-from bridgepool.protocol import Readiness
+from bridgepool.protocol import Readiness, WorkerState
 from bridgepool_router.pool import PoolRuntime, TrackedWorker
 from bridgepool_router.upstream import ConnectFailed, Upstream, UpstreamError
 
@@ -33,6 +33,8 @@ class HealthChecks:
             readiness = Readiness.model_validate_json(answer.body)
             pool.saw_incarnation(worker, readiness.incarnation)
             worker.readiness = readiness
+            if readiness.state is WorkerState.TERMINATING:
+                self.upstream.close_idle(worker.endpoint.url)
             worker.capacity = max(readiness.capacity, 1)
             worker.accepting_sessions = readiness.accepting_sessions
             ready = answer.status == 200 and readiness.ready

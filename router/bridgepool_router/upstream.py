@@ -216,10 +216,13 @@ class _Host:
         if conn in self.idle:
             self.idle.remove(conn)
 
-    def close(self) -> None:
-        self.closed = True
+    def close_idle(self) -> None:
         while self.idle:
             self.idle.pop().close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.close_idle()
 
 
 class Upstream:
@@ -332,6 +335,14 @@ class Upstream:
         host = self._hosts.pop(url, None)
         if host is not None:
             host.close()
+
+    def close_idle(self, url: str) -> None:
+        """The worker at ``url`` is on its way out: close the idle connections
+        to it (a call then opens a fresh one, refused once it has exited,
+        rather than meet a connection the exit resets)."""
+        host = self._hosts.get(url)
+        if host is not None:
+            host.close_idle()
 
     def close(self) -> None:
         for host in self._hosts.values():

@@ -261,3 +261,24 @@ def test_idle_connections_are_bounded_in_number_and_time(run: Run) -> None:
             await worker.client_closed(3)
 
     run(scenario)
+
+
+def test_a_worker_on_its_way_out_loses_its_idle_connections_not_the_next_request(
+    run: Run,
+) -> None:
+    """close_idle (a health check saw the worker terminating): the idle
+    connections go, and the next request opens a fresh one that works."""
+
+    async def scenario() -> None:
+        async with Worker(always(answer())) as worker:
+            upstream = Upstream()
+            await asyncio.gather(
+                *(upstream.request("GET", worker.url, "/", timeout=5) for _ in range(2))
+            )
+            upstream.close_idle(worker.url)
+            await worker.client_closed(2)
+            answered = await upstream.request("GET", worker.url, "/", timeout=5)
+            assert answered.status == 200
+            assert worker.opened == 3
+
+    run(scenario)

@@ -28,7 +28,10 @@ def test_a_terminating_worker_waits_for_its_sessions_to_move_then_exits(
     # Still serving the session it holds, though it takes no new ones.
     wait_for(lambda: leaving.get("/readyz").status_code == 503)
     assert leaving.result("ping", session_id="kept")["pong"] is True
-    assert leaving.call("ping", session_id="new").status_code == 503
+    refused = leaving.call("ping", session_id="new")
+    assert refused.status_code == 503
+    # No caller keeps a connection to a worker on its way out.
+    assert refused.headers["Connection"] == "close"
     assert leaving.popen.poll() is None
 
     async def move() -> None:

@@ -115,8 +115,14 @@ async def structured_errors(
                 ErrorCategory.SYSTEM, "internal_error", "the worker failed unexpectedly", status=500
             )
         )
-    response.headers[HEADER_WORKER] = request.app[RUNTIME].name
-    response.headers[HEADER_INCARNATION] = request.app[RUNTIME].incarnation
+    runtime = request.app[RUNTIME]
+    response.headers[HEADER_WORKER] = runtime.name
+    response.headers[HEADER_INCARNATION] = runtime.incarnation
+    if runtime.lifecycle.terminating:
+        # No caller keeps a connection to this process, so none
+        # sends a call down one the exit is about to close (a reset, not a
+        # refusal: the caller could not tell whether the call ran).
+        response.force_close()
     return response
 
 
