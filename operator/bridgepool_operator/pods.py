@@ -54,6 +54,12 @@ def worker_env(spec: BridgePoolSpec) -> list[dict[str, str]]:
         # A worker deleted from outside (kubectl delete pod, a node drain's
         # eviction) waits for the operator to move its sessions before it exits.
         "BRIDGEPOOL_WORKER_HANDOFF_SESSIONS": "true" if spec.sessions.move_on_drain else None,
+        # Once drained, a worker lingers one health check of the routers (its
+        # interval and timeout): they see it terminating and drop their
+        # kept-alive connections to it before it exits.
+        "BRIDGEPOOL_WORKER_EXIT_LINGER_SECONDS": round(
+            spec.routing.health.interval_seconds + spec.routing.health.timeout_seconds, 3
+        ),
         # The pool's Secret of keys, mounted there (build_worker_pod).
         "BRIDGEPOOL_WORKER_KEYS_DIR": labels.WORKER_KEYS_DIR,
     }

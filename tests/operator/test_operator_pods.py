@@ -77,6 +77,8 @@ def test_pod_shape() -> None:
         "BRIDGEPOOL_WORKER_MAX_RSS_BYTES": "1000",
         "BRIDGEPOOL_WORKER_GRACE_SECONDS": "16.0",
         "BRIDGEPOOL_WORKER_HANDOFF_SESSIONS": "true",
+        # one health check of the routers (interval 2 s + timeout 1 s, the defaults)
+        "BRIDGEPOOL_WORKER_EXIT_LINGER_SECONDS": "3.0",
         "BRIDGEPOOL_WORKER_KEYS_DIR": "/var/run/bridgepool/keys",
     }
     assert c["ports"] == [{"name": "bridge", "containerPort": 8080, "protocol": "TCP"}]

@@ -52,3 +52,20 @@ def test_without_a_mover_it_exits_when_the_grace_period_ends(workers: Workers) -
     leaving.signal(signal.SIGTERM)
     assert leaving.wait(timeout=30) == 0
     assert "sessions not moved" in leaving.logs()
+
+
+def test_a_drained_worker_lingers_answering_then_a_second_signal_ends_it(
+    workers: Workers,
+) -> None:
+    """Drained (nothing in flight, nothing to hand off), a worker keeps
+    answering for its linger, every answer closing its connection, so a
+    router that still calls it gets an answer rather than a reset."""
+    lingering = workers.start(env={"BRIDGEPOOL_WORKER_EXIT_LINGER_SECONDS": "60"})
+    lingering.signal(signal.SIGTERM)
+    wait_for(lambda: lingering.get("/readyz").status_code == 503)
+    answered = lingering.call("ping")
+    assert answered.status_code == 200
+    assert answered.headers["Connection"] == "close"
+    assert lingering.popen.poll() is None
+    lingering.signal(signal.SIGTERM)
+    assert lingering.wait(timeout=30) == 0

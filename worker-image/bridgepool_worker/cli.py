@@ -9,6 +9,7 @@ listen; 2 bad settings; 3 a handler module could not be loaded; 70 the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -108,6 +109,18 @@ async def serve(app: web.Application, config: WorkerConfig) -> int:
             extra={"signal": second.name, "in_flight": runtime.lifecycle.in_flight},
         )
         break
+    linger = min(config.exit_linger_seconds, deadline - loop.time())
+    if code == EXIT_OK and linger > 0:
+        # Every answer now closes its connection, and the routers' health
+        # checks see this worker terminating and close their idle ones to it:
+        # a call sent meanwhile gets its answer (410 naming a moved session's
+        # holder) instead of a connection the exit resets.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signals.get(), timeout=linger)
+        while runtime.lifecycle.in_flight > 0 and loop.time() < deadline:
+            # A call taken while lingering finishes (within the grace period).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signals.get(), timeout=0.02)
     await runner.cleanup()
     log.info("worker stopped", extra={"worker": config.name, "exit_code": code})
     return code

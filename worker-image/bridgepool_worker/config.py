@@ -45,6 +45,13 @@ class WorkerConfig(BaseModel):
     )
     max_sessions: int = Field(default=1000, ge=1, description="most sessions held at once")
     grace_seconds: float = Field(default=25.0, ge=0, description="drain time after SIGTERM")
+    exit_linger_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="after SIGTERM, once drained, keep answering this long (each answer "
+        "closing its connection) before exiting, within the grace period: a router's health "
+        "check interval, so routers drop their connections first (the operator sets it)",
+    )
     handoff_sessions: bool = Field(
         default=False,
         description="after SIGTERM, keep serving until its sessions have moved to other "
