@@ -6,11 +6,16 @@ the router.
 
 Out of cluster, the operator reads the workers' ``/v1/stats`` and the router
 calls workers at their pod addresses, so both need a machine that reaches pod
-addresses (the local cluster; ``Cluster.direct_http``).
+addresses (the local cluster; ``Cluster.direct_http``). Workers answer only
+callers that send their pool's key, which an out-of-cluster operator or
+router derives from a release key directory of this machine
+(:func:`write_release_keys`), as the chart's derive it from the release's
+Secret.
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import os
@@ -19,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -120,6 +126,22 @@ class Process:
             return "(no log)"
 
 
+def write_release_keys(directory: Path) -> Path:
+    """A release key directory (a key and a scrape token), made as a user makes
+    one off a cluster: ``bridgepool-keys new DIR --scrape-token``."""
+    run_tool(str(BIN / "bridgepool-keys"), "new", str(directory), "--scrape-token", timeout=30)
+    return directory
+
+
+@functools.cache
+def default_release_keys() -> Path:
+    """This process's release key directory, made at the first call: the one
+    an out-of-cluster operator gets when its caller names none."""
+    directory = Path(tempfile.mkdtemp(prefix="bridgepool-release-keys-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return write_release_keys(directory)
+
+
 def _env(cluster: Cluster, extra: Mapping[str, str]) -> dict[str, str]:
     # No proxy for cluster traffic; the kubeconfig names the cluster.
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
@@ -134,15 +156,32 @@ def operator_process(
     interval_seconds: float = 2.0,
     env: Mapping[str, str] | None = None,
     kubeconfig: Path | None = None,
+    keys_dir: Path | None = None,
 ) -> Process:
     """``bridgepool-operator`` serving ``namespaces``; ready when kopf's liveness answers.
-    It uses the cluster's admin credentials unless ``kubeconfig`` names others."""
+    It uses the cluster's admin credentials unless ``kubeconfig`` names others.
+
+    Its pools' keys come from the release key directory ``keys_dir`` (or
+    ``env``'s BRIDGEPOOL_OPERATOR_WORKER_KEYS_DIR; default:
+    :func:`default_release_keys`); it writes each pool's Secret of keys as in
+    cluster. Unless ``env`` configures one, it keeps no NetworkPolicy: the
+    policy admits the release's operator by its pod's labels, and a process on
+    this machine has no pod. (Nor does it need one: traffic from the node to
+    its pods passes the policies the local cluster enforces, as the kubelet's
+    probes do; test_worker_access.py shows it.)"""
     liveness, metrics = free_port(), free_port()
     argv = [str(BIN / "bridgepool-operator"), "--bind", "127.0.0.1"]
     argv += ["--liveness-port", str(liveness), "--metrics-port", str(metrics)]
     for ns in namespaces:
         argv += ["--namespace", ns]
-    extra = {"BRIDGEPOOL_OPERATOR_INTERVAL_SECONDS": str(interval_seconds), **(env or {})}
+    given = dict(env or {})
+    extra = {"BRIDGEPOOL_OPERATOR_INTERVAL_SECONDS": str(interval_seconds)}
+    if "BRIDGEPOOL_OPERATOR_WORKER_KEYS_DIR" not in given:
+        extra["BRIDGEPOOL_OPERATOR_WORKER_KEYS_DIR"] = str(keys_dir or default_release_keys())
+    policy = ("BRIDGEPOOL_OPERATOR_NETWORK_POLICY", "BRIDGEPOOL_OPERATOR_RELEASE_NAMESPACE")
+    if not any(name in given for name in policy):
+        extra["BRIDGEPOOL_OPERATOR_NETWORK_POLICY"] = "false"
+    extra.update(given)
     if kubeconfig is not None:
         extra["KUBECONFIG"] = str(kubeconfig)
     return Process(
@@ -172,6 +211,8 @@ class CallLog:
     failures: list[str] = field(default_factory=list)
     workers: set[str] = field(default_factory=set)
     slowest: float = 0.0  # seconds, the longest call answered
+    # What each call answered, in order: (its ``result``, the worker that answered).
+    results: list[tuple[Any, str]] = field(default_factory=list)
 
 
 @contextmanager
@@ -197,6 +238,7 @@ def calling(
                     elif resp.status_code == 200 and resp.json()["success"]:
                         log.ok += 1
                         log.workers.add(resp.headers[HEADER_WORKER])
+                        log.results.append((resp.json()["result"], resp.headers[HEADER_WORKER]))
                     else:
                         log.failures.append(f"{resp.status_code} {resp.text[:300]}")
                 except httpx.HTTPError as exc:
@@ -210,6 +252,69 @@ def calling(
     finally:
         stop.set()
         thread.join(30)
+
+
+class Recorder:
+    """What a test saw, case by case, for the e2e summary (under ``section:
+    title``) and the test's output; the same case seen again in a row counts
+    once, with a multiplier."""
+
+    def __init__(self, section: str, title: str, timings: dict[str, str]) -> None:
+        self.key = f"{section}: {title}"
+        self.title = title
+        self.timings = timings
+        self.cases: list[list[Any]] = []  # [what, times in a row]
+
+    def record(self, case: str, status: object, detail: object = "") -> None:
+        print(f"{self.title}: {case} -> {status} {str(detail)[:200]}")
+        what = f"{case} {status}"
+        if self.cases and self.cases[-1][0] == what:
+            self.cases[-1][1] += 1
+        else:
+            self.cases.append([what, 1])
+        self.timings[self.key] = ", ".join(
+            what if n == 1 else f"{what} (x{n})" for what, n in self.cases
+        )
+
+
+# --------------------------------------------------------------------------
+# The example handlers (``incr``: a session's counter) in a pool's workers
+# --------------------------------------------------------------------------
+
+EXAMPLE_HANDLERS = REPO_ROOT / "examples" / "worker_handlers.py"
+HANDLERS_CONFIGMAP = "handlers"
+HANDLERS_DIR = "/handlers"
+
+
+def create_handlers_configmap(cluster: Cluster, namespace: str) -> None:
+    """The ConfigMap ``handlers`` of ``examples/worker_handlers.py``, which
+    :func:`with_handlers` mounts into a pool's workers."""
+    cluster.kubectl(
+        "-n", namespace, "create", "configmap", HANDLERS_CONFIGMAP,
+        f"--from-file={EXAMPLE_HANDLERS}",
+    )  # fmt: skip
+
+
+def with_handlers(pool: dict[str, Any]) -> dict[str, Any]:
+    """``pool`` (a BridgePool manifest of one container) with the example
+    handlers mounted from the ConfigMap ``handlers`` and loaded by the worker
+    (BRIDGEPOOL_WORKER_HANDLERS)."""
+    pool = copy.deepcopy(pool)
+    pod = pool["spec"]["template"]["spec"]
+    (worker,) = pod["containers"]
+    handlers = f"{HANDLERS_DIR}/{EXAMPLE_HANDLERS.name}"
+    worker["env"] = [
+        e for e in worker.get("env", []) if e["name"] != "BRIDGEPOOL_WORKER_HANDLERS"
+    ] + [{"name": "BRIDGEPOOL_WORKER_HANDLERS", "value": handlers}]
+    worker["volumeMounts"] = [
+        *worker.get("volumeMounts", []),
+        {"name": "handlers", "mountPath": HANDLERS_DIR, "readOnly": True},
+    ]
+    pod["volumes"] = [
+        *pod.get("volumes", []),
+        {"name": "handlers", "configMap": {"name": HANDLERS_CONFIGMAP}},
+    ]
+    return pool
 
 
 # --------------------------------------------------------------------------
@@ -262,6 +367,15 @@ class HelmRelease:
     def fullname(self) -> str:
         """The chart's object name prefix (``bridgepool.fullname``)."""
         return self.name if "bridgepool" in self.name else f"{self.name}-bridgepool"
+
+    def release_key(self) -> str:
+        """The release key the chart made (``<fullname>-worker-keys``), which
+        every pool's key comes from."""
+        return self.cluster.secret_value(self.namespace, f"{self.fullname}-worker-keys", "key")
+
+    def scrape_token(self) -> str:
+        """The token that opens the workers' ``GET /metrics`` (``<fullname>-scrape-token``)."""
+        return self.cluster.secret_value(self.namespace, f"{self.fullname}-scrape-token", "token")
 
     @property
     def instance_selector(self) -> str:
@@ -628,13 +742,15 @@ class PoolHistory:
 @dataclass
 class Installed:
     """The suite's release of the chart (the ``installed`` fixture) and the
-    namespaces whose pools it serves: the chart tests' own (``pools``), and
-    two teams' (``tenants``, for test_tenancy.py)."""
+    namespaces whose pools it serves: the chart tests' own (``pools``), two
+    teams' (``tenants``, for test_tenancy.py), and one for test_worker_access.py
+    (``access``)."""
 
     release: HelmRelease
     pools: Pools
     install_seconds: float
     tenants: tuple[str, str]
+    access: str = ""
 
     @property
     def namespace(self) -> str:

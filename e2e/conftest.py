@@ -9,15 +9,19 @@
 - ``http``: POSTs JSON to pod and Service addresses inside the cluster.
 - ``bridgepool_crd`` (session): the BridgePool CRD, applied from ``crds/``.
 - ``pools``: BridgePool objects of the test's namespace.
+- ``release_keys`` (session): a release key directory made for the session
+  (``bridgepool-keys new``), the one every out-of-cluster component gets.
 - ``operator``: ``bridgepool-operator`` as a real process serving the test's
-  namespace, out of cluster; its log goes into the report of a failed test.
+  namespace, out of cluster, with ``release_keys`` and no NetworkPolicy (see
+  ``components.operator_process``); its log goes into the report of a failed test.
 - ``helm`` (session): the helm binary; ``component_images`` (session): the
   operator's and the router's images, built and loaded.
 - ``installed`` (session): the chart installed as users install it, into
   ``bridgepool-system``, with the NetworkPolicy on and the router's
   authentication at the chart's default (on). One release serves the suite:
-  test_chart.py's pools, in a namespace of their own, and test_tenancy.py's
-  two teams, each in its own namespace.
+  test_chart.py's pools, in a namespace of their own, test_tenancy.py's
+  two teams, each in its own namespace, and test_worker_access.py's pools, in
+  one more.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from e2e.components import (
     helm_binary,
     install_crd,
     operator_process,
+    write_release_keys,
 )
 from e2e.support import Cluster, ClusterUnavailable, HttpClient
 
@@ -112,6 +117,11 @@ def components_reachable(cluster: Cluster) -> None:
         )
 
 
+@pytest.fixture(scope="session")
+def release_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_release_keys(tmp_path_factory.mktemp("release-keys"))
+
+
 @pytest.fixture
 def operator(
     cluster: Cluster,
@@ -119,18 +129,24 @@ def operator(
     pools: Pools,
     worker_image: str,
     components_reachable: None,
+    release_keys: Path,
     tmp_path: Path,
 ) -> Iterator[Process]:
-    proc = operator_process(cluster, [namespace], tmp_path / "operator.log")
-    proc.start()
+    def start() -> Process:
+        proc = operator_process(
+            cluster, [namespace], tmp_path / "operator.log", keys_dir=release_keys
+        )
+        proc.start()
+        return proc
+
+    proc = start()
     try:
         yield proc
     finally:
         # Pools go while the operator still runs, so kopf lifts its finalizer
         # and the namespace can be deleted.
         if not proc.running:
-            proc = operator_process(cluster, [namespace], tmp_path / "operator.log")
-            proc.start()
+            proc = start()
         pools.delete_all()
         proc.stop()
 
@@ -165,19 +181,21 @@ def installed(
     suffix = f"{time.monotonic_ns() % 10**8:08d}"
     pool_namespace = f"bp-e2e-{suffix}"
     tenants = (f"team-a-{suffix}", f"team-b-{suffix}")
+    access = f"access-{suffix}"
+    watched = [pool_namespace, *tenants, access]
     release = HelmRelease(cluster, helm, "bridgepool", RELEASE_NAMESPACE)
-    values = chart_values([pool_namespace, *tenants], networkPolicy={"enabled": True})
+    values = chart_values(watched, networkPolicy={"enabled": True})
     with contextlib.ExitStack() as stack:
-        for name in (pool_namespace, *tenants):
+        for name in watched:
             stack.enter_context(support.fresh_namespace(core, name))
         api = stack.enter_context(cluster.api_client())
         seconds = release.install(values, tmp_path_factory.mktemp("helm") / "values.yaml")
         pools = Pools(api, pool_namespace)
         try:
-            yield Installed(release, pools, seconds, tenants)
+            yield Installed(release, pools, seconds, tenants, access)
         finally:
             # The operator lifts kopf's finalizers while it still runs.
-            for namespace in (pool_namespace, *tenants):
+            for namespace in watched:
                 Pools(api, namespace).delete_all(timeout=120)
             release.uninstall()
 
@@ -213,6 +231,8 @@ def pytest_runtest_makereport(
     namespaces = [funcargs["namespace"]] if isinstance(funcargs.get("namespace"), str) else []
     if isinstance(installed, Installed) and "teams" in funcargs:  # test_tenancy.py
         namespaces += installed.tenants
+    if isinstance(installed, Installed) and "access_pools" in funcargs:  # test_worker_access.py
+        namespaces.append(installed.access)
     for namespace in namespaces:
         if core is None:
             break

@@ -3,14 +3,17 @@ components on the cluster, for tests that check the shipped dashboard and
 alerts against live data.
 
 Debian builds Prometheus without Kubernetes service discovery, so a thread
-here lists the pods every second and writes them to a file that Prometheus
+here lists the pods every second and writes them to files that Prometheus
 watches (file-based discovery): each container port named ``metrics``
-(operator), ``http`` (router) or ``bridge`` (worker) is a target, labelled
-with its pod and namespace, and a worker's series get its pool's name from
-the pod label, as a ServiceMonitor/PodMonitor setup would add it. As the
-chart's ServiceMonitors do, it honors the labels a target exports: the
-router's and the operator's `namespace` is the pool's, not their pod's. It runs
-on this machine, so it needs one that reaches pod addresses.
+(operator) or ``http`` (router) is a target of one job, each named ``bridge``
+(worker) of another, labelled with its pod and namespace, and a worker's
+series get its pool's name from the pod label, as a ServiceMonitor/PodMonitor
+setup would add it. As the chart's ServiceMonitors do, the first job honors
+the labels a target exports: the router's and the operator's `namespace` is
+the pool's, not their pod's. As the chart's PodMonitor does, the workers' job
+sends the release's scrape token (a worker's ``/metrics`` answers nothing
+else but its pool's key). It runs on this machine, so it needs one that
+reaches pod addresses.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,10 +43,15 @@ def prometheus_binary() -> str | None:
     return shutil.which("prometheus")
 
 
-SCRAPED_PORTS = {"metrics", "http", "bridge"}
+# The job of each scraped port name: the components' own ports, the workers'.
+SCRAPED_PORTS = {"metrics": "bridgepool", "http": "bridgepool", "bridge": "workers"}
+JOBS = ("bridgepool", "workers")
 
 
-def _config(targets_file: Path) -> dict[str, Any]:
+def _config(targets: Mapping[str, Path], token_file: Path) -> dict[str, Any]:
+    def discovery(job: str) -> list[dict[str, Any]]:
+        return [{"files": [str(targets[job])], "refresh_interval": "1s"}]
+
     return {
         "global": {
             "scrape_interval": f"{SCRAPE_SECONDS}s",
@@ -54,15 +62,20 @@ def _config(targets_file: Path) -> dict[str, Any]:
                 "job_name": "bridgepool",
                 # The router's and the operator's `namespace` is the pool's (as honorLabels).
                 "honor_labels": True,
-                "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
-            }
+                "file_sd_configs": discovery("bridgepool"),
+            },
+            {
+                "job_name": "workers",
+                "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
+                "file_sd_configs": discovery("workers"),
+            },
         ],
     }
 
 
-def _targets(core: client.CoreV1Api, namespaces: Sequence[str]) -> list[dict[str, Any]]:
-    """The file_sd entries for the pods of ``namespaces``."""
-    found: list[dict[str, Any]] = []
+def _targets(core: client.CoreV1Api, namespaces: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The file_sd entries for the pods of ``namespaces``, per job."""
+    found: dict[str, list[dict[str, Any]]] = {job: [] for job in JOBS}
     for namespace in namespaces:
         pods: Any = core.list_namespaced_pod(namespace)
         for pod in pods.items:
@@ -76,7 +89,8 @@ def _targets(core: client.CoreV1Api, namespaces: Sequence[str]) -> list[dict[str
                 for port in container.ports or []:
                     if port.name in SCRAPED_PORTS:
                         address = f"{pod.status.pod_ip}:{port.container_port}"
-                        found.append({"targets": [address], "labels": target_labels})
+                        entry = {"targets": [address], "labels": target_labels}
+                        found[SCRAPED_PORTS[port.name]].append(entry)
     return found
 
 
@@ -103,35 +117,51 @@ class Prometheus:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
-    def targets_up(self) -> int:
+    def targets_up(self, job: str | None = None) -> int:
+        """How many targets (of ``job``, or of every job) the last scrape reached."""
         resp = httpx.get(f"{self.url}/api/v1/targets", trust_env=False, timeout=10)
         active = resp.json()["data"]["activeTargets"]
-        return sum(1 for t in active if t["health"] == "up")
+        return sum(
+            1
+            for t in active
+            if t["health"] == "up" and (job is None or t["labels"].get("job") == job)
+        )
 
 
 @contextmanager
 def running_prometheus(
-    core: client.CoreV1Api, namespaces: Sequence[str], workdir: Path
+    core: client.CoreV1Api, namespaces: Sequence[str], workdir: Path, *, scrape_token: str
 ) -> Iterator[Prometheus]:
+    """Prometheus scraping the pods of ``namespaces``; the workers with
+    ``scrape_token`` (the release's, :meth:`~e2e.components.HelmRelease.scrape_token`)."""
     binary = prometheus_binary()
     if binary is None:
         raise RuntimeError("no prometheus on PATH (apt-get install prometheus)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    targets_file = workdir / "targets.json"
-    _write_targets(targets_file, _targets(core, namespaces))
+    token_file = workdir / "scrape-token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(scrape_token)
+    targets = {job: workdir / f"targets-{job}.json" for job in JOBS}
+
+    def write_all() -> None:
+        found = _targets(core, namespaces)
+        for job, path in targets.items():
+            _write_targets(path, found[job])
+
+    write_all()
     stop = threading.Event()
 
     def refresh() -> None:
         while not stop.wait(1.0):
             with contextlib.suppress(Exception):  # a failed list: keep the last targets
-                _write_targets(targets_file, _targets(core, namespaces))
+                write_all()
 
     refresher = threading.Thread(target=refresh, daemon=True)
     refresher.start()
     config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(_config(targets_file)))
+    config.write_text(yaml.safe_dump(_config(targets, token_file)))
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [

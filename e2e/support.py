@@ -11,13 +11,15 @@ The suite runs against one of three clusters (see e2e/README.md):
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,9 @@ from typing import Any
 
 import httpx
 from kubernetes import client, config
+
+from bridgepool import labels
+from bridgepool.credentials import bearer
 
 # Re-exported: the e2e modules wait on pods with it.
 from bridgepool.workers import pod_ready as pod_ready
@@ -107,6 +112,41 @@ class Cluster:
         """A new token of a ServiceAccount (``kubectl create token``), as a
         pod of that ServiceAccount gets one."""
         return self.kubectl("-n", namespace, "create", "token", service_account).strip()
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """One value of a Secret, decoded."""
+        with self.api_client() as api:
+            secret: Any = client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+        return base64.b64decode(secret.data[key]).decode().strip()
+
+    def worker_key(self, namespace: str, pool: str) -> str:
+        """The key a pool's workers ask of every caller past their probes, read
+        from the Secret the operator writes beside the pool (``<pool>-bridgepool-keys``,
+        which the workers mount): what the router and the operator send."""
+        return self.secret_value(namespace, labels.keys_secret_name(pool), "key")
+
+    def worker_headers(self, namespace: str, pool: str) -> dict[str, str]:
+        """The ``Authorization`` header of a call to a worker of ``pool``: the
+        suite calls workers directly (sessions they hold, faults) as their
+        router would, with the pool's key."""
+        return {"Authorization": bearer(self.worker_key(namespace, pool))}
+
+    def worker_auth(self, pod: Any) -> dict[str, str]:
+        """:meth:`worker_headers` of the pool a worker pod belongs to (its
+        ``bridgepool.io/pool`` label)."""
+        return self.worker_headers(pod.metadata.namespace, pod.metadata.labels[labels.LABEL_POOL])
+
+    def policy_enforced_on(self, pod: Any) -> bool:
+        """Whether the local cluster's kube-router has put ``pod`` behind the
+        NetworkPolicies that select it (its firewall chain, which rejects what
+        no policy admits, is in the node's iptables); a pod is created a moment
+        before kube-router sees it. Elsewhere there is no telling: True."""
+        iptables_save = shutil.which("iptables-save")
+        if self.flavour != "local" or iptables_save is None:
+            return True
+        rules = run_tool(iptables_save, timeout=30)
+        name, namespace = pod.metadata.name, pod.metadata.namespace
+        return f"REJECT traffic destined for POD name:{name} namespace: {namespace}" in rules
 
     def check_kubectl_skew(self) -> None:
         """Fail clearly when kubectl is more than one minor version away from
@@ -402,7 +442,14 @@ def wait_for(what: str, check: Callable[[], bool], *, timeout: float = 60) -> No
 
 
 class Unreachable(Exception):
-    """An HTTP call got no answer: nothing listened, or the connection broke."""
+    """An HTTP call got no answer: nothing listened, the network refused or
+    dropped it (a NetworkPolicy), or the connection broke. ``reason`` says
+    which as a word: ``refused`` (connection refused or reset), ``timeout``
+    (no answer within the call's timeout), else the error's own name."""
+
+    def __init__(self, message: str, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -412,28 +459,58 @@ class HttpAnswer:
     body: Any
 
 
+@dataclass(frozen=True)
+class HttpRequest:
+    """One call for :meth:`HttpClient.request_all`: ``body`` goes as JSON
+    (none: no body); ``pod_token``: the client pod's own ServiceAccount token
+    as ``Authorization: Bearer``, read from the pod's token file at the call."""
+
+    method: str
+    url: str
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    pod_token: bool = False
+
+
 # Where a pod's ServiceAccount token is mounted (and kept fresh by the kubelet).
 POD_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
-# Runs in a client pod: POST a JSON body, print status, headers and body as JSON.
-# With a 5th argument (a file), its content goes as the bearer token.
-_IN_POD_POST = """
-import json, sys, urllib.error, urllib.request
-url, body, timeout = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3])
-headers = {"Content-Type": "application/json"}
-if len(sys.argv) > 4:
-    with open(sys.argv[4]) as token:
-        headers["Authorization"] = "Bearer " + token.read().strip()
-req = urllib.request.Request(url, data=body, headers=headers)
-try:
-    resp = urllib.request.urlopen(req, timeout=timeout)
-except urllib.error.HTTPError as err:
-    resp = err
-except OSError as err:
-    print(json.dumps({"unreachable": repr(err)}))
-    sys.exit(0)
-raw = resp.read().decode()
-print(json.dumps({"status": resp.status, "headers": dict(resp.headers), "body": raw}))
+# Runs in a client pod: the calls of a JSON list (argv[1]), all at once, each
+# with a timeout (argv[2]); prints a JSON list of answers: status, headers and
+# body, or why there was none.
+_IN_POD_CALLS = """
+import concurrent.futures, json, socket, sys, urllib.error, urllib.request
+calls, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
+
+def reason(err):
+    cause = getattr(err, "reason", err)
+    if isinstance(cause, (ConnectionRefusedError, ConnectionResetError)):
+        return "refused"
+    if isinstance(cause, (socket.timeout, TimeoutError)) or "timed out" in str(cause):
+        return "timeout"
+    return type(cause).__name__
+
+def call(spec):
+    headers = dict(spec["headers"])
+    data = None
+    if spec["body"] is not None:
+        data = json.dumps(spec["body"]).encode()
+        headers.setdefault("Content-Type", "application/json")
+    if spec["pod_token"]:
+        with open(spec["token_file"]) as token:
+            headers["Authorization"] = "Bearer " + token.read().strip()
+    req = urllib.request.Request(spec["url"], data=data, headers=headers, method=spec["method"])
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        resp = err
+    except OSError as err:
+        return {"unreachable": repr(err), "reason": reason(err)}
+    raw = resp.read().decode()
+    return {"status": resp.status, "headers": dict(resp.headers), "body": raw}
+
+with concurrent.futures.ThreadPoolExecutor(max(1, len(calls))) as pool:
+    print(json.dumps(list(pool.map(call, calls))))
 """
 
 
@@ -468,9 +545,18 @@ def start_client_pod(
     wait_for_pod(core, namespace, name, until=lambda p: p.status.phase == "Running")
 
 
+def _httpx_reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    text = str(exc).lower()
+    if "refused" in text or "reset" in text:
+        return "refused"
+    return type(exc).__name__
+
+
 class HttpClient:
-    """POSTs JSON to addresses inside the cluster: straight from this machine
-    where it reaches them, else from a client pod via ``kubectl exec``."""
+    """Calls addresses inside the cluster: straight from this machine where
+    it reaches them, else from a client pod via ``kubectl exec``."""
 
     def __init__(self, cluster: Cluster, namespace: str, client_pod: str | None) -> None:
         self._cluster = cluster
@@ -478,42 +564,93 @@ class HttpClient:
         self._client_pod = client_pod
 
     def post_json(
-        self, url: str, body: dict[str, Any], *, timeout: float = 30, pod_token: bool = False
+        self,
+        url: str,
+        body: dict[str, Any],
+        *,
+        timeout: float = 30,
+        pod_token: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> HttpAnswer:
         """POST ``body``; raise Unreachable when no HTTP answer comes back.
         ``pod_token``: send the client pod's own ServiceAccount token as
         ``Authorization: Bearer``, read from the pod's token file at the call,
         as an application in the pod would (the router authenticates it)."""
-        if pod_token and self._client_pod is None:
-            raise ValueError("pod_token needs a client pod: only a pod has a pod's token")
-        if self._client_pod is None:
-            # trust_env=False: never send cluster traffic through a proxy.
-            try:
-                with httpx.Client(trust_env=False, timeout=timeout) as http:
-                    resp = http.post(url, json=body)
-            except httpx.TransportError as exc:
-                raise Unreachable(f"{url}: {exc!r}") from exc
-            return HttpAnswer(resp.status_code, dict(resp.headers), _json_or_text(resp.text))
-        out = self._cluster.kubectl(
-            "-n",
-            self._namespace,
-            "exec",
-            self._client_pod,
-            "--",
-            "python3",
-            "-c",
-            _IN_POD_POST,
-            url,
-            json.dumps(body),
-            str(timeout),
-            *([POD_TOKEN_FILE] if pod_token else []),
-            timeout=timeout + 30,
+        return self.request(
+            "POST", url, body=body, timeout=timeout, pod_token=pod_token, headers=headers
         )
-        answer = json.loads(out)
-        if "unreachable" in answer:
-            raise Unreachable(f"{url}: {answer['unreachable']}")
-        headers = {k.lower(): v for k, v in answer["headers"].items()}
-        return HttpAnswer(answer["status"], headers, _json_or_text(answer["body"]))
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        timeout: float = 30,
+        pod_token: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpAnswer:
+        """One call (:class:`HttpRequest`); raise Unreachable when no HTTP answer comes back."""
+        call = HttpRequest(method, url, body, dict(headers or {}), pod_token)
+        (answer,) = self.request_all([call], timeout=timeout)
+        if isinstance(answer, Unreachable):
+            raise answer
+        return answer
+
+    def request_all(
+        self, calls: Sequence[HttpRequest], *, timeout: float = 30
+    ) -> list[HttpAnswer | Unreachable]:
+        """The calls, made at once (from a client pod, in one ``kubectl
+        exec``): for each, its answer, or :class:`Unreachable` when none came
+        within ``timeout`` seconds."""
+        if any(c.pod_token for c in calls) and self._client_pod is None:
+            raise ValueError("pod_token needs a client pod: only a pod has a pod's token")
+        if not calls:
+            return []
+        if self._client_pod is None:
+            with ThreadPoolExecutor(len(calls)) as pool:
+                return list(pool.map(lambda c: _direct_call(c, timeout), calls))
+        specs = [
+            {
+                "method": c.method,
+                "url": c.url,
+                "body": c.body,
+                "headers": dict(c.headers),
+                "pod_token": c.pod_token,
+                "token_file": POD_TOKEN_FILE,
+            }
+            for c in calls
+        ]
+        out = self._cluster.kubectl(
+            "-n", self._namespace, "exec", self._client_pod, "--",
+            "python3", "-c", _IN_POD_CALLS, json.dumps(specs), str(timeout),
+            timeout=timeout + 30,
+        )  # fmt: skip
+        answers: list[HttpAnswer | Unreachable] = []
+        for call, answer in zip(calls, json.loads(out), strict=True):
+            if "unreachable" in answer:
+                answers.append(
+                    Unreachable(f"{call.url}: {answer['unreachable']}", answer["reason"])
+                )
+                continue
+            headers = {k.lower(): v for k, v in answer["headers"].items()}
+            answers.append(HttpAnswer(answer["status"], headers, _json_or_text(answer["body"])))
+        return answers
+
+
+def _direct_call(call: HttpRequest, timeout: float) -> HttpAnswer | Unreachable:
+    # trust_env=False: never send cluster traffic through a proxy.
+    try:
+        with httpx.Client(trust_env=False, timeout=timeout) as http:
+            resp = http.request(
+                call.method,
+                call.url,
+                json=call.body,
+                headers=dict(call.headers),
+            )
+    except httpx.TransportError as exc:
+        return Unreachable(f"{call.url}: {exc!r}", _httpx_reason(exc))
+    return HttpAnswer(resp.status_code, dict(resp.headers), _json_or_text(resp.text))
 
 
 def _json_or_text(text: str) -> Any:

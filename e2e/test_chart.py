@@ -186,12 +186,18 @@ def same_answers_no_rebound(
     return workers
 
 
-def holders(pods: list[Any]) -> Counter[str]:
-    """How many workers hold each session, asked directly: by the key each is
-    kept under on the workers (its owner's, :func:`held_as`)."""
+def holders(cluster: Cluster, pods: list[Any]) -> Counter[str]:
+    """How many workers hold each session, asked directly (with the pool's
+    key): by the key each is kept under on the workers (its owner's,
+    :func:`held_as`)."""
     held: Counter[str] = Counter()
     for pod in pods:
-        listing = httpx.get(f"{worker_url(pod)}/v1/sessions", trust_env=False, timeout=5).json()
+        listing = httpx.get(
+            f"{worker_url(pod)}/v1/sessions",
+            headers=cluster.worker_auth(pod),
+            trust_env=False,
+            timeout=5,
+        ).json()
         held.update(s["session_id"] for s in listing["sessions"])
     return held
 
@@ -254,7 +260,7 @@ def test_a_rollout_moves_every_session_with_its_state_and_fails_no_call(
     assert failures == [], failures[:5]
     new_pods = pools.pods("roll")
     assert same_answers_no_rebound(installed, api, sessions) <= {p.metadata.name for p in new_pods}
-    assert holders(new_pods) == held_as(installed, sessions)
+    assert holders(installed.cluster, new_pods) == held_as(installed, sessions)
     # The old workers went because their sessions had moved, not at a timeout.
     deleted = [
         str(e.message)
@@ -578,30 +584,48 @@ def test_the_operator_pod_deleted_mid_rollout_finishes_it_without_extra_pods(
     assert len(made) == 3, ledger.created  # one new worker per old one, none twice
     assert len(pools.pods("trio")) == 3
     assert same_answers_no_rebound(installed, api, sessions) <= made
-    assert holders(pools.pods("trio")) == held_as(installed, sessions)
+    assert holders(installed.cluster, pools.pods("trio")) == held_as(installed, sessions)
     pools.delete("trio")
 
 
 def test_the_network_policy_admits_only_the_router_and_the_operator(
     installed: Installed, core: client.CoreV1Api
 ) -> None:
-    pools, release = installed.pools, installed.release
-    pools.create(pool_manifest("guarded", "localhost/bridgepool-worker:dev", spec={"replicas": 1}))
+    """The operator's NetworkPolicy beside the pool lets in the release's
+    router and operator pods by their labels: a pod that is neither cannot
+    reach a worker; one with the router's labels in the release's namespace
+    can, and then the worker asks it for the pool's key like any caller.
+    (test_worker_access.py goes through every endpoint.)"""
+    pools, release, cluster = installed.pools, installed.release, installed.cluster
+    made = pools.create(
+        pool_manifest("guarded", "localhost/bridgepool-worker:dev", spec={"replicas": 1})
+    )
     pools.wait("guarded", "1 worker ready", lambda p: settled(p, 1))
     (worker,) = pools.pods("guarded")
     execute_url = f"{worker_url(worker)}/v1/execute"
     ping = {"command": "ping", "args": {}}
+    policy: Any = client.NetworkingV1Api(pools.api).read_namespaced_network_policy(
+        labels.network_policy_name("guarded"), installed.namespace
+    )
+    (owner,) = policy.metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid) == (labels.KIND, "guarded", made["metadata"]["uid"])
+
+    support.wait_for(
+        "kube-router to enforce the policy on the worker",
+        lambda: cluster.policy_enforced_on(worker),
+    )
 
     # A pod beside the workers that is neither the router nor the operator.
     support.start_client_pod(
         core, installed.namespace, "localhost/bridgepool-worker:dev", "intruder"
     )
-    intruder = support.HttpClient(release.cluster, installed.namespace, client_pod="intruder")
+    intruder = support.HttpClient(cluster, installed.namespace, client_pod="intruder")
     with pytest.raises(support.Unreachable):
         intruder.post_json(execute_url, ping, timeout=5)
 
     # The same call from a pod with the router's labels, in the release's
-    # namespace, gets through: the policy admits by who calls, not from where.
+    # namespace, gets through the network: the policy admits by who calls,
+    # not from where. The worker answers it only with the pool's key.
     router_labels = {
         "app.kubernetes.io/name": "bridgepool",
         "app.kubernetes.io/instance": release.name,
@@ -612,8 +636,12 @@ def test_the_network_policy_admits_only_the_router_and_the_operator(
         router_labels,
     )  # fmt: skip
     try:
-        lookalike = support.HttpClient(release.cluster, release.namespace, "router-lookalike")
+        lookalike = support.HttpClient(cluster, release.namespace, "router-lookalike")
         answer = lookalike.post_json(execute_url, ping, timeout=10)
+        assert answer.status == 401, answer
+        assert answer.body["error"]["type"] == "unauthenticated", answer.body
+        key = cluster.worker_headers(installed.namespace, "guarded")
+        answer = lookalike.post_json(execute_url, ping, timeout=10, headers=key)
         assert answer.status == 200, answer.body
     finally:
         core.delete_namespaced_pod("router-lookalike", release.namespace, grace_period_seconds=0)
@@ -641,13 +669,15 @@ def test_helm_upgrade_and_uninstall(
     tmp_path: Path,
 ) -> None:
     """A release of its own: upgrade changes the router's replicas and an
-    operator setting; uninstall leaves nothing of the release but the CRD."""
+    operator setting, and keeps the release key and the scrape token;
+    uninstall leaves nothing of the release but the CRD."""
     install_crd(cluster)  # stays after uninstall, as Helm's CRD policy is
     release = HelmRelease(cluster, helm, "second", namespace)
     values = chart_values([namespace], router={"replicas": 1})
     release.install(values, tmp_path / "values.yaml")
     assert len(release.pods("router")) == 1
     (operator_before,) = release.pods("operator")
+    secrets_before = (release.release_key(), release.scrape_token())
 
     upgraded = merge(values, {"router": {"replicas": 3}, "operator": {"intervalSeconds": 7}})
     release.upgrade(upgraded, tmp_path / "values.yaml")
@@ -660,12 +690,14 @@ def test_helm_upgrade_and_uninstall(
     (operator_after,) = operators
     env = {e.name: e.value for e in operator_after.spec.containers[0].env or []}
     assert env["BRIDGEPOOL_OPERATOR_INTERVAL_SECONDS"] == "7"
+    # A new key would shut every worker out until the operator rewrote its Secret.
+    assert (release.release_key(), release.scrape_token()) == secrets_before
 
     release.uninstall()
     left = cluster.kubectl(
         "get",
         "deployments,services,poddisruptionbudgets,serviceaccounts,roles,rolebindings,"
-        "networkpolicies,clusterroles,clusterrolebindings",
+        "networkpolicies,secrets,clusterroles,clusterrolebindings",
         "--all-namespaces",
         "-l",
         release.instance_selector,
@@ -682,49 +714,63 @@ def test_helm_upgrade_and_uninstall(
     assert f"customresourcedefinition.apiextensions.k8s.io/{labels.PLURAL}.{labels.GROUP}" in crds
 
 
-# A stand-in for the Prometheus Operator's ServiceMonitor CRD, which cannot
-# be fetched here: only so the API server knows the kind in a dry run.
-SERVICE_MONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {
-            "kind": "ServiceMonitor",
-            "plural": "servicemonitors",
-            "singular": "servicemonitor",
+def stand_in_crd(kind: str, plural: str) -> dict[str, Any]:
+    """A stand-in for one of the Prometheus Operator's CRDs, which cannot be
+    fetched here: only so the API server knows the kind in a dry run."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
         },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+    }
+
+
+# What metrics.serviceMonitor renders: ServiceMonitors of the operator and the
+# router, and a PodMonitor of the workers.
+MONITOR_CRDS = [
+    stand_in_crd("ServiceMonitor", "servicemonitors"),
+    stand_in_crd("PodMonitor", "podmonitors"),
+]
 
 
 @pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
 def test_the_rendered_chart_is_accepted_by_the_api_server(
     cluster: Cluster, helm: str, namespace: str, core: client.CoreV1Api, tmp_path: Path, mode: str
 ) -> None:
-    """``helm template`` with every toggle on, applied with a server-side dry run."""
-    crd_file = tmp_path / "servicemonitor-crd.yaml"
-    crd_file.write_text(yaml.safe_dump(SERVICE_MONITOR_CRD))
+    """``helm template`` with every toggle on, applied with a server-side dry
+    run. The chart renders no NetworkPolicy: the operator keeps one per pool."""
+    crd_file = tmp_path / "monitoring-crds.yaml"
+    crd_file.write_text(yaml.safe_dump_all(MONITOR_CRDS))
     cluster.kubectl("apply", "-f", str(crd_file))
+    for crd in MONITOR_CRDS:
+        cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}",
+            "--timeout=30s",
+        )  # fmt: skip
     watched = [namespace] if mode == "namespaced" else []
+    scrape_from = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     values = chart_values(
         watched,
-        networkPolicy={"enabled": True, "namespaces": [namespace]},
+        networkPolicy={"enabled": True, "scrapeFrom": scrape_from},
         metrics={"serviceMonitor": {"enabled": True}},
     )
     values_file = tmp_path / "values.yaml"
@@ -740,9 +786,11 @@ def test_the_rendered_chart_is_accepted_by_the_api_server(
         "Deployment",
         "Service",
         "PodDisruptionBudget",
-        "NetworkPolicy",
+        "Secret",
         "ServiceMonitor",
+        "PodMonitor",
     } <= kinds
+    assert "NetworkPolicy" not in kinds
     assert ("Role" in kinds) == (mode == "namespaced")
     out = cluster.kubectl("apply", "--dry-run=server", "-f", str(manifest))
     assert "(server dry run)" in out
@@ -801,9 +849,19 @@ def test_a_short_chaos_run_keeps_the_hard_invariants_and_feeds_the_dashboard(
             await run_chaos(load, watch, faults, CHAOS_FAULTS, warmup=15, seconds=150)
         return load, watch, faults
 
-    with running_prometheus(core, [release.namespace, installed.namespace], tmp_path) as prometheus:
-        # operator + 2 routers + 3 workers
-        support.wait_for("prometheus to scrape every pod", lambda: prometheus.targets_up() >= 6)
+    with running_prometheus(
+        core,
+        [release.namespace, installed.namespace],
+        tmp_path,
+        scrape_token=release.scrape_token(),
+    ) as prometheus:
+        # operator + 2 routers; 3 workers, with the scrape token
+        support.wait_for(
+            "prometheus to scrape every pod",
+            lambda: (
+                prometheus.targets_up("bridgepool") >= 3 and prometheus.targets_up("workers") >= 3
+            ),
+        )
         load, watch, faults = asyncio.run(run())
         summary = summarize(load, watch, faults.records)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -24,6 +25,7 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from bridgepool import labels
+from bridgepool.credentials import KeyDir, PoolKeys
 from bridgepool.protocol import WORKER_PORT
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from bridgepool.workers import worker_url
@@ -167,7 +169,7 @@ def test_kubectl_scale_resizes_the_pool_and_drains_the_surplus(
 
 
 def test_a_worker_whose_container_keeps_dying_is_replaced(
-    namespace: str, pools: Pools, operator: Process, worker_image: str
+    cluster: Cluster, namespace: str, pools: Pools, operator: Process, worker_image: str
 ) -> None:
     manifest = pool_manifest(
         POOL,
@@ -180,11 +182,13 @@ def test_a_worker_whose_container_keeps_dying_is_replaced(
     victim = pools.pods(POOL)[0]
 
     # The `crash` fault ends the worker process at once: the container dies
-    # and the kubelet restarts it, which counts against maxRestarts.
+    # and the kubelet restarts it, which counts against maxRestarts. The
+    # worker takes it only with its pool's key, from the Secret the operator wrote.
     with pytest.raises(httpx.TransportError):
         httpx.post(
             f"{worker_url(victim)}/v1/execute",
             json={"id": "1", "command": "fault", "args": {"kind": "crash"}},
+            headers=cluster.worker_headers(namespace, POOL),
             timeout=10,
             trust_env=False,
         )
@@ -203,7 +207,7 @@ def test_a_worker_whose_container_keeps_dying_is_replaced(
 
 
 def test_a_pass_that_fails_part_way_still_reports_the_pods_it_created(
-    cluster: Cluster, namespace: str, pools: Pools, worker_image: str
+    cluster: Cluster, namespace: str, pools: Pools, worker_image: str, release_keys: Path
 ) -> None:
     """The operator's pass waits until it can see the pods it created before
     planning again. When a later action fails (here the status write, which
@@ -225,7 +229,8 @@ def test_a_pass_that_fails_part_way_still_reports_the_pods_it_created(
             config_file=str(cluster.kubeconfig), client_configuration=configuration
         )
         async with k8s.ApiClient(configuration) as api, aiohttp.ClientSession() as http:
-            runtime = Runtime(OperatorConfig(), api, http, post_event=post_event)
+            keys = PoolKeys(KeyDir(release_keys))
+            runtime = Runtime(OperatorConfig(), api, http, keys, post_event=post_event)
             body = kopf.Body(cast(kopf.RawBody, made))
             await execute(runtime, body, spec, actions, {}, result, previous=BridgePoolStatus())
 

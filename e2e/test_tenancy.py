@@ -40,15 +40,20 @@ from bridgepool.names import owned_session_key
 from bridgepool.protocol import HEADER_WORKER
 from bridgepool.workers import worker_url
 from e2e import support
-from e2e.components import Installed, Pools, pool_api
+from e2e.components import (
+    Installed,
+    Pools,
+    Recorder,
+    create_handlers_configmap,
+    pool_api,
+    with_handlers,
+)
 from e2e.support import Cluster
 
 pytestmark = pytest.mark.e2e
 
 POOL = "example"  # the example pool's name, in both teams' namespaces
 EXAMPLE_POOL = support.REPO_ROOT / "examples" / "pool.yaml"
-EXAMPLE_HANDLERS = support.REPO_ROOT / "examples" / "worker_handlers.py"
-HANDLERS_DIR = "/handlers"
 INCR = {"command": "incr", "args": {}}
 PING = {"command": "ping", "args": {}}
 # A ServiceAccount's name as the API server reports it.
@@ -62,14 +67,7 @@ def example_pool() -> dict[str, Any]:
     pool: dict[str, Any] = yaml.safe_load(EXAMPLE_POOL.read_text())
     spec = pool["spec"]
     spec["minReplicas"] = spec["maxReplicas"] = 1
-    pod = spec["template"]["spec"]
-    (worker,) = pod["containers"]
-    worker["env"] = [
-        {"name": "BRIDGEPOOL_WORKER_HANDLERS", "value": f"{HANDLERS_DIR}/{EXAMPLE_HANDLERS.name}"}
-    ]
-    worker["volumeMounts"] = [{"name": "handlers", "mountPath": HANDLERS_DIR, "readOnly": True}]
-    pod["volumes"] = [{"name": "handlers", "configMap": {"name": "handlers"}}]
-    return pool
+    return with_handlers(pool)
 
 
 @dataclass
@@ -193,10 +191,7 @@ def teams(
         stack.enter_context(support.fresh_namespace(core, elsewhere.namespace))
         api = stack.enter_context(cluster.api_client())
         for team in (a, b):
-            cluster.kubectl(
-                "-n", team.namespace, "create", "configmap", "handlers",
-                f"--from-file={EXAMPLE_HANDLERS}",
-            )  # fmt: skip
+            create_handlers_configmap(cluster, team.namespace)
             cluster.kubectl("-n", team.namespace, "apply", "-f", str(manifest))
             # The pools go while the operator runs (it lifts kopf's finalizer).
             stack.callback(Pools(api, team.namespace).delete_all, timeout=120)
@@ -261,25 +256,12 @@ def count_of(resp: httpx.Response) -> int:
     return int(resp.json()["result"]["count"])
 
 
-class Check:
+class Check(Recorder):
     """Makes a test's calls, checks each answer's status (a refusal's body
     too), and keeps what it saw for the e2e summary and the test's output."""
 
     def __init__(self, title: str, timings: dict[str, str]) -> None:
-        self.title = title
-        self.timings = timings
-        self.cases: list[list[Any]] = []  # [what, times in a row]
-
-    def record(self, case: str, status: object, detail: object = "") -> None:
-        print(f"{self.title}: {case} -> {status} {str(detail)[:200]}")
-        what = f"{case} {status}"
-        if self.cases and self.cases[-1][0] == what:
-            self.cases[-1][1] += 1
-        else:
-            self.cases.append([what, 1])
-        self.timings[f"tenancy: {self.title}"] = ", ".join(
-            what if n == 1 else f"{what} (x{n})" for what, n in self.cases
-        )
+        super().__init__("tenancy", title, timings)
 
     def __call__(
         self,
@@ -324,12 +306,16 @@ class Check:
         )  # fmt: skip
 
 
-def held_keys(team: Team, core: client.CoreV1Api) -> set[str]:
-    """The session keys a team's workers hold, asked of the workers directly."""
+def held_keys(cluster: Cluster, team: Team, core: client.CoreV1Api) -> set[str]:
+    """The session keys a team's workers hold, asked of the workers directly
+    (with the pool's key, as the router asks them)."""
     keys: set[str] = set()
+    headers = cluster.worker_headers(team.namespace, POOL)
     for name in team.workers:
         pod = core.read_namespaced_pod(name, team.namespace)
-        listing = httpx.get(f"{worker_url(pod)}/v1/sessions", trust_env=False, timeout=5).json()
+        listing = httpx.get(
+            f"{worker_url(pod)}/v1/sessions", headers=headers, trust_env=False, timeout=5
+        ).json()
         keys.update(s["session_id"] for s in listing["sessions"])
     return keys
 
@@ -409,8 +395,9 @@ def test_two_pools_of_one_name_are_two_pools(
     # Asked directly: a team's worker holds its own team's session, not the other's.
     a_key = owned_session_key(a.user("app"), session)
     b_key = owned_session_key(b.user("app"), session)
-    assert a_key in held_keys(a, core) and a_key not in held_keys(b, core)
-    assert b_key in held_keys(b, core) and b_key not in held_keys(a, core)
+    held = {team.namespace: held_keys(teams.cluster, team, core) for team in (a, b)}
+    assert a_key in held[a.namespace] and a_key not in held[b.namespace]
+    assert b_key in held[b.namespace] and b_key not in held[a.namespace]
     for team in (a, b):
         check(f"{team.label} delete", "DELETE", team.session(session), team.tokens["app"], 200)
 

@@ -1,5 +1,10 @@
 """The worker image on a real cluster: readiness, the ping command, graceful
-deletion with a call in flight, and a Service in front of two workers."""
+deletion with a call in flight, and a Service in front of two workers.
+
+No operator here: each worker pod mounts a key of the test's own (a Secret
+``worker-keys``, as a user running workers by hand would make one) as its key
+directory, and the test's calls send that key; a call without it is refused.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from bridgepool import labels as bp_labels
+from bridgepool.credentials import KEY_FILE, bearer, new_key
 from bridgepool.protocol import HEADER_WORKER, WORKER_PORT
 from bridgepool.workers import worker_url
 from e2e import support
@@ -18,6 +25,21 @@ from e2e.support import HttpAnswer, HttpClient, Unreachable
 pytestmark = pytest.mark.e2e
 
 PING: dict[str, Any] = {"id": "1", "command": "ping", "args": {}, "session_id": None}
+KEYS_SECRET = "worker-keys"
+
+
+@pytest.fixture
+def key_headers(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
+    """A new key in the Secret the test's worker pods mount (:func:`worker_pod`):
+    the ``Authorization`` header that presents it."""
+    key = new_key()
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=KEYS_SECRET), string_data={KEY_FILE: key}
+        ),
+    )
+    return {"Authorization": bearer(key)}
 
 
 def worker_pod(
@@ -37,12 +59,28 @@ def worker_pod(
                     image=image,
                     image_pull_policy="Never",
                     ports=[client.V1ContainerPort(container_port=WORKER_PORT, name="bridge")],
-                    env=[client.V1EnvVar(name=k, value=v) for k, v in (env or {}).items()],
+                    env=[
+                        client.V1EnvVar(name=k, value=v)
+                        for k, v in {
+                            **(env or {}),
+                            "BRIDGEPOOL_WORKER_KEYS_DIR": bp_labels.WORKER_KEYS_DIR,
+                        }.items()
+                    ],
+                    volume_mounts=[
+                        client.V1VolumeMount(
+                            name="keys", mount_path=bp_labels.WORKER_KEYS_DIR, read_only=True
+                        )
+                    ],
                     readiness_probe=client.V1Probe(
                         http_get=client.V1HTTPGetAction(path="/readyz", port=WORKER_PORT),
                         period_seconds=1,
                         failure_threshold=1,
                     ),
+                )
+            ],
+            volumes=[
+                client.V1Volume(
+                    name="keys", secret=client.V1SecretVolumeSource(secret_name=KEYS_SECRET)
                 )
             ],
             termination_grace_period_seconds=grace_seconds,
@@ -60,20 +98,34 @@ def execute_url(address: str, port: int = WORKER_PORT) -> str:
 
 
 def test_worker_becomes_ready_and_answers_ping(
-    core: client.CoreV1Api, namespace: str, worker_image: str, http: HttpClient
+    core: client.CoreV1Api,
+    namespace: str,
+    worker_image: str,
+    http: HttpClient,
+    key_headers: dict[str, str],
 ) -> None:
+    # Ready: its readiness probe (/readyz) needs no key.
     pod = start_ready_worker(core, namespace, worker_pod("worker", worker_image))
 
-    answer = http.post_json(f"{worker_url(pod)}/v1/execute", PING)
+    answer = http.post_json(f"{worker_url(pod)}/v1/execute", PING, headers=key_headers)
 
     assert answer.status == 200, answer
     assert answer.body["id"] == "1"
     assert answer.body["success"] is True, answer.body
     assert isinstance(answer.body["result"], dict)
+    # Without the key, or with another, the call is refused.
+    for headers in ({}, {"Authorization": bearer(new_key())}):
+        refused = http.post_json(f"{worker_url(pod)}/v1/execute", PING, headers=headers)
+        assert refused.status == 401, refused
+        assert refused.body["error"]["type"] == "unauthenticated", refused.body
 
 
 def test_deleting_a_worker_lets_its_call_in_flight_finish(
-    core: client.CoreV1Api, namespace: str, worker_image: str, http: HttpClient
+    core: client.CoreV1Api,
+    namespace: str,
+    worker_image: str,
+    http: HttpClient,
+    key_headers: dict[str, str],
 ) -> None:
     grace = 60
     slow_seconds = 4.0
@@ -95,7 +147,9 @@ def test_deleting_a_worker_lets_its_call_in_flight_finish(
 
     def call() -> None:
         try:
-            answers.append(http.post_json(f"{worker_url(pod)}/v1/execute", slow_ping))
+            answers.append(
+                http.post_json(f"{worker_url(pod)}/v1/execute", slow_ping, headers=key_headers)
+            )
         except BaseException as exc:
             errors.append(exc)
 
@@ -104,7 +158,9 @@ def test_deleting_a_worker_lets_its_call_in_flight_finish(
     caller.start()
 
     def slow_call_running() -> bool:
-        stats = http.post_json(f"{worker_url(pod)}/v1/execute", {**PING, "command": "get_stats"})
+        stats = http.post_json(
+            f"{worker_url(pod)}/v1/execute", {**PING, "command": "get_stats"}, headers=key_headers
+        )
         return stats.status == 200 and stats.body["result"]["in_flight"] >= 2  # with its own
 
     support.wait_for("the slow call to reach the worker", slow_call_running)
@@ -130,7 +186,11 @@ def test_deleting_a_worker_lets_its_call_in_flight_finish(
 
 
 def test_service_in_front_of_two_workers_answers_on_its_cluster_ip(
-    core: client.CoreV1Api, namespace: str, worker_image: str, http: HttpClient
+    core: client.CoreV1Api,
+    namespace: str,
+    worker_image: str,
+    http: HttpClient,
+    key_headers: dict[str, str],
 ) -> None:
     labels = {"app.kubernetes.io/name": "bridgepool-worker-e2e"}
     for name in ("worker-a", "worker-b"):
@@ -164,7 +224,7 @@ def test_service_in_front_of_two_workers_answers_on_its_cluster_ip(
         nonlocal calls
         calls += 1
         try:
-            answer = http.post_json(url, {**PING, "id": str(calls)}, timeout=5)
+            answer = http.post_json(url, {**PING, "id": str(calls)}, timeout=5, headers=key_headers)
         except Unreachable:
             return False  # not programmed yet
         assert answer.status == 200, answer
