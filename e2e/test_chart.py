@@ -797,9 +797,9 @@ def test_the_rendered_chart_is_accepted_by_the_api_server(
 
 
 # The faults of the short chaos run. A graceful delete from outside the
-# operator (kubectl delete pod) is left out: today it loses the worker's
-# sessions (issue: sessions that move when their worker drains). A hang and
-# the scale faults are the soak benchmark's.
+# operator (kubectl delete pod), which moves the worker's sessions, is
+# test_worker_access.py's and the soak benchmark's; so are a hang and the
+# scale faults (the soak's).
 CHAOS_FAULTS = [
     "crash",
     "force-delete",
