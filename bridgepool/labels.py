@@ -51,3 +51,9 @@ def network_policy_name(pool: str) -> str:
 def pool_selector(pool: str) -> str:
     """The label selector of one pool's worker pods."""
     return f"{LABEL_POOL}={pool}"
+
+
+# On a BridgePool: the handler files its workers load when the pool runs on one
+# machine (``bridgepool run``), comma-separated, relative to the YAML file.
+# The operator ignores it: on a cluster the image holds the handlers.
+ANNOTATION_LOCAL_HANDLERS = f"{GROUP}/local-handlers"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 def home_score(session_id: str, worker: str) -> bytes:
@@ -21,3 +22,12 @@ def home_score(session_id: str, worker: str) -> bytes:
 def home_of(session_id: str, workers: Iterable[str]) -> str | None:
     """The home of ``session_id`` among ``workers`` (None when there are none)."""
     return max(workers, key=lambda w: home_score(session_id, w), default=None)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A worker a session may be placed or moved on: its name (what homes are
+    computed over) and its base URL."""
+
+    name: str
+    url: str

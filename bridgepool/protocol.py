@@ -126,6 +126,10 @@ class SessionInfo(BaseModel):
     # It came here by a move, its state with it: a router whose binding to the
     # old worker broke follows it here without telling its caller state was lost.
     moved_in: bool = False
+    # Why it cannot move (one of CANNOT_MOVE), when an export of it here failed
+    # for good: a mover that restarts learns it here instead of trying again.
+    # Cleared by an export that succeeds; it goes when the session ends here.
+    unmovable: str | None = None
 
 
 class SessionsResponse(BaseModel):
@@ -163,6 +167,8 @@ class WorkerStats(BaseModel):
     max_sessions: int
     session_ttl_seconds: float
     recycle: RecycleStatus
+    # Sessions here that cannot move (SessionInfo.unmovable), counted by reason.
+    unmovable_sessions: dict[str, int] = Field(default_factory=dict)
 
 
 class Readiness(BaseModel):
@@ -204,6 +210,13 @@ SESSION_FORMAT_VERSION = 1
 SESSION_MOVING = "session_moving"  # 503, retryable: the session is frozen for a move
 SESSION_MOVED = "session_moved"  # 410: context ``holder`` and ``holder_url`` name its worker
 WORKER_RESTARTED = "worker_restarted"  # 412: not the process HEADER_EXPECT_INCARNATION names
+# An export's error types (422) that say the session cannot move as it is, not
+# "not now": the worker remembers which as the session's SessionInfo.unmovable.
+SESSION_TOO_LARGE = "session_too_large"  # its envelope is over the worker's size limit
+MOVE_REFUSED = "move_refused"  # a state exporter refused (bridgepool_worker.MoveRefused)
+UNSERIALIZABLE_STATE = "unserializable_state"  # some state does not survive JSON
+EXPORT_FAILED = "export_failed"  # a state exporter raised
+CANNOT_MOVE = frozenset({SESSION_TOO_LARGE, MOVE_REFUSED, UNSERIALIZABLE_STATE, EXPORT_FAILED})
 
 
 class MoveState(StrEnum):

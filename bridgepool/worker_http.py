@@ -1,4 +1,4 @@
-"""HTTP calls to one pool's workers, each with the pool's key: the operator's
+"""HTTP calls to one pool's workers, each with the pool's key: an executor's
 (stats, session moves) and a worker's to its peer (an activation).
 
 A worker answers only a caller that shows its pool's key
@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from bridgepool.credentials import Keys, bearer, presented_key
+from bridgepool.protocol import WorkerStats
 
 
 class WorkerHttp:
@@ -57,3 +58,15 @@ def _auth(key: str) -> dict[str, str]:
 def sent_key(response: aiohttp.ClientResponse) -> str | None:
     """The key the request that got ``response`` showed, if any."""
     return presented_key(response.request_info.headers.get("Authorization"))
+
+
+async def fetch_stats(http: WorkerHttp, worker_url: str) -> WorkerStats | None:
+    """A worker's ``GET /v1/stats``, or None when it does not answer them
+    (unreachable, slow past the session's timeout, or refusing)."""
+    try:
+        async with http.get(worker_url + "/v1/stats") as resp:
+            if resp.status != 200:
+                return None
+            return WorkerStats.model_validate(await resp.json())
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None

@@ -31,10 +31,10 @@ from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from bridgepool.workers import worker_url
 from bridgepool_operator.actions import execute
 from bridgepool_operator.config import OperatorConfig
-from bridgepool_operator.expectations import PassResult
-from bridgepool_operator.planner import Action, CreatePod, UpdateStatus
 from bridgepool_operator.pods import revision_of
 from bridgepool_operator.runtime import Runtime
+from bridgepool_planner.passes import PassResult
+from bridgepool_planner.planner import Action, CreateWorker, UpdateStatus
 from e2e import support
 from e2e.components import (
     PodLedger,
@@ -216,7 +216,7 @@ def test_a_pass_that_fails_part_way_still_reports_the_pods_it_created(
     made = pools.create(pool_manifest(POOL, worker_image, spec={"replicas": 1}))
     spec = BridgePoolSpec.model_validate(made["spec"])
     refused = BridgePoolStatus.model_construct(desired_replicas=-1)  # the schema says minimum 0
-    actions: list[Action] = [CreatePod(revision_of(spec), "scale-up"), UpdateStatus(refused)]
+    actions: list[Action] = [CreateWorker(revision_of(spec), "scale-up"), UpdateStatus(refused)]
     posted: list[str] = []
     result = PassResult()
 

@@ -1,6 +1,8 @@
-"""Carry out a pass's actions on the API server: create, drain and delete
-worker pods, post events, write the pool's status; and keep the objects
-beside the pool (its disruption budget, its keys' Secret, its NetworkPolicy)."""
+"""Carry out a pass's actions on the API server: the planner's workers are
+pods (created, annotated draining, deleted), its events the pool's events,
+its status the pool's status; and keep the objects beside the pool (its
+disruption budget, which follows the desired size, its keys' Secret, its
+NetworkPolicy)."""
 
 from __future__ import annotations
 
@@ -19,27 +21,31 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from bridgepool import labels
+from bridgepool.mover import move_off
 from bridgepool.names import PoolRef as PoolName
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
+from bridgepool_planner.passes import PassResult, RetrySoon
+from bridgepool_planner.planner import (
+    Action,
+    CreateWorker,
+    DrainWorker,
+    MoveSessions,
+    StopWorker,
+    UpdateStatus,
+)
+from bridgepool_planner.status import EmitEvent, after_creates, move_events
 
 from . import metrics
 from .access import policy_peers, wanted_access
-from .drain import drain_annotations
-from .expectations import PassResult
-from .health import plural
-from .mover import move_off
-from .planner import (
-    Action,
-    ApplyBudget,
-    CreatePod,
-    DeletePod,
-    MarkDraining,
-    MoveSessions,
-    UpdateStatus,
+from .observe import drain_annotations
+from .pods import (
+    PoolRef,
+    budget_min_available,
+    build_budget,
+    build_worker_pod,
+    refusal_message,
 )
-from .pods import PoolRef, build_budget, build_worker_pod, refusal_message
 from .runtime import Runtime
-from .status import EmitEvent, after_creates
 
 log = logging.getLogger("bridgepool.operator")
 
@@ -106,7 +112,7 @@ async def execute(
 
     try:
         for action in actions:
-            if isinstance(action, CreatePod):
+            if isinstance(action, CreateWorker):
                 assert spec is not None
                 created_revision = action.revision
                 if refused is not None:
@@ -131,37 +137,34 @@ async def execute(
                     reason="WorkerCreated",
                     message=f"{made.metadata.name} (revision {action.revision}, {action.reason})",
                 )
-            elif isinstance(action, MarkDraining):
+            elif isinstance(action, DrainWorker):
                 patch = {"metadata": {"annotations": drain_annotations(started, action.reason)}}
                 try:
-                    await core.patch_namespaced_pod(action.pod, namespace, patch)
+                    await core.patch_namespaced_pod(action.worker, namespace, patch)
                 except ApiException as err:
                     if err.status != 404:
                         raise
-                result.drained.add(action.pod)
+                result.drained.add(action.worker)
                 metrics.POD_ACTIONS_TOTAL.labels("drain", action.reason).inc()
                 unhealthy = action.reason == "unhealthy"
                 announce(
                     type="Warning" if unhealthy else "Normal",
                     reason="WorkerUnhealthy" if unhealthy else "WorkerDraining",
-                    message=f"{action.pod} draining ({action.reason}): {action.message}",
+                    message=f"{action.worker} draining ({action.reason}): {action.message}",
                 )
-            elif isinstance(action, DeletePod):
+            elif isinstance(action, StopWorker):
                 try:
                     await core.delete_namespaced_pod(
-                        action.pod, namespace, grace_period_seconds=action.grace_seconds
+                        action.worker, namespace, grace_period_seconds=action.grace_seconds
                     )
                 except ApiException as err:
                     if err.status != 404:
                         raise
-                result.deleted.add(action.pod)
-                runtime.unmovable.pop((namespace, action.pod), None)
+                result.stopped.add(action.worker)
                 metrics.POD_ACTIONS_TOTAL.labels("delete", action.reason).inc()
-                announce("Normal", "WorkerDeleted", f"{action.pod}: {action.message}")
+                announce("Normal", "WorkerDeleted", f"{action.worker}: {action.message}")
             elif isinstance(action, MoveSessions):
                 await move_sessions(runtime, namespace, name, action, result, announce)
-            elif isinstance(action, ApplyBudget):
-                await apply_budget(runtime, build_budget(pool_ref, action.min_available))
             elif isinstance(action, EmitEvent):
                 announce(action.type, action.reason, action.message)
             elif isinstance(action, UpdateStatus):
@@ -177,15 +180,21 @@ async def execute(
                     )
                     for event in events:
                         announce(event.type, event.reason, event.message)
+                if spec is not None:
+                    # The disruption budget follows the desired size.
+                    budget = budget_min_available(spec, status.desired_replicas)
+                    if previous.budget_min_available != budget:
+                        await apply_budget(runtime, build_budget(pool_ref, budget))
+                    status = status.model_copy(update={"budget_min_available": budget})
                 if await write_status(runtime, namespace, name, status, raw_status):
                     result.status_written_over = meta.get("resourceVersion")
                 record_gauges(namespace, name, status)
     except ApiException as err:
         if _transient(err):
-            raise kopf.TemporaryError(f"API: {err.status} {err.reason}", delay=2) from err
+            raise RetrySoon(f"API: {err.status} {err.reason}", delay=2) from err
         raise
     except aiohttp.ClientError as err:
-        raise kopf.TemporaryError(f"API unreachable: {err}", delay=2) from err
+        raise RetrySoon(f"API unreachable: {err}", delay=2) from err
 
 
 async def move_sessions(
@@ -197,13 +206,12 @@ async def move_sessions(
     announce: Callable[[str, str, str], None],
 ) -> None:
     """Move what sessions the budget allows off a draining worker; say what
-    moved, and once per session what cannot."""
-    known = runtime.unmovable.setdefault((namespace, action.pod), {})
+    moved, and what cannot (once per session: the worker remembers it, and
+    lists it as unmovable from then on)."""
     report = await move_off(
         runtime.workers((namespace, pool)),
         action.url,
         action.targets,
-        skip=frozenset(known),
         budget_seconds=runtime.config.move_budget_seconds,
         step_timeout=runtime.config.move_step_timeout_seconds,
     )
@@ -215,28 +223,13 @@ async def move_sessions(
     ):
         if sessions:
             metrics.SESSION_MOVES_TOTAL.labels(outcome).inc(len(sessions))
-    if report.moved:
-        holders = ", ".join(sorted(set(report.moved.values())))
-        announce(
-            "Normal",
-            "SessionsMoved",
-            f"{action.pod}: {plural(len(report.moved), 'session')} moved to {holders}",
-        )
-    new = {s: why for s, why in report.cannot_move.items() if s not in known}
-    known.update(report.cannot_move)
-    if new:
-        reasons = ", ".join(sorted(set(new.values())))
-        announce(
-            "Warning",
-            "SessionsNotMoved",
-            f"{action.pod}: {plural(len(new), 'session')} cannot move ({reasons}); "
-            "they stay until they end or the drain gives up",
-        )
+    for event in move_events(action.worker, report.moved, report.cannot_move):
+        announce(event.type, event.reason, event.message)
     for session_id, why in report.failed.items():
         log.info(
             "session not moved this pass: %s",
             why,
-            extra={"namespace": namespace, "worker": action.pod, "session_id": session_id},
+            extra={"namespace": namespace, "worker": action.worker, "session_id": session_id},
         )
 
 

@@ -35,7 +35,7 @@ def index_pod(namespace: str, meta: Mapping[str, Any], body: Mapping[str, Any]) 
                 "deletionTimestamp",
             )
         },
-        # The worker's port, if the template names its own (stats_url reads it).
+        # The worker's port, if the template names its own (worker_url reads it).
         "spec": {
             "containers": [
                 {"ports": c.get("ports")} for c in (body.get("spec") or {}).get("containers") or []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -74,8 +73,7 @@ async def pool_loop(
     body: kopf.Body,
     memo: kopf.Memo,
     stopped: kopf.DaemonStopped,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
     **kwargs: Any,
 ) -> None:
     # kopf passes each index by its function's name.
-    await loop.run_pool(memo.runtime, body, kwargs["pods_by_pool"], stopped, logger)
+    await loop.run_pool(memo.runtime, body, kwargs["pods_by_pool"], stopped)

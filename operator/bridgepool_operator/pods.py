@@ -23,11 +23,9 @@ from bridgepool import labels
 from bridgepool.credentials import KEY_FILE, PREVIOUS_FILE, SCRAPE_FILE, Keys
 from bridgepool.protocol import WORKER_PORT, WORKER_PORT_NAME
 from bridgepool.spec import BridgePoolSpec
+from bridgepool.worker_settings import worker_settings
 
 REVISION_LENGTH = 10
-# Share of the termination grace period the worker may spend finishing calls;
-# the rest is margin before the kubelet's SIGKILL.
-WORKER_GRACE_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -40,30 +38,11 @@ class PoolRef:
 
 
 def worker_env(spec: BridgePoolSpec) -> list[dict[str, str]]:
-    """The BRIDGEPOOL_WORKER_* variables carrying the pool's worker settings."""
-    values: dict[str, object | None] = {
-        "BRIDGEPOOL_WORKER_CAPACITY": spec.worker.capacity,
-        "BRIDGEPOOL_WORKER_SESSION_TTL_SECONDS": spec.sessions.idle_ttl_seconds,
-        "BRIDGEPOOL_WORKER_MAX_SESSIONS": spec.sessions.max_per_worker,
-        "BRIDGEPOOL_WORKER_MAX_REQUESTS": spec.worker.max_requests,
-        "BRIDGEPOOL_WORKER_MAX_AGE_SECONDS": spec.worker.max_age_seconds,
-        "BRIDGEPOOL_WORKER_MAX_RSS_BYTES": spec.worker.max_rss_bytes,
-        "BRIDGEPOOL_WORKER_GRACE_SECONDS": round(
-            spec.rollout.termination_grace_period_seconds * WORKER_GRACE_SHARE, 3
-        ),
-        # A worker deleted from outside (kubectl delete pod, a node drain's
-        # eviction) waits for the operator to move its sessions before it exits.
-        "BRIDGEPOOL_WORKER_HANDOFF_SESSIONS": "true" if spec.sessions.move_on_drain else None,
-        # Once drained, a worker lingers one health check of the routers (its
-        # interval and timeout): they see it terminating and drop their
-        # kept-alive connections to it before it exits.
-        "BRIDGEPOOL_WORKER_EXIT_LINGER_SECONDS": round(
-            spec.routing.health.interval_seconds + spec.routing.health.timeout_seconds, 3
-        ),
-        # The pool's Secret of keys, mounted there (build_worker_pod).
-        "BRIDGEPOOL_WORKER_KEYS_DIR": labels.WORKER_KEYS_DIR,
-    }
-    return [{"name": k, "value": str(v)} for k, v in values.items() if v is not None]
+    """The BRIDGEPOOL_WORKER_* variables carrying the pool's worker settings;
+    the pool's Secret of keys is mounted at ``labels.WORKER_KEYS_DIR``
+    (build_worker_pod)."""
+    values = worker_settings(spec, labels.WORKER_KEYS_DIR)
+    return [{"name": k, "value": v} for k, v in values.items()]
 
 
 def _probes(spec: BridgePoolSpec) -> dict[str, dict[str, Any]]:

@@ -43,8 +43,6 @@ class Runtime:
     # Every pool's keys, from the release key directory (re-read when it changes).
     keys: PoolKeys
     wakeups: dict[PoolKey, asyncio.Event] = field(default_factory=dict)
-    # (namespace, pod) -> session -> why it cannot move: not tried again.
-    unmovable: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     # Posts an event on the pool: kopf's poster, or a recorder in a test that
     # runs passes without kopf.
     post_event: EventPoster = kopf.event

@@ -27,8 +27,7 @@ from bridgepool.spec import BridgePoolSpec
 from bridgepool_operator.access import AccessLedger, PoolAccess, policy_peers, wanted_access
 from bridgepool_operator.actions import keep_access
 from bridgepool_operator.config import OperatorConfig
-from bridgepool_operator.expectations import PassResult
-from bridgepool_operator.loop import reconcile
+from bridgepool_operator.loop import KubernetesExecutor
 from bridgepool_operator.pods import (
     PolicyPeers,
     PoolRef,
@@ -38,6 +37,7 @@ from bridgepool_operator.pods import (
     revision_of,
 )
 from bridgepool_operator.runtime import Runtime
+from bridgepool_planner.passes import PassResult, run_pass
 
 POOL = PoolRef(name="web", namespace="team-a", uid="u1")
 OWNER = {
@@ -250,13 +250,27 @@ class FakeApi:
         if request.method == "PUT":
             self.objects[key] = await request.json()
         elif request.method == "PATCH":
-            self.objects[key] = {**self.objects[key], **(await request.json())}
+            self.objects[key] = merge_patch(self.objects[key], await request.json())
         return self.stored(self.objects[key])
 
     def writes(self) -> list[tuple[str, str]]:
         """The requests since the last call, and forget them."""
         done, self.requests = self.requests, []
         return done
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies a merge patch: mappings merge,
+    null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
 
 
 Serve = Callable[[web.Application], Awaitable[TestServer]]
@@ -351,7 +365,7 @@ async def test_a_failed_write_is_told_once_and_no_worker_waits_for_missing_keys(
     api.refuse.add("secrets")
     async with running(server, CONFIG, release_keys, events) as runtime:
         for _ in range(2):
-            await reconcile(runtime, body, [], datetime.now(UTC), PassResult())
+            await run_pass(KubernetesExecutor(runtime, body, {}), PassResult(), datetime.now(UTC))
         assert ("create", "pods") not in api.writes()
         ((kind, reason, message),) = events  # once, not once per pass
         assert (kind, reason) == ("Warning", "FailedWorkerAccess")
@@ -361,7 +375,7 @@ async def test_a_failed_write_is_told_once_and_no_worker_waits_for_missing_keys(
         )
 
         api.refuse.clear()
-        await reconcile(runtime, body, [], datetime.now(UTC), PassResult())
+        await run_pass(KubernetesExecutor(runtime, body, {}), PassResult(), datetime.now(UTC))
         writes = [w for w in api.writes() if w[0] == "create"]
         assert writes[:2] == [("create", "secrets"), ("create", "networkpolicies")]
         assert writes.count(("create", "pods")) == 2
@@ -382,3 +396,33 @@ async def test_an_object_the_operator_did_not_make_is_left_alone(
         "ForeignObject: Secret team-a/web-bridgepool-keys exists and bridgepool-operator "
         "did not make it: delete or rename it"
     )
+
+
+async def test_the_disruption_budget_follows_the_desired_size(
+    aiohttp_server: Serve, api: FakeApi, release_keys: PoolKeys
+) -> None:
+    """Evictions leave desired - spec.disruptions.maxUnavailable ready workers;
+    the budget is written when that number changes, not every pass, and the
+    status says what it is."""
+    server = await aiohttp_server(api.app())
+    raw = dict(pool_body(minReplicas=3, maxReplicas=10))
+    stored = ("bridgepools", "team-a", "web")
+    api.objects[stored] = raw
+
+    async def one_pass(runtime: Runtime) -> list[tuple[str, str]]:
+        body = kopf.Body(cast(kopf.RawBody, api.objects[stored]))
+        await run_pass(KubernetesExecutor(runtime, body, {}), PassResult(), datetime.now(UTC))
+        return [w for w in api.writes() if w[1] == "poddisruptionbudgets"]
+
+    def budget() -> tuple[int, int]:
+        pdb = api.objects[("poddisruptionbudgets", "team-a", "web")]
+        return pdb["spec"]["minAvailable"], api.objects[stored]["status"]["budgetMinAvailable"]
+
+    async with running(server, CONFIG, release_keys, Events()) as runtime:
+        written = await one_pass(runtime)
+        assert written == [("patch", "poddisruptionbudgets"), ("create", "poddisruptionbudgets")]
+        assert budget() == (2, 2)
+        assert await one_pass(runtime) == []
+        api.objects[stored]["spec"] = {**raw["spec"], "disruptions": {"maxUnavailable": 2}}
+        assert await one_pass(runtime) == [("patch", "poddisruptionbudgets")]
+        assert budget() == (1, 1)

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from bridgepool import labels
-from bridgepool_operator.expectations import PassResult, pass_visible
+from bridgepool_operator.expectations import pass_visible
+from bridgepool_planner.passes import PassResult
 
 POOL_AT_7 = {"metadata": {"name": "web", "resourceVersion": "7"}}
 POOL_AT_8 = {"metadata": {"name": "web", "resourceVersion": "8"}}
@@ -44,16 +45,16 @@ def pod(name: str, *, draining: bool = False, deleting: bool = False) -> dict[st
         ),
         pytest.param(PassResult(drained={"a"}), POOL_AT_7, [], True, id="drained-pod-gone"),
         pytest.param(
-            PassResult(deleted={"a"}), POOL_AT_7, [pod("a")], False, id="delete-not-yet-seen"
+            PassResult(stopped={"a"}), POOL_AT_7, [pod("a")], False, id="delete-not-yet-seen"
         ),
         pytest.param(
-            PassResult(deleted={"a"}),
+            PassResult(stopped={"a"}),
             POOL_AT_7,
             [pod("a", deleting=True)],
             True,
             id="delete-seen-as-terminating",
         ),
-        pytest.param(PassResult(deleted={"a"}), POOL_AT_7, [], True, id="deleted-pod-gone"),
+        pytest.param(PassResult(stopped={"a"}), POOL_AT_7, [], True, id="deleted-pod-gone"),
         pytest.param(
             PassResult(status_written_over="7"), POOL_AT_7, [], False, id="own-status-not-yet-seen"
         ),
@@ -75,8 +76,8 @@ def test_a_pass_waits_until_its_own_changes_are_visible(
     assert pass_visible(result, pool, pods) is visible
 
 
-def test_pods_changed_counts_creates_drains_and_deletes_not_status_writes() -> None:
-    assert not PassResult(status_written_over="7").pods_changed
-    assert PassResult(created={"a"}).pods_changed
-    assert PassResult(drained={"a"}).pods_changed
-    assert PassResult(deleted={"a"}).pods_changed
+def test_workers_changed_counts_creates_drains_and_deletes_not_status_writes() -> None:
+    assert not PassResult(status_written_over="7").workers_changed
+    assert PassResult(created={"a"}).workers_changed
+    assert PassResult(drained={"a"}).workers_changed
+    assert PassResult(stopped={"a"}).workers_changed

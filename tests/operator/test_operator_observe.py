@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from bridgepool_operator.observe import format_time, observe_pod
+from bridgepool_operator.observe import observe_pod
+from bridgepool_planner.workers import format_time
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -63,3 +64,49 @@ def test_not_ready_time_counts_from_when_the_worker_could_have_been_ready(
     worker = observe_pod(observed)
     assert worker.not_ready_for(NOW) == not_ready_for
     assert worker.never_ready is never_ready
+
+
+def with_state(phase: str, waiting: str | None = None) -> dict[str, Any]:
+    observed = pod(ready_changed=10, started=None)
+    observed["status"]["phase"] = phase
+    if waiting is not None:
+        state = {"waiting": {"reason": waiting, "message": "details"}}
+        observed["status"]["containerStatuses"][0]["state"] = state
+    return observed
+
+
+@pytest.mark.parametrize(
+    ("observed", "phase", "crash_looping", "start_problem", "exit_detail"),
+    [
+        (with_state("Pending"), "pending", False, None, None),
+        (with_state("Running", "CrashLoopBackOff"), "running", True, None, None),
+        # The kubelet alternates these while it retries: one problem for the planner.
+        (with_state("Pending", "ErrImagePull"), "pending", False, "ImagePullBackOff", None),
+        (with_state("Pending", "ImagePullBackOff"), "pending", False, "ImagePullBackOff", None),
+        (
+            with_state("Pending", "CreateContainerConfigError"),
+            "pending",
+            False,
+            "CreateContainerConfigError",
+            None,
+        ),
+        (with_state("Failed"), "exited", False, None, "pod phase Failed"),
+        (with_state("Succeeded"), "exited", False, None, "pod phase Succeeded"),
+        # A node that lost contact: not known to run.
+        (with_state("Unknown"), "pending", False, None, None),
+    ],
+)
+def test_pod_phases_and_kubelet_reasons_become_the_planners_words(
+    observed: dict[str, Any],
+    phase: str,
+    crash_looping: bool,
+    start_problem: str | None,
+    exit_detail: str | None,
+) -> None:
+    worker = observe_pod(observed)
+    assert (worker.phase, worker.crash_looping, worker.start_problem, worker.exit_detail) == (
+        phase,
+        crash_looping,
+        start_problem,
+        exit_detail,
+    )

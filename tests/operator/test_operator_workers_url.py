@@ -12,9 +12,9 @@ import pytest
 
 from bridgepool.protocol import WorkerStats
 from bridgepool.worker_http import WorkerHttp
+from bridgepool.workers import worker_url
 from bridgepool_operator.index import index_pod
-from bridgepool_operator.observe import stats_url
-from bridgepool_operator.worker_stats import fetch_stats
+from bridgepool_operator.observe import observe
 from tests.worker.conftest import Workers
 
 
@@ -36,27 +36,27 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
 
 def test_stats_come_from_the_templates_own_bridge_port(workers: Workers) -> None:
     worker = workers.start(env={"BRIDGEPOOL_WORKER_NAME": "on-its-own-port"})
-    url = stats_url(pod("127.0.0.1", worker.port))
-    assert url == f"http://127.0.0.1:{worker.port}/v1/stats"
-    stats = WorkerStats.model_validate(worker.client.get(url).json())  # with the pool key
+    url = worker_url(pod("127.0.0.1", worker.port))
+    assert url == f"http://127.0.0.1:{worker.port}"
+    stats = WorkerStats.model_validate(worker.client.get(url + "/v1/stats").json())  # pool key
     assert stats.worker == "on-its-own-port"
 
 
 @pytest.mark.parametrize(
     ("observed", "url"),
     [
-        (pod("10.0.0.7"), "http://10.0.0.7:8080/v1/stats"),
-        (pod("fd00::7", 9000), "http://[fd00::7]:9000/v1/stats"),
+        (pod("10.0.0.7"), "http://10.0.0.7:8080"),
+        (pod("fd00::7", 9000), "http://[fd00::7]:9000"),
         (pod(None, phase="Pending"), None),
         (pod("10.0.0.7", phase="Failed"), None),
     ],
 )
-def test_stats_url(observed: dict[str, Any], url: str | None) -> None:
-    assert stats_url(observed) == url
+def test_worker_url(observed: dict[str, Any], url: str | None) -> None:
+    assert worker_url(observed) == url
 
 
 async def test_the_operator_reads_stats_where_the_pod_index_says(workers: Workers) -> None:
-    """The pod index keeps the container ports, and fetch_stats asks there: a
+    """The pod index keeps the container ports, and observe asks there: a
     template that names its own ``bridge`` port is read on that port (the
     operator used to ask 8080, whatever the pod said)."""
     worker = workers.start(env={"BRIDGEPOOL_WORKER_NAME": "indexed"})
@@ -69,5 +69,5 @@ async def test_the_operator_reads_stats_where_the_pod_index_says(workers: Worker
     }
     ((_, entry),) = index_pod("ns", meta, body).items()
     async with aiohttp.ClientSession() as http:
-        stats = await fetch_stats(WorkerHttp(http, workers.keys), entry)
-    assert stats is not None and stats.worker == "indexed"
+        (observed,) = await observe(WorkerHttp(http, workers.keys), [entry])
+    assert observed.stats is not None and observed.stats.worker == "indexed"

@@ -1,15 +1,22 @@
 """Discovery translations as pure functions: pods -> workers, BridgePool ->
-settings, and the static pool list."""
+settings, and the static pool list; and, in-process, a router that names a
+static worker as its file does."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from bridgepool.labels import ANNOTATION_DRAINING, LABEL_POOL
 from bridgepool.names import PoolRef
+from bridgepool.protocol import HEADER_WORKER
+from bridgepool_router.app import STATE, RouterConfig, create_app
 from bridgepool_router.discovery import WorkerEndpoint
 from bridgepool_router.discovery.kubernetes import (
     PoolView,
@@ -18,9 +25,15 @@ from bridgepool_router.discovery.kubernetes import (
 )
 from bridgepool_router.discovery.static import (
     StaticConfigError,
+    StaticDiscovery,
     load_static_file,
     parse_static_flag,
 )
+from bridgepool_worker.app import create_app as create_worker_app
+from bridgepool_worker.config import WorkerConfig
+from tests.router.conftest import free_port
+
+Client = TestClient[web.Request, web.Application]
 
 DEMO = PoolRef("ns", "demo")
 
@@ -210,3 +223,140 @@ def test_static_file_errors_name_the_problem(tmp_path: Path, text: str, problem:
     path.write_text(text)
     with pytest.raises(StaticConfigError, match=problem):
         load_static_file(path)
+
+
+# -- static workers with names of their own -------------------------------------------------
+
+
+def _pool_file(tmp_path: Path, demo: str) -> Path:
+    path = tmp_path / "pools.yaml"
+    path.write_text(f"pools:\n  demo: {demo}\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("demo", "workers"),
+    [
+        ("{workers: [{name: demo-0, url: 'http://127.0.0.1:1/'}]}",
+         [WorkerEndpoint("demo-0", "http://127.0.0.1:1")]),
+        ("{workers: [{name: demo-0, url: 'http://127.0.0.1:1', draining: true, ready: false}]}",
+         [WorkerEndpoint("demo-0", "http://127.0.0.1:1", draining=True, ready=False)]),
+        ("{workers: [{name: demo-0, url: 'http://127.0.0.1:1', draining: false, ready: true}]}",
+         [WorkerEndpoint("demo-0", "http://127.0.0.1:1")]),
+        # both: those of urls first, named host:port, then those of workers
+        ("{urls: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], draining: ['http://127.0.0.1:2'],"
+         " workers: [{name: '127.0.0.1:3', url: 'http://127.0.0.1:3'},"
+         " {name: Worker_B, url: 'https://b.example:8443', ready: false}]}",
+         [WorkerEndpoint("127.0.0.1:1", "http://127.0.0.1:1"),
+          WorkerEndpoint("127.0.0.1:2", "http://127.0.0.1:2", draining=True),
+          WorkerEndpoint("127.0.0.1:3", "http://127.0.0.1:3"),
+          WorkerEndpoint("Worker_B", "https://b.example:8443", ready=False)]),
+        ("{urls: [], workers: []}", []),
+    ],
+)  # fmt: skip
+def test_static_file_workers_are_named_as_listed(
+    tmp_path: Path, demo: str, workers: list[WorkerEndpoint]
+) -> None:
+    (snapshot,) = load_static_file(_pool_file(tmp_path, demo))
+    assert list(snapshot.workers) == workers
+
+
+def test_static_file_workers_in_json(tmp_path: Path) -> None:
+    path = tmp_path / "pools.json"
+    worker = {"name": "demo-0", "url": "http://127.0.0.1:1", "draining": True}
+    path.write_text(json.dumps({"pools": {"demo": {"workers": [worker]}}}))
+    (snapshot,) = load_static_file(path)
+    assert snapshot.workers == (WorkerEndpoint("demo-0", "http://127.0.0.1:1", draining=True),)
+
+
+UNIQUE = "each worker's name and URL are its own within a pool"
+
+
+@pytest.mark.parametrize(
+    ("demo", "problem"),
+    [
+        ("{workers: [{name: a, url: 'http://a:1', weight: 2}]}",
+         "workers[0] ('a'): unknown keys ['weight']; a worker has draining, name, ready, url"),
+        ("{workers: [{url: 'http://a:1'}]}", "workers[0]: missing name"),
+        ("{workers: [{name: a}]}", "workers[0] ('a'): missing url"),
+        ("{workers: [{}]}", "workers[0]: missing name and url"),
+        ("{workers: [{name: 7, url: 'http://a:1'}]}",
+         "workers[0]: a worker name is 1 to 253 printable ASCII characters, no spaces; got 7"),
+        ("{workers: [{name: 'demo 0', url: 'http://a:1'}]}",
+         "workers[0] ('demo 0'): a worker name is 1 to 253 printable ASCII characters, "
+         "no spaces; got 'demo 0'"),
+        ("{workers: [{name: '', url: 'http://a:1'}]}",
+         "workers[0] (''): a worker name is 1 to 253 printable ASCII characters, no spaces; "
+         "got ''"),
+        ("{workers: [{name: a, url: 'ftp://a:1'}]}",
+         "workers[0] ('a'): worker URL 'ftp://a:1' is not an http(s) URL"),
+        ("{workers: [{name: a, url: 5}]}", "workers[0] ('a'): url must be a string; got 5"),
+        ("{workers: [{name: a, url: 'http://a:1', draining: 'no'}]}",
+         "workers[0] ('a'): draining must be true or false; got 'no'"),
+        ("{workers: [{name: a, url: 'http://a:1', ready: 1}]}",
+         "workers[0] ('a'): ready must be true or false; got 1"),
+        ("{workers: [{name: a, url: 'http://a:1'}, {name: a, url: 'http://a:2'}]}",
+         f"workers[1] ('a'): name 'a' is already that of workers[0] ('a'): {UNIQUE}"),
+        ("{workers: [{name: a, url: 'http://a:1'}, {name: b, url: 'http://a:1/'}]}",
+         f"workers[1] ('b'): URL 'http://a:1' is already that of workers[0] ('a'): {UNIQUE}"),
+        ("{urls: ['http://a:1'], workers: [{name: b, url: 'http://a:1'}]}",
+         f"workers[0] ('b'): URL 'http://a:1' is already that of urls[0] ('http://a:1'): "
+         f"{UNIQUE}"),
+        ("{urls: ['http://a:1'], workers: [{name: 'a:1', url: 'https://a:1'}]}",
+         f"workers[0] ('a:1'): name 'a:1' is already that of urls[0] ('http://a:1'): {UNIQUE}"),
+        ("{urls: ['http://a:1', 'http://a:1']}",
+         f"urls[1] ('http://a:1'): name 'a:1' is already that of urls[0] ('http://a:1'): "
+         f"{UNIQUE}"),
+        ("{urls: ['http://a:1', 'a:2']}",
+         "urls[1] ('a:2'): worker URL 'a:2' is not an http(s) URL"),
+        ("{workers: ['http://a:1']}", "workers[0]: expected a mapping with a name and a url"),
+        ("{workers: {name: a, url: 'http://a:1'}}", "workers: expected a list of mappings"),
+        ("{urls: 'http://a:1'}", "urls: expected a list of URLs"),
+        ("{draining: ['http://a:1'], workers: [{name: a, url: 'http://a:1'}]}",
+         "draining URLs not in urls: ['http://a:1'] (a worker of 'workers' has its own "
+         "draining flag)"),
+    ],
+)  # fmt: skip
+def test_static_file_worker_errors_name_the_pool_the_entry_and_the_problem(
+    tmp_path: Path, demo: str, problem: str
+) -> None:
+    path = _pool_file(tmp_path, demo)
+    with pytest.raises(StaticConfigError) as refused:
+        load_static_file(path)
+    assert str(refused.value) == f"{path}: pool 'demo': {problem}"
+
+
+async def test_the_router_calls_a_listed_worker_by_its_name_in_the_file(
+    tmp_path: Path,
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+) -> None:
+    # The worker calls itself otherwise: the name the router uses is the file's.
+    worker = await aiohttp_server(
+        create_worker_app(WorkerConfig(name="its-own-name", open_access=True))
+    )
+    url = str(worker.make_url("")).rstrip("/")
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens: it never answers
+    path = tmp_path / "pools.yaml"
+    path.write_text(
+        "pools:\n"
+        "  demo:\n"
+        "    workers:\n"
+        f"      - {{name: demo-0, url: '{url}'}}\n"
+        f"      - {{name: demo-1, url: '{gone}', draining: true, ready: false}}\n"
+    )
+    app = create_app(RouterConfig(discovery=StaticDiscovery(file=path)))
+    router = await aiohttp_client(app)
+    registry = app[STATE].registry
+    assert registry is not None
+    await registry.synced.wait()
+
+    for _ in range(3):  # never the draining, not-ready one
+        resp = await router.post("/v1/pools/demo/execute", json={"command": "ping"})
+        assert resp.status == 200, await resp.text()
+        assert resp.headers[HEADER_WORKER] == "demo-0"
+    view = await (await router.get("/v1/pools/demo")).json()
+    assert [(w["worker"], w["draining"], w["ready"]) for w in view["workers"]] == [
+        ("demo-0", False, True),
+        ("demo-1", True, False),
+    ]

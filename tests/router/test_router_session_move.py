@@ -12,10 +12,10 @@ import httpx
 
 from benchmarks.review_server import token_of
 from bridgepool.credentials import Keys
+from bridgepool.mover import move_off
+from bridgepool.placement import Target
 from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
 from bridgepool.worker_http import WorkerHttp
-from bridgepool_operator.drain import Target
-from bridgepool_operator.mover import move_off
 
 from .conftest import Proc, Processes, wait_until
 from .test_router_processes import incr, pool_entry

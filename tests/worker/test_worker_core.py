@@ -91,6 +91,31 @@ def test_session_infos_report_idle_and_remaining_time() -> None:
     assert store.infos(now=111) == []
 
 
+def test_unmovable_sessions_are_listed_with_their_reason_and_counted_while_live() -> None:
+    store = SessionStore(ttl_seconds=10, max_sessions=5)
+    for session_id, reason in (
+        ("big", "session_too_large"),
+        ("hooked", "move_refused"),
+        ("stale", "move_refused"),
+        ("fine", None),
+    ):
+        store.open(session_id, now=100)[0].unmovable = reason
+    store.touch("big", now=105)
+    store.touch("hooked", now=105)
+    store.touch("fine", now=105)
+
+    assert {i.session_id: i.unmovable for i in store.infos(now=105)} == {
+        "big": "session_too_large",
+        "hooked": "move_refused",
+        "stale": "move_refused",
+        "fine": None,
+    }
+    assert store.unmovable_counts(now=105) == {"session_too_large": 1, "move_refused": 2}
+    # "stale" has expired, not yet swept: it counts no more; a deleted one neither.
+    store.delete("hooked", now=111)
+    assert store.unmovable_counts(now=111) == {"session_too_large": 1}
+
+
 # -- lifecycle ------------------------------------------------------------------------
 
 

@@ -9,9 +9,9 @@ import signal
 
 import aiohttp
 
+from bridgepool.mover import move_off
+from bridgepool.placement import Target
 from bridgepool.worker_http import WorkerHttp
-from bridgepool_operator.drain import Target
-from bridgepool_operator.mover import move_off
 
 from .conftest import Workers
 from .test_worker_processes import session_ids, wait_for

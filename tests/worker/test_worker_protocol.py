@@ -15,6 +15,7 @@ from bridgepool.protocol import (
     HEADER_WORKER,
     WORKER_RESTARTED,
     Readiness,
+    SessionInfo,
     SessionsResponse,
     WorkerState,
     WorkerStats,
@@ -51,6 +52,10 @@ def test_health_readiness_and_stats_bodies(shared_worker: Worker) -> None:
     assert stats.capacity == 4
     assert stats.max_sessions == 1000 and stats.session_ttl_seconds == 300
     assert stats.memory_rss_bytes > 0
+    assert stats.unmovable_sessions == {}
+    older = shared_worker.get("/v1/stats").json()
+    del older["unmovable_sessions"]  # as a worker that predates it answers
+    assert WorkerStats.model_validate(older).unmovable_sessions == {}
 
     via_command = shared_worker.result("get_stats")
     assert WorkerStats.model_validate(via_command).worker == "shared-worker"
@@ -150,6 +155,9 @@ def test_sessions_listing_and_cleanup(shared_worker: Worker) -> None:
     mine = [s for s in listing.sessions if s.session_id == "list-me"]
     assert len(mine) == 1
     assert 0 < mine[0].expires_in_seconds <= 300
+    assert mine[0].unmovable is None
+    older = mine[0].model_dump(exclude={"unmovable"})  # as a worker that predates it lists
+    assert SessionInfo.model_validate(older) == mine[0]
 
     assert shared_worker.result("cleanup_session", {"session_id": "list-me"})["cleaned"]
     listing = SessionsResponse.model_validate(shared_worker.get("/v1/sessions").json())

@@ -63,6 +63,16 @@ HANDLERS = textwrap.dedent(
         ctx.state["socket"] = object()
 
 
+    @command
+    def load_model(ctx: CommandContext, args: dict[str, Any]) -> None:
+        ctx.state["model"] = "weights"
+
+
+    @command
+    def forget(ctx: CommandContext, args: dict[str, Any]) -> None:
+        ctx.state.pop(args["key"], None)
+
+
     # A set does not survive JSON: its key gets hooks.
     @state_exporter("tags")
     def export_tags(value: set[str]) -> list[str]:
@@ -77,6 +87,11 @@ HANDLERS = textwrap.dedent(
     @state_exporter("socket")
     def export_socket(value: object) -> None:
         raise MoveRefused("it holds an open socket")
+
+
+    @state_exporter("model")
+    def export_model(value: str) -> str:
+        raise OSError("disk full")
     """
 )
 
@@ -135,6 +150,16 @@ def metric(worker: Worker, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def unmovable(worker: Worker) -> dict[str, str | None]:
+    """Each listed session's reason it cannot move (None: it may)."""
+    sessions = worker.get("/v1/sessions").json()["sessions"]
+    return {s["session_id"]: s["unmovable"] for s in sessions}
+
+
+def unmovable_counts(worker: Worker) -> dict[str, int]:
+    return dict(worker.get("/v1/stats").json()["unmovable_sessions"])
 
 
 def with_state(worker: Worker, session_id: str) -> dict[str, Any]:
@@ -473,6 +498,8 @@ def test_a_state_over_the_limit_is_refused_and_stays(workers: Workers, handlers:
         assert too_large["context"]["limit_bytes"] == 4096
         assert too_large["context"]["size_bytes"] > 5000
     assert_intact(a, "big", before)
+    assert unmovable(a) == {"big": "session_too_large"}
+    assert unmovable_counts(a) == {"session_too_large": 1}
     assert (
         metric(
             a,
@@ -501,6 +528,7 @@ def test_a_target_with_a_smaller_limit_refuses_the_import(workers: Workers, hand
     [
         ("open_socket", "move_refused", "it holds an open socket"),
         ("keep_pair", "unserializable_state", "'pair'"),
+        ("load_model", "export_failed", "OSError: disk full"),
     ],
 )
 def test_state_that_cannot_move_fails_the_export_clearly_and_stays(
@@ -514,6 +542,78 @@ def test_state_that_cannot_move_fails_the_export_clearly_and_stays(
     assert error(refused)["type"] == type_ and words in error(refused)["message"]
     assert moves(a) == []
     assert_intact(a, "stuck", before)
+    assert unmovable(a) == {"stuck": type_}  # the worker remembers why, for any mover
+    assert unmovable_counts(a) == {type_: 1}
+
+
+# -- sessions that cannot move: the worker remembers -------------------------------------------
+
+
+def test_a_session_that_cannot_move_is_remembered_until_it_ends(
+    workers: Workers, handlers: str
+) -> None:
+    a = start(workers, handlers, "worker-a", max_session_state_bytes="4096")
+    a.result("open_socket", session_id="hooked")
+    for session_id in ("big", "bigger"):
+        a.result("put", {"key": "blob", "value": "x" * 5000}, session_id=session_id)
+    a.result("note", {"text": "fine"}, session_id="fine")
+    for session_id, status in (("hooked", 422), ("big", 422), ("bigger", 422), ("fine", 200)):
+        assert step(a, session_id, "export").status_code == status
+    assert unmovable(a) == {
+        "hooked": "move_refused",
+        "big": "session_too_large",
+        "bigger": "session_too_large",
+        "fine": None,  # it may move (it is frozen for its move now)
+    }
+    assert unmovable_counts(a) == {"move_refused": 1, "session_too_large": 2}
+
+    # A failure that says "not now" leaves the record as it was.
+    answer = in_background(a, "note", {"text": "slow", "seconds": 1}, session_id="hooked")
+    wait_for(lambda: a.get("/v1/stats").json()["in_flight"] == 1)
+    assert error(step(a, "hooked", "export"))["type"] == "session_busy"
+    assert answer().status_code == 200
+    assert unmovable(a)["hooked"] == "move_refused"
+
+    # The record ends with the session, however it ends.
+    assert a.client.delete("/v1/sessions/hooked").status_code == 200
+    assert unmovable_counts(a) == {"session_too_large": 2}
+    assert a.result("cleanup_session", {"session_id": "big"})["cleaned"]
+    assert unmovable_counts(a) == {"session_too_large": 1}
+    # A new session under an old id starts with a clean record.
+    a.result("note", {"text": "again"}, session_id="hooked")
+    assert unmovable(a)["hooked"] is None
+
+
+def test_an_unmovable_session_that_expires_is_no_longer_counted(
+    workers: Workers, handlers: str
+) -> None:
+    a = start(workers, handlers, "worker-a", session_ttl_seconds="1")
+    a.result("open_socket", session_id="short-lived")
+    assert step(a, "short-lived", "export").status_code == 422
+    assert unmovable_counts(a) == {"move_refused": 1}
+    wait_for(lambda: metric(a, 'bridgepool_worker_sessions_closed_total{reason="expired"}') == 1)
+    assert (unmovable(a), unmovable_counts(a)) == ({}, {})
+
+
+def test_an_export_that_succeeds_clears_the_record_and_the_session_moves_without_it(
+    pair: tuple[Worker, Worker],
+) -> None:
+    a, b = pair
+    before = with_state(a, "mended")
+    a.result("open_socket", session_id="mended")
+    assert error(step(a, "mended", "export"))["type"] == "move_refused"
+    assert unmovable(a) == {"mended": "move_refused"}
+
+    a.result("forget", {"key": "socket"}, session_id="mended")  # what held it here goes
+    assert unmovable(a) == {"mended": "move_refused"}  # until an export says otherwise
+    exported = export(a, "mended")
+    assert unmovable(a) == {"mended": None} and unmovable_counts(a) == {}
+    assert step(b, "mended", "import", envelope(exported)).status_code == 200
+    commit = {"move_id": exported.move.move_id, "holder_url": b.url}
+    assert step(a, "mended", "commit", commit).status_code == 200
+    assert (unmovable(a), unmovable(b)) == ({}, {"mended": None})
+    assert (unmovable_counts(a), unmovable_counts(b)) == ({}, {})
+    assert_intact(b, "mended", before)
 
 
 def test_an_import_checks_version_checksum_and_where_the_session_lives(

@@ -23,8 +23,11 @@ from bridgepool.backoff import backoff_seconds
 from bridgepool.credentials import activation_proof
 from bridgepool.errors import BridgePoolError, ErrorCategory, ErrorInfo, validation_problems
 from bridgepool.protocol import (
+    CANNOT_MOVE,
     HEADER_WORKER,
     SESSION_FORMAT_VERSION,
+    SESSION_TOO_LARGE,
+    UNSERIALIZABLE_STATE,
     ActivateRequest,
     CommitRequest,
     MoveInfo,
@@ -68,7 +71,7 @@ IMPORT_BODY_FACTOR = 4
 def session_too_large(session_id: str, size: int, limit: int, *, status: int) -> BridgePoolError:
     return BridgePoolError.make(
         ErrorCategory.RESOURCE,
-        "session_too_large",
+        SESSION_TOO_LARGE,
         f"session {session_id!r} is {size} bytes as JSON, over this worker's limit of {limit} "
         "(BRIDGEPOOL_WORKER_MAX_SESSION_STATE_BYTES)",
         status=status,
@@ -315,8 +318,11 @@ class SessionMoves:
         except BaseException as exc:
             self.table.unfreeze(session_id, move.move_id)
             reason = exc.info.type if isinstance(exc, BridgePoolError) else type(exc).__name__
+            if isinstance(exc, BridgePoolError) and reason in CANNOT_MOVE:
+                session.unmovable = reason  # until it ends here, or an export succeeds
             self._thaw(move, "export_failed", reason)
             raise
+        session.unmovable = None
         self.table.start_clock(move, runtime.mono(), self.config.move_freeze_seconds)
         runtime.metrics.sessions_exported.inc()
         runtime.metrics.session_state_bytes.observe(size)
@@ -356,7 +362,7 @@ class SessionMoves:
         except ValueError as exc:  # NaN or infinity in a program's state
             raise BridgePoolError.make(
                 ErrorCategory.PYTHON,
-                "unserializable_state",
+                UNSERIALIZABLE_STATE,
                 f"session {session.session_id!r} cannot be written as JSON: {exc}",
                 status=422,
                 session_id=session.session_id,

@@ -16,6 +16,10 @@ The steps (a mover calls three; the third makes the workers talk)::
   ``move_wait_seconds``, then get a retryable 503 ``session_moving``. A second
   export of S is refused (``move_in_progress``). Unless committed, the freeze
   ends by itself after ``move_freeze_seconds``: S is live on A again, as it was.
+  An export that fails for good (:data:`~bridgepool.protocol.CANNOT_MOVE`:
+  too large, refused by a state hook, ...) marks S *unmovable* with that
+  reason, in ``GET /v1/sessions`` and ``/v1/stats``, until an export of S
+  succeeds or S ends here: a mover asks the worker, not its own memory.
 - **import** (target B): checks version, checksum and size, refuses an S that
   lives or is arriving here, and rebuilds S (programs, state hooks) as a
   *pending* copy. It is not listed and not served (calls wait, then 503

@@ -204,6 +204,7 @@ class WorkerRuntime:
             max_sessions=self.sessions.max_sessions,
             session_ttl_seconds=self.sessions.ttl_seconds,
             recycle=self.recycle(),
+            unmovable_sessions=self.sessions.unmovable_counts(self.wall()),
         )
 
     def sessions_response(self) -> SessionsResponse:

@@ -9,6 +9,7 @@ which the worker calls from a background sweep. A session frozen for a move
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ class Session:
     programs: dict[str, Any] = field(default_factory=dict)
     moving: bool = False  # frozen for a move (see moves.py)
     moved_in: bool = False  # arrived here by a move, its state intact
+    # Why an export of it failed for good (protocol.CANNOT_MOVE), until one succeeds.
+    unmovable: str | None = None
 
     def reset(self) -> None:
         self.state.clear()
@@ -136,10 +139,21 @@ class SessionStore:
                 expires_in_seconds=max(0.0, s.last_activity + self.ttl_seconds - now),
                 moving=s.moving,
                 moved_in=s.moved_in,
+                unmovable=s.unmovable,
             )
             for s in self._sessions.values()
             if not self._expired(s, now)
         ]
+
+    def unmovable_counts(self, now: float) -> dict[str, int]:
+        """Live sessions that cannot move, counted by reason."""
+        return dict(
+            Counter(
+                s.unmovable
+                for s in self._sessions.values()
+                if s.unmovable is not None and not self._expired(s, now)
+            )
+        )
 
     def live_count(self, now: float) -> int:
         return sum(1 for s in self._sessions.values() if not self._expired(s, now))

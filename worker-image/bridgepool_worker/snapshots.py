@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorCategory, validation_problems
+from bridgepool.protocol import EXPORT_FAILED, MOVE_REFUSED, UNSERIALIZABLE_STATE
 from bridgepool_worker.programs import Program, restore_program, snapshot_program
 from bridgepool_worker.registry import StateHooks
 from bridgepool_worker.sdk import MoveRefused
@@ -46,21 +47,21 @@ def export_handler_state(state: dict[str, Any], hooks: StateHooks) -> dict[str, 
             except MoveRefused as refusal:
                 reason = str(refusal) or "refused by its state exporter"
                 raise _failed(
-                    "move_refused",
+                    MOVE_REFUSED,
                     f"state key {key!r} refuses to move: {reason}",
                     key=key,
                     reason=reason,
                 ) from None
             except Exception as exc:
                 raise _failed(
-                    "export_failed",
+                    EXPORT_FAILED,
                     f"the exporter of state key {key!r} failed: {type(exc).__name__}: {exc}",
                     key=key,
                 ) from None
         if not _round_trips(exported[key]):
             how = "its exporter's result" if exporter is not None else "its value"
             raise _failed(
-                "unserializable_state",
+                UNSERIALIZABLE_STATE,
                 f"state key {key!r} cannot move: {how} ({type(exported[key]).__name__}) does "
                 "not survive JSON unchanged; give the key a @state_exporter/@state_importer",
                 key=key,

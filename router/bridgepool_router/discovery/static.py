@@ -10,11 +10,20 @@ operator outside Kubernetes marks a worker draining::
     pools:
       demo:
         urls: [http://127.0.0.1:9001, http://127.0.0.1:9002]
-        draining: [http://127.0.0.1:9002]      # optional
+        draining: [http://127.0.0.1:9002]      # optional: which of ``urls`` drain
+        workers:                                # optional: workers named as listed
+          - {name: demo-0, url: http://127.0.0.1:9003}
+          - {name: demo-1, url: http://127.0.0.1:9004, draining: true, ready: false}
         routing: {queue: {maxLength: 10}}       # optional, RoutingSettings (camelCase)
         sessions: {idleTtlSeconds: 60}          # optional, SessionSettings
 
-A pool may also be given as a plain list of URLs.
+A worker of ``urls`` is named by its host:port. A worker of ``workers`` has
+the name given, as a pod's name is on a cluster (start the worker with that
+``--name``, so the router and the worker call it the same), and the readiness
+its supervisor reports (``ready``, default true; false: no calls until the
+router's own health checks find it up); ``draining`` defaults to false. A
+pool may use ``urls``, ``workers`` or both; its workers' names and URLs are
+unique within it. A pool may also be given as a plain list of URLs.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +79,96 @@ def parse_static_flag(value: str) -> tuple[PoolRef, list[str]]:
     return pool_ref(pool, DEFAULT_NAMESPACE, f"--static {value!r}"), url_list
 
 
+# Keys of a pool's mapping, and of one entry of its ``workers``.
+POOL_KEYS = frozenset({"urls", "draining", "workers", "routing", "sessions"})
+WORKER_KEYS = frozenset({"name", "url", "draining", "ready"})
+# A worker's name goes into headers, metric labels and log lines as it is.
+_WORKER_NAME = re.compile(r"[!-~]{1,253}")
+WORKER_NAME_RULE = "a worker name is 1 to 253 printable ASCII characters, no spaces"
+
+
+def _url_list(entry: Mapping[str, Any], key: str, where: str) -> list[str]:
+    value = entry.get(key) or []
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise StaticConfigError(f"{where}: {key}: expected a list of URLs")
+    return [str(u).rstrip("/") for u in value]
+
+
+def _flag(item: Mapping[str, Any], key: str, default: bool, at: str) -> bool:
+    value = item.get(key, default)
+    if not isinstance(value, bool):
+        raise StaticConfigError(f"{at}: {key} must be true or false; got {value!r}")
+    return value
+
+
+def _listed_worker(item: object, at: str) -> WorkerEndpoint:
+    """One entry of a pool's ``workers``; ``at`` names it in errors."""
+    if not isinstance(item, Mapping):
+        raise StaticConfigError(f"{at}: expected a mapping with a name and a url")
+    unknown = set(item) - WORKER_KEYS
+    if unknown:
+        raise StaticConfigError(
+            f"{at}: unknown keys {sorted(map(str, unknown))}; "
+            f"a worker has {', '.join(sorted(WORKER_KEYS))}"
+        )
+    missing = [key for key in ("name", "url") if key not in item]
+    if missing:
+        raise StaticConfigError(f"{at}: missing {' and '.join(missing)}")
+    name, url = item["name"], item["url"]
+    if not isinstance(name, str) or _WORKER_NAME.fullmatch(name) is None:
+        raise StaticConfigError(f"{at}: {WORKER_NAME_RULE}; got {name!r}")
+    if not isinstance(url, str):
+        raise StaticConfigError(f"{at}: url must be a string; got {url!r}")
+    try:
+        worker_name(url)
+    except StaticConfigError as exc:
+        raise StaticConfigError(f"{at}: {exc}") from None
+    return WorkerEndpoint(
+        name,
+        url.rstrip("/"),
+        draining=_flag(item, "draining", False, at),
+        ready=_flag(item, "ready", True, at),
+    )
+
+
+def pool_workers(entry: Mapping[str, Any], where: str) -> tuple[WorkerEndpoint, ...]:
+    """A pool's workers: those of ``urls`` (named host:port; ``draining`` lists
+    those that drain), then those of ``workers``; each name and URL once."""
+    urls = _url_list(entry, "urls", where)
+    draining = set(_url_list(entry, "draining", where))
+    if draining - set(urls):
+        raise StaticConfigError(
+            f"{where}: draining URLs not in urls: {sorted(draining - set(urls))} "
+            "(a worker of 'workers' has its own draining flag)"
+        )
+    listed: list[tuple[str, WorkerEndpoint]] = []  # (the entry, as errors name it; the worker)
+    for index, url in enumerate(urls):
+        entry_name = f"urls[{index}] ({url!r})"
+        try:
+            worker = WorkerEndpoint(worker_name(url), url, draining=url in draining)
+        except StaticConfigError as exc:
+            raise StaticConfigError(f"{where}: {entry_name}: {exc}") from None
+        listed.append((entry_name, worker))
+    items = entry.get("workers") or []
+    if isinstance(items, str) or not isinstance(items, Sequence):
+        raise StaticConfigError(f"{where}: workers: expected a list of mappings")
+    for index, item in enumerate(items):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        entry_name = f"workers[{index}]" + (f" ({name!r})" if isinstance(name, str) else "")
+        listed.append((entry_name, _listed_worker(item, f"{where}: {entry_name}")))
+    names: dict[str, str] = {}
+    addresses: dict[str, str] = {}
+    for entry_name, worker in listed:
+        for seen, key, what in ((names, worker.worker, "name"), (addresses, worker.url, "URL")):
+            if key in seen:
+                raise StaticConfigError(
+                    f"{where}: {entry_name}: {what} {key!r} is already that of {seen[key]}: "
+                    "each worker's name and URL are its own within a pool"
+                )
+            seen[key] = entry_name
+    return tuple(worker for _, worker in listed)
+
+
 def snapshots_from_mapping(data: Any, source: str) -> list[PoolSnapshot]:
     """Translate the static file's content into pool snapshots."""
     if not isinstance(data, Mapping) or not isinstance(data.get("pools"), Mapping):
@@ -91,21 +191,14 @@ def snapshots_from_mapping(data: Any, source: str) -> list[PoolSnapshot]:
             entry = {"urls": list(entry)}
         if not isinstance(entry, Mapping):
             raise StaticConfigError(f"{where}: expected a list of URLs or a mapping")
-        unknown = set(entry) - {"urls", "draining", "routing", "sessions"}
+        unknown = set(entry) - POOL_KEYS
         if unknown:
             raise StaticConfigError(f"{where}: unknown keys {sorted(unknown)}")
-        urls = [str(u).rstrip("/") for u in entry.get("urls") or []]
-        draining = {str(u).rstrip("/") for u in entry.get("draining") or []}
-        if draining - set(urls):
-            raise StaticConfigError(f"{where}: draining URLs not in urls: {sorted(draining)}")
+        workers = pool_workers(entry, where)
         try:
             routing = RoutingSettings.model_validate(entry.get("routing") or {})
             sessions = SessionSettings.model_validate(entry.get("sessions") or {})
         except ValidationError as exc:
-            raise StaticConfigError(f"{where}: {exc}") from exc
-        try:
-            workers = tuple(WorkerEndpoint(worker_name(u), u, draining=u in draining) for u in urls)
-        except StaticConfigError as exc:
             raise StaticConfigError(f"{where}: {exc}") from exc
         out.append(PoolSnapshot(ref, workers, routing, sessions))
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,24 +12,22 @@ import pytest
 
 from bridgepool.protocol import RecycleStatus, WorkerState, WorkerStats
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus, Condition
-from bridgepool_operator.drain import drain_order
-from bridgepool_operator.observe import ObservedWorker
-from bridgepool_operator.planner import (
+from bridgepool_planner.drain import drain_order
+from bridgepool_planner.planner import (
     Action,
-    ApplyBudget,
-    CreatePod,
-    DeletePod,
-    MarkDraining,
+    CreateWorker,
+    DrainWorker,
     MoveSessions,
     Pool,
+    StopWorker,
     UpdateStatus,
     plan,
     plan_invalid,
     unplannable,
 )
-from bridgepool_operator.pods import revision_of
-from bridgepool_operator.scaling import measure_load
-from bridgepool_operator.status import EmitEvent, after_creates
+from bridgepool_planner.scaling import measure_load
+from bridgepool_planner.status import EmitEvent, after_creates
+from bridgepool_planner.workers import ObservedWorker, StartProblem, WorkerPhase
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 IMAGE = "bridgepool-worker:1"
@@ -36,6 +36,12 @@ IMAGE = "bridgepool-worker:1"
 def make_spec(image: str = IMAGE, **fields: Any) -> BridgePoolSpec:
     template = {"spec": {"containers": [{"name": "worker", "image": image}]}}
     return BridgePoolSpec.model_validate({"template": template, **fields})
+
+
+def revision_of(spec: BridgePoolSpec) -> str:
+    """The revision an executor would name for ``spec``: here, its template hashed."""
+    template = json.dumps(spec.template.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(template.encode()).hexdigest()[:10]
 
 
 SPEC = make_spec(minReplicas=3, maxReplicas=10)
@@ -73,13 +79,14 @@ def worker(
     sessions: int | None = 0,
     in_flight: int = 0,
     draining_for: float | None = None,
-    phase: str = "Running",
+    phase: WorkerPhase = "running",
     restarts: int = 0,
-    waiting: str | None = None,
+    crash_looping: bool = False,
+    start_problem: StartProblem | None = None,
     not_ready_for: float | None = None,
     started_for: float | None = None,
     recycle: bool = False,
-    deleting: bool = False,
+    stopping: bool = False,
     capacity: int = 1,
 ) -> ObservedWorker:
     created = NOW - timedelta(seconds=age)
@@ -92,20 +99,22 @@ def worker(
         ready_changed_at=(
             NOW - timedelta(seconds=not_ready_for) if not_ready_for is not None else created
         ),
-        # The container started when the pod was made, unless said otherwise.
+        # The process started when the worker was made, unless said otherwise.
         started_at=(
             None
-            if phase != "Running"
+            if phase != "running"
             else NOW - timedelta(seconds=started_for)
             if started_for is not None
             else created
         ),
-        deleting=deleting,
+        stopping=stopping,
         draining_since=(None if draining_for is None else NOW - timedelta(seconds=draining_for)),
         restart_count=restarts,
-        waiting_reason=waiting,
-        waiting_message="boom" if waiting else None,
-        url=f"http://{name}:8080" if phase == "Running" else None,
+        crash_looping=crash_looping,
+        start_problem=start_problem,
+        waiting_reason="crash loop" if crash_looping else start_problem,
+        waiting_message="boom" if start_problem else None,
+        url=f"http://{name}:8080" if phase == "running" else None,
         stats=(
             stats(sessions, in_flight, capacity, recycle)
             if sessions is not None and ready
@@ -136,20 +145,20 @@ def run(
     status: BridgePoolStatus | None = None,
     now: datetime = NOW,
 ) -> list[Action]:
-    pool = Pool("pool", 1, spec, status or written_status(spec.min_replicas))
+    pool = Pool("pool", 1, spec, status or written_status(spec.min_replicas), revision_of(spec))
     return plan(pool, workers, now)
 
 
 def pod_actions(actions: list[Action]) -> list[tuple[str, ...]]:
-    """The pod-changing actions, as short tuples for tables."""
+    """The actions that change workers, as short tuples for tables."""
     out: list[tuple[str, ...]] = []
     for a in actions:
-        if isinstance(a, CreatePod):
+        if isinstance(a, CreateWorker):
             out.append(("create", a.revision))
-        elif isinstance(a, MarkDraining):
-            out.append(("drain", a.pod, a.reason))
-        elif isinstance(a, DeletePod):
-            out.append(("delete", a.pod))
+        elif isinstance(a, DrainWorker):
+            out.append(("drain", a.worker, a.reason))
+        elif isinstance(a, StopWorker):
+            out.append(("delete", a.worker))
     return out
 
 
@@ -178,7 +187,7 @@ CASES: list[tuple[str, BridgePoolSpec, list[ObservedWorker], list[tuple[str, ...
     (
         "pods being deleted are ignored and replaced",
         SPEC,
-        [worker("a"), worker("b"), worker("c", deleting=True)],
+        [worker("a"), worker("b"), worker("c", stopping=True)],
         [("create", REV)],
     ),
     (
@@ -275,14 +284,14 @@ CASES: list[tuple[str, BridgePoolSpec, list[ObservedWorker], list[tuple[str, ...
         [
             worker("a"),
             worker("b"),
-            worker("c", ready=False, waiting="CrashLoopBackOff", restarts=2),
+            worker("c", ready=False, crash_looping=True, restarts=2),
         ],
         [("drain", "c", "unhealthy"), ("create", REV)],
     ),
     (
         "failed pod is replaced",
         SPEC,
-        [worker("a"), worker("b"), worker("c", ready=False, phase="Failed")],
+        [worker("a"), worker("b"), worker("c", ready=False, phase="exited")],
         [("drain", "c", "unhealthy"), ("create", REV)],
     ),
     (
@@ -301,9 +310,9 @@ CASES: list[tuple[str, BridgePoolSpec, list[ObservedWorker], list[tuple[str, ...
         "image that never pulls: not replaced (a new pod would not pull either)",
         SPEC,
         [
-            worker("a", ready=False, phase="Pending", waiting="ImagePullBackOff", age=900),
-            worker("b", ready=False, phase="Pending", waiting="ImagePullBackOff", age=900),
-            worker("c", ready=False, phase="Pending", waiting="ErrImagePull", age=900),
+            worker("a", ready=False, phase="pending", start_problem="ImagePullBackOff", age=900),
+            worker("b", ready=False, phase="pending", start_problem="ImagePullBackOff", age=900),
+            worker("c", ready=False, phase="pending", start_problem="ImagePullBackOff", age=900),
         ],
         [],
     ),
@@ -387,23 +396,24 @@ class Cluster:
     def step(self, spec: BridgePoolSpec) -> list[Action]:
         self.now += timedelta(seconds=5)
         for name, w in list(self.workers.items()):
-            if not w.ready and w.phase == "Running" and w.waiting_reason is None:
+            if not w.ready and w.phase == "running" and w.waiting_reason is None:
                 self.workers[name] = replace(w, ready=True, stats=stats())
             elif w.draining and w.stats is not None and w.stats.sessions > 0:
                 left = w.stats.sessions - 1
                 self.workers[name] = replace(w, stats=stats(sessions=left))
-        actions = plan(Pool("pool", 2, spec, self.status), list(self.workers.values()), self.now)
+        pool = Pool("pool", 2, spec, self.status, revision_of(spec))
+        actions = plan(pool, list(self.workers.values()), self.now)
         for a in actions:
-            if isinstance(a, CreatePod):
+            if isinstance(a, CreateWorker):
                 self.count += 1
                 name = f"new-{self.count}"
                 self.workers[name] = ObservedWorker(
                     name=name, revision=a.revision, created_at=self.now, ready=False
                 )
-            elif isinstance(a, MarkDraining):
-                self.workers[a.pod] = replace(self.workers[a.pod], draining_since=self.now)
-            elif isinstance(a, DeletePod):
-                del self.workers[a.pod]
+            elif isinstance(a, DrainWorker):
+                self.workers[a.worker] = replace(self.workers[a.worker], draining_since=self.now)
+            elif isinstance(a, StopWorker):
+                del self.workers[a.worker]
             elif isinstance(a, UpdateStatus):
                 self.status = a.status
         active = [w for w in self.workers.values() if not w.draining]
@@ -451,7 +461,7 @@ def test_status_counts_and_conditions() -> None:
     workers = [
         worker("a", in_flight=1, capacity=2),
         worker("b", in_flight=0, capacity=2),
-        worker("c", ready=False, age=2, phase="Pending"),
+        worker("c", ready=False, age=2, phase="pending"),
         worker("d", draining_for=3, sessions=4),
     ]
     actions = run(workers, status=established(3))
@@ -481,7 +491,9 @@ def test_ready_pool_is_running() -> None:
 
 
 def test_image_pull_failure_degrades_with_reason_and_one_event() -> None:
-    workers = [worker(n, ready=False, phase="Pending", waiting="ImagePullBackOff") for n in "abc"]
+    workers = [
+        worker(n, ready=False, phase="pending", start_problem="ImagePullBackOff") for n in "abc"
+    ]
     actions = run(workers)
     assert condition(actions, "Degraded") == ("True", "ImagePullBackOff")
     events = [a for a in actions if isinstance(a, EmitEvent)]
@@ -558,7 +570,7 @@ def degraded_stats() -> WorkerStats:
         # until the startup timeout (300 s) has passed.
         (worker("c", ready=False, age=2), "starting", ("False", "Healthy"), False),
         (
-            worker("c", ready=False, age=2, phase="Pending"),
+            worker("c", ready=False, age=2, phase="pending"),
             "starting",
             ("False", "Healthy"),
             False,
@@ -634,7 +646,7 @@ def test_starting_workers_get_time_and_workers_gone_unready_do_not(
             [worker("a"), worker("b"), worker("c", OLD)], written_status(3), "rollout", id="rollout"
         ),
         pytest.param(
-            [worker("a"), worker("b"), worker("c", phase="Failed", ready=False)],
+            [worker("a"), worker("b"), worker("c", phase="exited", ready=False)],
             written_status(3),
             "replace",
             id="a failed worker",
@@ -656,7 +668,7 @@ def test_starting_workers_get_time_and_workers_gone_unready_do_not(
 def test_created_workers_say_why(
     workers: list[ObservedWorker], status: BridgePoolStatus, reason: str
 ) -> None:
-    created = [a for a in run(workers, status=status) if isinstance(a, CreatePod)]
+    created = [a for a in run(workers, status=status) if isinstance(a, CreateWorker)]
     assert created
     assert {a.reason for a in created} == {reason}
 
@@ -758,7 +770,7 @@ def starting(name: str) -> ObservedWorker:
         pytest.param(
             FIXED_1,
             written_status(1),
-            [worker("a", ready=False, phase="Pending", waiting="ErrImagePull")],
+            [worker("a", ready=False, phase="pending", start_problem="ImagePullBackOff")],
             ("False", "Stalled"),
             "Degraded",
             id="the only worker cannot pull its image: not Complete",
@@ -770,7 +782,7 @@ def starting(name: str) -> ObservedWorker:
                 worker("a", OLD),
                 worker("b", OLD),
                 worker("c", OLD),
-                worker("n", ready=False, phase="Pending", waiting="ImagePullBackOff"),
+                worker("n", ready=False, phase="pending", start_problem="ImagePullBackOff"),
             ],
             ("False", "Stalled"),
             "Degraded",
@@ -807,13 +819,20 @@ def test_scaling_up_step_by_step_reports_scaling_up_and_stays_running() -> None:
     assert all(reason == "ScalingUp" for _, reason, ready in seen if ready < 5)
 
 
-def test_image_pull_errors_flipping_give_one_warning() -> None:
-    """The kubelet alternates ErrImagePull and ImagePullBackOff while it
-    retries: one problem, one reason, one event."""
+def test_a_start_problem_whose_words_change_gives_one_warning() -> None:
+    """The executor's words for a start problem change from pass to pass (the
+    kubelet alternates ErrImagePull and ImagePullBackOff while it retries):
+    one problem, one reason, one event."""
     status = written_status(3)
     events: list[tuple[str, str]] = []
     for waiting in ("ErrImagePull", "ImagePullBackOff", "ErrImagePull", "ImagePullBackOff"):
-        workers = [worker(n, ready=False, phase="Pending", waiting=waiting) for n in "abc"]
+        workers = [
+            replace(
+                worker(n, ready=False, phase="pending", start_problem="ImagePullBackOff"),
+                waiting_reason=waiting,
+            )
+            for n in "abc"
+        ]
         actions = run(workers, status=status)
         status = status_of(actions)
         events += [(a.type, a.reason) for a in actions if isinstance(a, EmitEvent)]
@@ -825,7 +844,7 @@ def all_messages(actions: list[Action]) -> list[str]:
     status = status_of(actions)
     return [
         *(c.message for c in status.conditions),
-        *(a.message for a in actions if isinstance(a, EmitEvent | MarkDraining | DeletePod)),
+        *(a.message for a in actions if isinstance(a, EmitEvent | DrainWorker | StopWorker)),
     ]
 
 
@@ -836,7 +855,7 @@ def all_messages(actions: list[Action]) -> list[str]:
         (
             FIXED_1,
             established(1),
-            [worker("a", restarts=1, ready=False, waiting="CrashLoopBackOff")],
+            [worker("a", restarts=1, ready=False, crash_looping=True)],
         ),
         (FIXED_1, established(1), [worker("a"), worker("b", draining_for=1, sessions=1)]),
         (FIXED_1, established(2), [worker("a"), worker("b")]),
@@ -874,9 +893,9 @@ def test_workers_not_ready_says_since_when_and_why() -> None:
     assert degraded.reason == "WorkersNotReady"
     assert degraded.message == (
         "c: not ready since 2024-05-01T11:59:20Z (readiness check failing; the worker does "
-        "not answer the operator either); d: not ready since 2024-05-01T11:59:50Z (readiness "
-        "check failing, though the worker answers as ready: the kubelet's checks are not "
-        "getting through)"
+        "not answer its stats call either); d: not ready since 2024-05-01T11:59:50Z "
+        "(readiness check failing, though the worker answers as ready: the readiness checks "
+        "are not getting through)"
     )
     events = [(a.reason, a.message) for a in actions if isinstance(a, EmitEvent)]
     assert events == [("WorkersNotReady", degraded.message)]
@@ -1032,7 +1051,7 @@ def test_an_invalid_spec_does_not_stop_the_pool_healing_on_its_last_valid_spec()
     replaces it from the last valid spec, its status counts the pods it sees,
     and it says the spec is invalid, once."""
     actions = plan_invalid(
-        "pool", 2, established(3), SPEC, [worker("a"), worker("b")], INVALID, NOW
+        "pool", 2, established(3), (SPEC, REV), [worker("a"), worker("b")], INVALID, NOW
     )
     assert pod_actions(actions) == [("create", REV)]
     status = status_of(actions)
@@ -1052,19 +1071,6 @@ def test_an_invalid_spec_with_no_valid_one_before_it_touches_no_pods() -> None:
     assert status_of(actions).phase == "Invalid"
 
 
-def test_the_disruption_budget_follows_the_desired_size() -> None:
-    """Evictions leave desired - spec.disruptions.maxUnavailable ready workers;
-    the budget is applied when that number changes, not every pass."""
-    first = run([worker("a"), worker("b"), worker("c")], status=written_status(3))
-    assert [a for a in first if isinstance(a, ApplyBudget)] == [ApplyBudget(2)]
-    assert status_of(first).budget_min_available == 2
-    again = run([worker("a"), worker("b"), worker("c")], status=status_of(first))
-    assert [a for a in again if isinstance(a, ApplyBudget)] == []
-    two_at_once = make_spec(minReplicas=3, maxReplicas=10, disruptions={"maxUnavailable": 2})
-    looser = run([worker("a"), worker("b"), worker("c")], two_at_once, status_of(first))
-    assert [a for a in looser if isinstance(a, ApplyBudget)] == [ApplyBudget(1)]
-
-
 def test_the_load_is_the_workers_time_averaged_in_flight_count_where_they_report_it() -> None:
     # Sampled between two calls, a's count says 0; its average says 1.5.
     a = worker("a", in_flight=0, capacity=2)
@@ -1077,7 +1083,7 @@ def test_the_load_is_the_workers_time_averaged_in_flight_count_where_they_report
 
 
 def moves(actions: list[Action]) -> list[tuple[str, list[str]]]:
-    return [(a.pod, [t.name for t in a.targets]) for a in actions if isinstance(a, MoveSessions)]
+    return [(a.worker, [t.name for t in a.targets]) for a in actions if isinstance(a, MoveSessions)]
 
 
 def test_a_draining_worker_with_sessions_moves_them_to_current_workers() -> None:
@@ -1105,13 +1111,18 @@ def test_sessions_stay_when_moves_are_off_or_nothing_can_take_them() -> None:
 
 
 def test_a_worker_deleted_from_outside_has_its_sessions_moved_in_its_grace_period() -> None:
-    workers = [worker("a"), worker("b"), worker("c"), worker("gone", deleting=True, sessions=2)]
+    workers = [worker("a"), worker("b"), worker("c"), worker("gone", stopping=True, sessions=2)]
     assert moves(run(workers, status=established(3))) == [("gone", ["a", "b", "c"])]
 
 
 def test_sessions_that_cannot_move_are_named_in_the_status() -> None:
-    draining = replace(worker("old", OLD, draining_for=60, sessions=2), drain_reason="rollout")
-    pool = Pool("pool", 1, SPEC, established(3), unmovable={"old": {"s-1": "session_too_large"}})
+    """The draining worker says which of its sessions cannot move (it
+    remembers their refused exports): observed, not remembered by the executor."""
+    draining = worker("old", OLD, draining_for=60, sessions=2)
+    assert draining.stats is not None
+    said = draining.stats.model_copy(update={"unmovable_sessions": {"session_too_large": 1}})
+    draining = replace(draining, drain_reason="rollout", stats=said)
+    pool = Pool("pool", 1, SPEC, established(3), REV)
     status = status_of(plan(pool, [worker("a"), worker("b"), worker("c"), draining], NOW))
     (progressing,) = [c for c in status.conditions if c.type == "Progressing"]
     assert "old (rollout): 2 sessions (1 cannot move: session_too_large)" in progressing.message

@@ -25,7 +25,7 @@ from typing import Literal
 from bridgepool.protocol import WorkerStats
 from bridgepool.spec import MAX_RECOMMENDATIONS, BridgePoolSpec, ScaleRecommendation
 
-from .observe import ObservedWorker, parse_time
+from .workers import ObservedWorker, parse_time
 
 Limit = Literal["AtMinReplicas", "AtMaxReplicas"]
 

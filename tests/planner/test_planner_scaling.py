@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bridgepool.spec import BridgePoolSpec, ScaleRecommendation
-from bridgepool_operator.scaling import Load, ScalingDecision, decide
+from bridgepool_planner.scaling import Load, ScalingDecision, decide
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 TEMPLATE = {"spec": {"containers": [{"name": "w", "image": "i"}]}}

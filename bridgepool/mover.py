@@ -13,10 +13,12 @@ the source thaws its frozen session and the target drops its pending copy
 on their own, and a commit, once asked for, is finished by the source.
 
 The planner decides which workers' sessions move and where they may go;
-this module carries it out. A session that cannot move (too large, refused
-by its handler's hook, not serialisable) stays until it ends or the drain
-times out, as before moves existed; the reason is reported. Every call
-carries the pool's key (``worker_http``).
+an executor (the operator, the local supervisor) carries it out with this
+module. A session that cannot move (too large, refused by its handler's
+hook, not serialisable) stays until it ends or the drain times out, as
+before moves existed. The source worker remembers why (its sessions list
+says so), so no mover tries it again. Every call carries the pool's key
+(``worker_http``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from typing import Any
 
 import aiohttp
 
-from bridgepool.placement import home_of
+from bridgepool.placement import Target, home_of
 from bridgepool.protocol import (
+    CANNOT_MOVE,
     CommitRequest,
     MoveRef,
     SessionExport,
@@ -38,14 +41,7 @@ from bridgepool.protocol import (
 )
 from bridgepool.worker_http import WorkerHttp
 
-from .drain import Target
-
-log = logging.getLogger("bridgepool.operator.mover")
-
-# Errors that say the session cannot move at all (not: not now).
-CANNOT_MOVE = frozenset(
-    {"session_too_large", "move_refused", "unserializable_state", "export_failed"}
-)
+log = logging.getLogger("bridgepool.mover")
 
 
 @dataclass
@@ -79,7 +75,8 @@ async def _post(http: WorkerHttp, url: str, body: Any, step: str, seconds: float
 
 
 async def sessions_of(http: WorkerHttp, worker_url: str, seconds: float) -> list[str]:
-    """The sessions a worker holds that are not already being moved."""
+    """The sessions a worker holds that may move: not being moved already,
+    and not known by the worker to be unable to."""
     try:
         async with http.get(
             f"{worker_url}/v1/sessions", timeout=aiohttp.ClientTimeout(total=seconds)
@@ -89,7 +86,7 @@ async def sessions_of(http: WorkerHttp, worker_url: str, seconds: float) -> list
             listed = SessionsResponse.model_validate(await resp.json())
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return []
-    return [s.session_id for s in listed.sessions if not s.moving]
+    return [s.session_id for s in listed.sessions if not s.moving and s.unmovable is None]
 
 
 async def move_session(
@@ -137,11 +134,10 @@ async def move_off(
     source_url: str,
     targets: Sequence[Target],
     *,
-    skip: frozenset[str] = frozenset(),
     budget_seconds: float,
     step_timeout: float,
 ) -> MoveReport:
-    """Move the source's sessions (but ``skip``) to ``targets``, each to its
+    """Move the source's sessions to ``targets``, each to its
     home among them (where a router would place it afresh:
     :mod:`bridgepool.placement`), until done or the budget is spent."""
     report = MoveReport()
@@ -150,8 +146,6 @@ async def move_off(
     by_name = {t.name: t for t in targets}
     deadline = time.monotonic() + budget_seconds
     for session_id in await sessions_of(http, source_url, step_timeout):
-        if session_id in skip:
-            continue
         if time.monotonic() >= deadline:
             break
         name = home_of(session_id, by_name)

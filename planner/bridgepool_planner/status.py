@@ -15,7 +15,7 @@ Pure, like the planner that calls it. The conditions say:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -35,35 +35,16 @@ from bridgepool.spec import (
     WorkerSummaryState,
 )
 
-from .drain import Unmovable, drain_deadline, draining_message, not_moved
+from .drain import drain_deadline, draining_message, not_moved, unmovable
 from .health import is_starting, plural, unready_detail
-from .observe import ObservedWorker, format_time, parse_time
 from .scaling import ScalingDecision, measure_load
+from .workers import ObservedWorker, StartProblem, format_time, parse_time
 
 ReadyReason = Literal["WorkersReady", "WorkersNotReady", "NotYetReady"]
 ProgressingReason = Literal[
     "RollingOut", "ScalingUp", "ScalingDown", "Draining", "Complete", "Stalled"
 ]
 LimitedReason = Literal["AtMinReplicas", "AtMaxReplicas", "WithinBounds"]
-# The kubelet's reasons for a container that cannot start, as the pool
-# reports them. ErrImagePull and ImagePullBackOff are one problem (the kubelet
-# alternates between them while it retries): one reason, so one event.
-StartProblem = Literal[
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "ErrImageNeverPull",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "ConfigProblem",
-]
-START_PROBLEMS: dict[str, StartProblem] = {
-    "ErrImagePull": "ImagePullBackOff",
-    "ImagePullBackOff": "ImagePullBackOff",
-    "InvalidImageName": "InvalidImageName",
-    "ErrImageNeverPull": "ErrImageNeverPull",
-    "CreateContainerConfigError": "CreateContainerConfigError",
-    "CreateContainerError": "CreateContainerError",
-}
 DegradedReason = (
     Literal[
         "Healthy",
@@ -84,7 +65,7 @@ PROBLEM_IN_MESSAGE: frozenset[DegradedReason] = frozenset(
 EventType = Literal["Normal", "Warning"]
 # Unready workers named one by one in the Degraded message; the rest are counted.
 MAX_NAMED_UNREADY = 3
-# Refused pod creates are retried after 10 s, 20 s, 40 s, ... at most 5 min.
+# Refused worker creates are retried after 10 s, 20 s, 40 s, ... at most 5 min.
 REJECTION_FIRST_RETRY_SECONDS = 10.0
 REJECTION_MAX_RETRY_SECONDS = 300.0
 
@@ -132,7 +113,7 @@ def was_ever_ready(prev: BridgePoolStatus) -> bool:
 
 
 def retry_time(rejection: TemplateRejection) -> datetime | None:
-    """When creating a pod of a refused template is tried again."""
+    """When creating a worker of a refused template is tried again."""
     last = parse_time(rejection.last_attempt_time)
     if last is None:
         return None
@@ -145,11 +126,11 @@ def retry_time(rejection: TemplateRejection) -> datetime | None:
 def _stalled_by_rejection(rejection: TemplateRejection) -> str:
     retry = retry_time(rejection)
     when = f"; next try at {format_time(retry)}" if retry is not None else ""
-    return f"the API server refuses the worker pods of revision {rejection.revision}{when}"
+    return f"the workers of revision {rejection.revision} are refused{when}"
 
 
 def _worker_state(w: ObservedWorker, dead: bool, starting: bool) -> WorkerSummaryState:
-    if w.deleting:
+    if w.stopping:
         return "terminating"
     if w.draining:
         return "draining"
@@ -183,12 +164,10 @@ def build_status(
     dead: dict[str, str],
     creating: int,
     rejection: TemplateRejection | None,
-    unmovable: Unmovable,
 ) -> BridgePoolStatus:
     """The status of a pass that observed ``live`` and decided ``decision``;
-    ``creating`` pods are made this pass, ``dead`` workers leave it,
-    ``rejection`` is the API server's refusal of the current template, and
-    ``unmovable`` the draining workers' sessions that cannot move."""
+    ``creating`` workers are made this pass, ``dead`` workers leave it, and
+    ``rejection`` is the executor's refusal of the current template."""
     active = [w for w in live if not w.draining and w.name not in dead]
     ready = [w for w in active if w.ready]
     updated = [w for w in active if w.revision == revision]
@@ -200,16 +179,17 @@ def build_status(
     current_revision = revisions.most_common(1)[0][0] if revisions else revision
     starting = {w.name for w in live if is_starting(w, spec, now)}
 
-    # Degraded: problems a new pod would not fix, pods failing, or unready workers.
+    # Degraded: problems a new worker would not fix, workers failing, or unready ones.
     cannot_start = [w for w in active if w.config_problem]
-    unready = [w for w in active if not w.ready and w.phase == "Running" and w.name not in starting]
+    unready = [w for w in active if not w.ready and w.phase == "running" and w.name not in starting]
     degraded: tuple[bool, DegradedReason, str]
     if rejection is not None:
         degraded = (True, "InvalidTemplate", rejection.message)
     elif cannot_start:
         w = cannot_start[0]
-        problem = START_PROBLEMS.get(w.waiting_reason or "", "ConfigProblem")
-        degraded = (True, problem, f"{w.name}: {w.waiting_message or w.waiting_reason}")
+        problem = w.start_problem or "ConfigProblem"
+        detail = w.waiting_message or w.waiting_reason or problem
+        degraded = (True, problem, f"{w.name}: {detail}")
     elif dead:
         dead_name, why = sorted(dead.items())[0]
         degraded = (True, "WorkerUnhealthy", f"{dead_name}: {why}; replacing")
@@ -240,7 +220,7 @@ def build_status(
             True,
             "RollingOut",
             f"{len(updated)} of {plural(desired, 'worker')} at revision {revision}"
-            + (f"; {draining_message(draining, spec, unmovable)}" if draining else ""),
+            + (f"; {draining_message(draining, spec)}" if draining else ""),
         )
     elif creating or len(active) < desired or coming:
         progressing = (
@@ -249,7 +229,7 @@ def build_status(
             f"{len(ready)} of {plural(desired, 'worker')} ready, {creating + len(coming)} starting",
         )
     elif draining:
-        progressing = (True, "Draining", draining_message(draining, spec, unmovable))
+        progressing = (True, "Draining", draining_message(draining, spec))
     elif len(active) > desired:  # this pass picks the workers to drain
         progressing = (True, "ScalingDown", f"{len(active)} -> {plural(desired, 'worker')}")
     else:
@@ -306,7 +286,7 @@ def build_status(
             revision=w.revision,
             drain_reason=w.drain_reason if w.draining else None,
             drain_deadline=format_time(drain_deadline(w, spec)) if w.draining else None,
-            not_moved=not_moved(unmovable[w.name]) if unmovable.get(w.name) else None,
+            not_moved=not_moved(held) if (held := unmovable(w)) else None,
         )
         for w in sorted(live, key=lambda w: w.name)
     ][:MAX_WORKER_SUMMARIES]
@@ -411,11 +391,11 @@ def after_creates(
     generation: int,
     now: datetime,
 ) -> tuple[BridgePoolStatus, list[EmitEvent]]:
-    """The planned status once the pass has tried to create pods of ``revision``:
-    the API server either made one (any refusal is history) or refused the
+    """The planned status once the pass has tried to create workers of
+    ``revision``: the executor either made one (any refusal is history) or refused the
     template with the message ``refused``. A refusal makes the pool Degraded
     (InvalidTemplate, one event per message) and spaces out further attempts;
-    the rest of the planned status (the pods observed) stands."""
+    the rest of the planned status (the workers observed) stands."""
     if refused is None:
         return planned.model_copy(update={"template_rejection": None}), []
     old = prev.template_rejection
@@ -443,3 +423,32 @@ def after_creates(
         }
     )
     return status, condition_events(prev, status)
+
+
+def move_events(
+    worker: str, moved: Mapping[str, str], cannot_move: Mapping[str, str]
+) -> list[EmitEvent]:
+    """The events of one round of moves off ``worker``: the sessions moved
+    (session -> new holder), and those that cannot move (session -> why),
+    which their worker remembers: each is told once."""
+    events = []
+    if moved:
+        holders = ", ".join(sorted(set(moved.values())))
+        events.append(
+            EmitEvent(
+                "Normal",
+                "SessionsMoved",
+                f"{worker}: {plural(len(moved), 'session')} moved to {holders}",
+            )
+        )
+    if cannot_move:
+        reasons = ", ".join(sorted(set(cannot_move.values())))
+        events.append(
+            EmitEvent(
+                "Warning",
+                "SessionsNotMoved",
+                f"{worker}: {plural(len(cannot_move), 'session')} cannot move ({reasons}); "
+                "they stay until they end or the drain gives up",
+            )
+        )
+    return events

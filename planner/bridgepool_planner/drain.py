@@ -1,53 +1,37 @@
 """The drain: how a worker leaves the pool without cutting its sessions short.
 
-A worker is drained by two annotations on its pod (``labels.ANNOTATION_DRAINING``
-holds when, ``labels.ANNOTATION_DRAIN_REASON`` why). From then on routers send
-it no new sessions and the planner counts it out of the pool. It is deleted
+A worker is drained by a mark its executor keeps where the routers see it
+(on a cluster, two annotations on its pod; on one machine, the router's pool
+file), saying since when and why. From then on routers send it no new
+sessions and the planner counts it out of the pool. It is stopped
 once it holds no sessions and no calls, once it stopped serving, or once
 ``spec.rollout.drainTimeoutSeconds`` passed (its remaining sessions are lost
 then). Which worker goes first is the victim order of :func:`drain_order`.
 
-Pure: the planner decides, ``actions.py`` writes the annotations.
+Pure: the planner decides, the executor marks the worker.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from bridgepool import labels
+from bridgepool.placement import Target
 from bridgepool.spec import BridgePoolSpec
 
 from .health import plural
-from .observe import ObservedWorker, format_time
+from .workers import ObservedWorker, format_time
 
-# Why a worker is drained, as its drain-reason annotation and metrics say.
+# Why a worker is drained, as its drain mark and metrics say.
 DrainReason = Literal["scale-down", "rollout", "unhealthy", "recycle"]
-# Why a draining worker is deleted.
-DeleteReason = Literal["drained", "stopped-serving", "drain-timeout"]
-
-
-@dataclass(frozen=True)
-class Target:
-    """A worker a draining worker's sessions may move to."""
-
-    name: str
-    url: str
+# Why a draining worker is stopped.
+StopReason = Literal["drained", "stopped-serving", "drain-timeout"]
 
 
 # Draining workers named one by one in a status message; the rest are counted.
 MAX_NAMED = 3
-
-
-def drain_annotations(since: datetime, reason: DrainReason) -> dict[str, str]:
-    """The pod annotations that mark a worker draining."""
-    return {
-        labels.ANNOTATION_DRAINING: format_time(since),
-        labels.ANNOTATION_DRAIN_REASON: reason,
-    }
 
 
 def drain_order(workers: Sequence[ObservedWorker], revision: str) -> list[ObservedWorker]:
@@ -72,7 +56,7 @@ def move_targets(workers: Sequence[ObservedWorker], revision: str) -> tuple[Targ
         for w in workers
         if w.ready
         and not w.draining
-        and not w.deleting
+        and not w.stopping
         and w.url
         and w.stats is not None
         and w.stats.accepting_sessions
@@ -89,7 +73,7 @@ def drain_deadline(w: ObservedWorker, spec: BridgePoolSpec) -> datetime:
 
 def drain_done(
     w: ObservedWorker, spec: BridgePoolSpec, now: datetime
-) -> tuple[DeleteReason, str] | None:
+) -> tuple[StopReason, str] | None:
     """Why a draining worker may be deleted now, or None."""
     if w.stats is not None and w.stats.sessions == 0 and w.stats.in_flight == 0:
         return "drained", "drained: no sessions left"
@@ -100,18 +84,18 @@ def drain_done(
     return None
 
 
-# Pod name -> session -> why it cannot move (what the operator learned trying).
-Unmovable = Mapping[str, Mapping[str, str]]
+def not_moved(reasons: Mapping[str, int]) -> str:
+    """``2 cannot move: session_too_large``, from the worker's count of its
+    sessions that cannot move, by why."""
+    return f"{sum(reasons.values())} cannot move: {', '.join(sorted(reasons))}"
 
 
-def not_moved(reasons: Mapping[str, str]) -> str:
-    """``2 cannot move: session_too_large``."""
-    return f"{len(reasons)} cannot move: {', '.join(sorted(set(reasons.values())))}"
+def unmovable(w: ObservedWorker) -> Mapping[str, int]:
+    """The worker's sessions that cannot move, counted by why, as it reports them."""
+    return {} if w.stats is None else {r: n for r, n in w.stats.unmovable_sessions.items() if n}
 
 
-def waiting_on(
-    w: ObservedWorker, spec: BridgePoolSpec, unmovable: Mapping[str, str] | None = None
-) -> str:
+def waiting_on(w: ObservedWorker, spec: BridgePoolSpec) -> str:
     """What a draining worker waits for, for a human: ``web-x7 (rollout): 2
     sessions (1 cannot move: move_refused), 1 call; gives up at
     2026-01-01T10:05:00Z``."""
@@ -119,20 +103,18 @@ def waiting_on(
         holds = "sessions unknown (no stats)"
     else:
         holds = plural(w.stats.sessions, "session")
-        if unmovable:
-            holds += f" ({not_moved(unmovable)})"
+        if stuck := unmovable(w):
+            holds += f" ({not_moved(stuck)})"
         if w.stats.in_flight:
             holds += ", " + plural(w.stats.in_flight, "call")
     why = f" ({w.drain_reason})" if w.drain_reason else ""
     return f"{w.name}{why}: {holds}; gives up at {format_time(drain_deadline(w, spec))}"
 
 
-def draining_message(
-    draining: Sequence[ObservedWorker], spec: BridgePoolSpec, unmovable: Unmovable
-) -> str:
+def draining_message(draining: Sequence[ObservedWorker], spec: BridgePoolSpec) -> str:
     """The draining workers and what each waits for, the longest wait first."""
     ordered = sorted(draining, key=lambda w: (w.draining_since or w.created_at, w.name))
-    parts = [waiting_on(w, spec, unmovable.get(w.name)) for w in ordered[:MAX_NAMED]]
+    parts = [waiting_on(w, spec) for w in ordered[:MAX_NAMED]]
     if len(ordered) > MAX_NAMED:
         parts.append(f"and {plural(len(ordered) - MAX_NAMED, 'more worker')}")
     return f"waiting for {plural(len(draining), 'draining worker')}: " + "; ".join(parts)

@@ -1,5 +1,6 @@
-"""How the operator judges one worker from its pod and its stats: starting,
-serving, gone unready, dead (replace now) or outdated (replace gracefully).
+"""How the planner judges one worker from what its executor observed and its
+stats: starting, serving, gone unready, dead (replace now) or outdated
+(replace gracefully).
 
 Pure, like the planner and the status that use these judgments.
 """
@@ -13,7 +14,7 @@ from typing import Literal
 from bridgepool.protocol import WorkerState
 from bridgepool.spec import BridgePoolSpec
 
-from .observe import CRASH_LOOP, ObservedWorker, format_time
+from .workers import ObservedWorker, format_time
 
 # Why a serving worker is replaced gracefully (a new one first).
 OutdatedKind = Literal["rollout", "recycle", "restarts"]
@@ -32,15 +33,15 @@ def plural(n: int, noun: str) -> str:
 
 def death_reason(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> str | None:
     """Why a worker must be replaced right away, or None."""
-    if w.phase in ("Failed", "Succeeded"):
-        return f"pod phase {w.phase}"
+    if w.phase == "exited":
+        return w.exit_detail or "exited"
     if w.ready:
         return None
-    if w.waiting_reason == CRASH_LOOP:
-        return f"{CRASH_LOOP} after {plural(w.restart_count, 'restart')}"
+    if w.crash_looping:
+        return f"{w.waiting_reason or 'crash loop'} after {plural(w.restart_count, 'restart')}"
     if w.restart_count >= spec.health.max_restarts:
         return plural(w.restart_count, "restart")
-    if w.phase != "Running" or w.config_problem:
+    if w.phase != "running" or w.config_problem:
         return None
     waited = w.not_ready_for(now)
     if w.never_ready:
@@ -56,10 +57,11 @@ def death_reason(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> str 
 
 
 def says_it_serves(w: ObservedWorker) -> bool:
-    """The worker answered the operator's stats call and reports itself ready
-    or busy. When the kubelet's readiness checks fail all the same, they are
-    not getting through in time (a node short of CPU); a new pod on that node
-    would fare no better, and starting one adds to the load."""
+    """The worker answered its executor's stats call and reports itself ready
+    or busy. When the executor's readiness checks (the kubelet's, the local
+    supervisor's) fail all the same, they are not getting through in time (a
+    machine short of CPU); a new worker there would fare no better, and
+    starting one adds to the load."""
     return w.stats is not None and w.stats.state in (WorkerState.READY, WorkerState.BUSY)
 
 
@@ -70,11 +72,11 @@ def is_starting(w: ObservedWorker, spec: BridgePoolSpec, now: datetime) -> bool:
     degraded."""
     if w.ready:
         return False
-    if w.phase == "Pending":
+    if w.phase == "pending":
         return True
     reported_degraded = w.stats is not None and w.stats.state == WorkerState.DEGRADED
     return (
-        w.phase == "Running"
+        w.phase == "running"
         and w.never_ready
         and not reported_degraded
         and w.not_ready_for(now) < spec.health.startup_timeout_seconds
@@ -98,17 +100,17 @@ def unready_detail(w: ObservedWorker, now: datetime) -> str:
     message (and the status that holds it) stays the same pass after pass."""
     since = now - timedelta(seconds=w.not_ready_for(now))
     if w.waiting_reason:
-        why = f"container waiting: {w.waiting_reason}"
-    elif w.phase != "Running":
-        why = f"pod {w.phase}"
+        why = f"waiting: {w.waiting_reason}"
+    elif w.phase != "running":
+        why = w.phase
     elif w.stats is None:
-        why = "readiness check failing; the worker does not answer the operator either"
+        why = "readiness check failing; the worker does not answer its stats call either"
     elif w.stats.state == WorkerState.DEGRADED:
         why = "readiness check failing; the worker reports itself degraded"
     elif says_it_serves(w):
         why = (
             f"readiness check failing, though the worker answers as {w.stats.state.value}: "
-            "the kubelet's checks are not getting through"
+            "the readiness checks are not getting through"
         )
     else:
         why = f"readiness check failing; the worker reports itself {w.stats.state.value}"

@@ -1,5 +1,6 @@
-"""The operator's mover against real worker processes: a draining worker's
-sessions move with their programs, and one that cannot move stays, named."""
+"""The mover (the operator's and the local supervisor's) against real worker
+processes: a draining worker's sessions move with their programs, and one
+that cannot move stays, named, and is not tried again by any mover."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridgepool.placement import home_of
-from bridgepool.worker_http import WorkerHttp
-from bridgepool_operator.drain import Target
-from bridgepool_operator.mover import move_off
+from bridgepool.mover import move_off
+from bridgepool.placement import Target, home_of
+from bridgepool.worker_http import WorkerHttp, fetch_stats
 from tests.worker.conftest import Worker, Workers
 
 
@@ -72,16 +72,16 @@ async def test_a_session_too_large_to_move_stays_where_it_is_and_says_why(
             http, source.url, (Target("t", target.url),), budget_seconds=30, step_timeout=10
         )
         assert report.cannot_move == {"big": "session_too_large"} and not report.moved
-        # The next round leaves it alone.
+    # The worker remembers: a new mover (a restarted operator) leaves it alone,
+    # and the worker's stats count it for the pool's status.
+    async with aiohttp.ClientSession() as client:
+        http = WorkerHttp(client, workers.keys)
         again = await move_off(
-            http,
-            source.url,
-            (Target("t", target.url),),
-            skip=frozenset(report.cannot_move),
-            budget_seconds=30,
-            step_timeout=10,
+            http, source.url, (Target("t", target.url),), budget_seconds=30, step_timeout=10
         )
+        stats = await fetch_stats(http, source.url)
     assert not again.moved and not again.cannot_move and not again.failed
+    assert stats is not None and stats.unmovable_sessions == {"session_too_large": 1}
     # Nothing lost: it still answers where it was, and the target has no copy.
     run = {"program_id": program_id, "inputs": {"question": "2+2?"}}
     assert source.result("execute_program", run, session_id="big") == answer

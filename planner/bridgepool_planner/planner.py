@@ -1,18 +1,24 @@
 """The reconcile planner: ``(pool, observed workers, now) -> actions``.
 
-Pure and level-based: it derives everything from the pods (labels,
-annotations, phase, conditions, restart counts, creation time), the
+It speaks of workers, not of pods or processes: the same planner drives
+the Kubernetes operator (workers are pods) and ``bridgepool run`` (workers
+are processes on one machine). Each executor observes its workers (as
+:class:`~bridgepool_planner.workers.ObservedWorker`), names the pool's
+revision (a hash of what makes its workers), and carries the actions out.
+
+Pure and level-based: it derives everything from the observed workers
+(revision, phase, readiness, drain marks, restarts, creation time), the
 workers' stats and the pool's last status, so the same observed state
-always gives the same actions, whether or not the operator restarted.
+always gives the same actions, whether or not the executor restarted.
 
 One pass, in order:
 
-1. Workers being deleted are left alone. Draining workers are out of the
-   pool; each is deleted once it holds no sessions and no calls, once it is
+1. Workers being stopped are left alone. Draining workers are out of the
+   pool; each is stopped once it holds no sessions and no calls, once it is
    gone unready with nothing to report, or once the drain timeout passed.
-   Until then its sessions move to workers that stay (``mover.py``).
-2. Dead workers (pod failed; crash-looping; restarted too often; unready
-   for ``replaceAfterFailures`` health intervals after having been ready, or
+   Until then its sessions move to workers that stay (``bridgepool.mover``).
+2. Dead workers (exited; crash-looping; restarted too often; unready for
+   ``replaceAfterFailures`` health intervals after having been ready, or
    never ready ``startupTimeoutSeconds`` after their start, unless the
    worker itself answers that it is serving) are drained at once: they
    serve nothing, so that costs no availability, and their replacement is
@@ -23,14 +29,13 @@ One pass, in order:
    restarts while still serving) are replaced gracefully.
 5. Too many updated workers: the surplus is drained in victim order.
 6. Missing updated workers are created, at most ``maxSurge`` above the
-   desired size in total; none while the API server's refusal of the
+   desired size in total; none while the executor's refusal of the
    current template is being backed off (``status.templateRejection``).
 7. Outdated workers are drained in victim order while at least
    ``desired - maxUnavailable`` ready workers remain (unready ones at once).
-8. The pool's PodDisruptionBudget follows the desired size, so a node
-   drain's evictions take at most ``spec.disruptions.maxUnavailable``
-   ready workers at once.
 
+What the executor keeps beside the workers (on a cluster, the pool's
+PodDisruptionBudget, which follows the desired size) is its own.
 How a worker is judged is in ``health.py``, the drain (and who is drained
 first) in ``drain.py``, the status in ``status.py``, the size in ``scaling.py``.
 """
@@ -38,24 +43,21 @@ first) in ``drain.py``, the status in ``status.py``, the size in ``scaling.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from bridgepool.placement import Target
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 
 from .drain import (
-    DeleteReason,
     DrainReason,
-    Target,
-    Unmovable,
+    StopReason,
     drain_done,
     drain_order,
     move_targets,
 )
 from .health import Outdated, OutdatedKind, death_reason, outdated_reason
-from .observe import ObservedWorker
-from .pods import budget_min_available, revision_of
 from .scaling import decide, measure_load
 from .status import (
     EmitEvent,
@@ -64,6 +66,7 @@ from .status import (
     retry_time,
     transition_events,
 )
+from .workers import ObservedWorker
 
 # Why a worker is created: the pool grows, or a worker is replaced (it died or
 # went missing; a new template; recycling).
@@ -82,40 +85,39 @@ CREATE_REASON: dict[OutdatedKind, CreateReason] = {
 
 
 @dataclass(frozen=True)
-class CreatePod:
+class CreateWorker:
+    """Start a new worker of ``revision``."""
+
     revision: str
     reason: CreateReason
 
 
 @dataclass(frozen=True)
-class MarkDraining:
-    pod: str
+class DrainWorker:
+    """Mark a worker draining: no new sessions; it leaves once drained."""
+
+    worker: str
     reason: DrainReason
     message: str
 
 
 @dataclass(frozen=True)
-class DeletePod:
-    pod: str
+class StopWorker:
+    """Stop a worker, giving it ``grace_seconds`` to finish its calls."""
+
+    worker: str
     grace_seconds: int
-    reason: DeleteReason
+    reason: StopReason
     message: str
 
 
 @dataclass(frozen=True)
 class MoveSessions:
-    """Move a draining worker's sessions to ``targets``."""
+    """Move a draining (or stopping) worker's sessions to ``targets``."""
 
-    pod: str
+    worker: str
     url: str
     targets: tuple[Target, ...]
-
-
-@dataclass(frozen=True)
-class ApplyBudget:
-    """Create or update the pool's PodDisruptionBudget."""
-
-    min_available: int
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,7 @@ class UpdateStatus:
     status: BridgePoolStatus
 
 
-Action = (
-    CreatePod | MarkDraining | DeletePod | MoveSessions | EmitEvent | ApplyBudget | UpdateStatus
-)
+Action = CreateWorker | DrainWorker | StopWorker | MoveSessions | EmitEvent | UpdateStatus
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,9 @@ class Pool:
     generation: int
     spec: BridgePoolSpec
     status: BridgePoolStatus  # as last written: conditions and autoscaler memory
-    # Draining workers' sessions that cannot move (what the operator learned trying).
-    unmovable: Unmovable = field(default_factory=dict)
+    # The revision of ``spec``: what its executor makes workers from, hashed
+    # (on a cluster the generated pod spec; on one machine the process).
+    revision: str
 
 
 def create_reasons(
@@ -156,32 +157,32 @@ def create_reasons(
 def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[Action]:
     """Everything to do this pass to move the pool toward its spec."""
     spec = pool.spec
-    revision = revision_of(spec)
+    revision = pool.revision
     grace = spec.rollout.termination_grace_period_seconds
     actions: list[Action] = []
 
-    live = [w for w in workers if not w.deleting]
+    live = [w for w in workers if not w.stopping]
     draining = [w for w in live if w.draining]
     active = [w for w in live if not w.draining]
 
     # 1. Finished drains; the others' sessions move to workers that stay, as
-    # do those of workers deleted from outside, within their grace period.
+    # do those of workers stopped from outside, within their grace period.
     targets = move_targets(live, revision) if spec.sessions.move_on_drain else ()
     for w in draining:
         done = drain_done(w, spec, now)
         if done is not None:
-            actions.append(DeletePod(w.name, grace, *done))
+            actions.append(StopWorker(w.name, grace, *done))
         elif targets and w.url and w.sessions:
             actions.append(MoveSessions(w.name, w.url, targets))
     for w in workers:
-        if w.deleting and targets and w.url and w.sessions:
+        if w.stopping and targets and w.url and w.sessions:
             actions.append(MoveSessions(w.name, w.url, targets))
 
     # 2. Dead workers leave at once.
     dead = {w.name: why for w in active if (why := death_reason(w, spec, now)) is not None}
     for w in active:
         if w.name in dead:
-            actions.append(MarkDraining(w.name, "unhealthy", dead[w.name]))
+            actions.append(DrainWorker(w.name, "unhealthy", dead[w.name]))
     serving = [w for w in active if w.name not in dead]
 
     # 3. Size.
@@ -203,7 +204,7 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
     if len(updated) > desired:
         surplus = drain_order(updated, revision)[: len(updated) - desired]
         for w in surplus:
-            actions.append(MarkDraining(w.name, "scale-down", f"pool scaled to {desired}"))
+            actions.append(DrainWorker(w.name, "scale-down", f"pool scaled to {desired}"))
         kept_names = {w.name for w in updated} - {w.name for w in surplus}
         updated = [w for w in updated if w.name in kept_names]
 
@@ -218,7 +219,7 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
     to_create = 0 if held_back else max(0, min(desired - len(updated), room))
     grown = max(0, desired - current) if planned_before else desired
     reasons = create_reasons(len(dead), [outdated[w.name] for w in old], grown, to_create)
-    actions.extend(CreatePod(revision, reason) for reason in reasons)
+    actions.extend(CreateWorker(revision, reason) for reason in reasons)
 
     # 7. Outdated workers go while enough ready workers remain.
     min_ready = max(0, desired - spec.rollout.max_unavailable)
@@ -229,7 +230,7 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
                 continue
             ready_now -= 1
         out = outdated[w.name]
-        actions.append(MarkDraining(w.name, DRAIN_REASON[out.kind], out.message))
+        actions.append(DrainWorker(w.name, DRAIN_REASON[out.kind], out.message))
 
     status = build_status(
         name=pool.name,
@@ -243,14 +244,9 @@ def plan(pool: Pool, workers: Sequence[ObservedWorker], now: datetime) -> list[A
         dead=dead,
         creating=to_create,
         rejection=rejection,
-        unmovable=pool.unmovable,
     )
     actions.extend(transition_events(pool.status, status, current))
-    # 8. The disruption budget follows the desired size.
-    budget = budget_min_available(spec, desired)
-    if pool.status.budget_min_available != budget:
-        actions.append(ApplyBudget(budget))
-    actions.append(UpdateStatus(status.model_copy(update={"budget_min_available": budget})))
+    actions.append(UpdateStatus(status))
     return actions
 
 
@@ -258,17 +254,19 @@ def plan_invalid(
     name: str,
     generation: int,
     prev: BridgePoolStatus,
-    last_valid: BridgePoolSpec | None,
+    last_valid: tuple[BridgePoolSpec, str] | None,
     workers: Sequence[ObservedWorker],
     message: str,
     now: datetime,
 ) -> list[Action]:
     """The pool's spec at ``generation`` is invalid (``message`` says why):
-    keep the pool healing on ``last_valid``, the last spec that was not, and
-    say the spec is invalid. With no valid spec ever seen, touch no pods."""
+    keep the pool healing on ``last_valid``, the last spec that was not (and
+    its revision), and say the spec is invalid. With no valid spec ever seen,
+    touch no workers."""
     if last_valid is None:
         return unplannable(prev, name, generation, "InvalidSpec", message, now)
-    *actions, update = plan(Pool(name, generation, last_valid, prev), workers, now)
+    spec, revision = last_valid
+    *actions, update = plan(Pool(name, generation, spec, prev, revision), workers, now)
     assert isinstance(update, UpdateStatus)
     status, events = problem_status(
         prev,
@@ -294,7 +292,7 @@ def unplannable(
     now: datetime,
 ) -> list[Action]:
     """A pass that cannot plan (a spec the models reject, or a pass that
-    failed): say so on the pool, touch no pods."""
+    failed): say so on the pool, touch no workers."""
     status, events = problem_status(
         prev, name=name, generation=generation, reason=reason, message=message, now=now
     )
