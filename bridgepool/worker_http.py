@@ -21,9 +21,10 @@ from bridgepool.protocol import WorkerStats
 
 
 class WorkerHttp:
-    """An HTTP session that presents one pool's keys."""
+    """An HTTP session that presents one pool's keys (none: a worker started
+    open, which asks its peers without a key)."""
 
-    def __init__(self, http: aiohttp.ClientSession, keys: Keys) -> None:
+    def __init__(self, http: aiohttp.ClientSession, keys: Keys | None) -> None:
         self.http = http
         self.keys = keys
 
@@ -33,6 +34,10 @@ class WorkerHttp:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """``method url`` with the pool's key (``kwargs`` as aiohttp takes them);
         the answer to the last key tried."""
+        if self.keys is None:
+            async with self.http.request(method, url, **kwargs) as resp:
+                yield resp
+            return
         *first, last = self.keys.to_send()
         for key in first:
             resp = await self.http.request(method, url, headers=_auth(key), **kwargs)

@@ -12,7 +12,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from benchmarks.chaos import WORKER_BUSY, FaultRecord, Victim, WorkerFaults, error_type
+from benchmarks.chaos import (
+    WORKER_BUSY,
+    FaultRecord,
+    Load,
+    Victim,
+    Watch,
+    WorkerFaults,
+    error_type,
+    run_chaos,
+)
 from bridgepool.credentials import Keys, new_key
 from bridgepool.protocol import HEADER_WAIT_FOR_SLOT
 
@@ -97,3 +106,22 @@ def test_the_error_type_of_an_answer() -> None:
     assert error_type(json.dumps({"error": None})) == ""
     assert error_type("not json") == ""
     assert error_type("[]") == ""
+
+
+async def test_a_fault_not_injected_ends_the_load_before_the_run_fails(
+    aiohttp_server: Serve,
+) -> None:
+    server = await aiohttp_server(FakeWorker([refusal(400, "invalid_args")]).app())
+    url = str(server.make_url("")).rstrip("/")
+
+    async def no_pool() -> dict[str, object]:
+        return {}
+
+    async with aiohttp.ClientSession() as http:
+        load = Load(url, rate=50, sessions=2)
+        watch = Watch(no_pool, "soak", url)
+        faults = OneWorkerFaults(url, http)
+        with pytest.raises(RuntimeError, match="refused the fault command"):
+            await run_chaos(load, watch, faults, ["unhealthy"], warmup=0.2, seconds=1)
+    assert load.calls, "the load ran"
+    assert all(c.done for c in load.calls), "every call ended while the session was open"

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridgepool.mover import move_off
+from bridgepool.moves.mover import move_off
 from bridgepool.placement import Target, home_of
 from bridgepool.worker_http import WorkerHttp, fetch_stats
 from tests.worker.conftest import Worker, Workers
@@ -86,3 +86,21 @@ async def test_a_session_too_large_to_move_stays_where_it_is_and_says_why(
     run = {"program_id": program_id, "inputs": {"question": "2+2?"}}
     assert source.result("execute_program", run, session_id="big") == answer
     assert sessions_on(target) == set()
+
+
+async def test_a_session_with_every_punctuation_an_id_may_have_moves(workers: Workers) -> None:
+    """Session ids keep to characters that stand in a URL path as they are
+    (``bridgepool.names``); the mover quotes them all the same, as every
+    other caller of the session endpoints does."""
+    source, target = workers.start(), workers.start()
+    odd = ["user:42@team+a=b~c.d-e_f", "a.b", "x=y"]
+    for session in odd:
+        program_in(source, session)
+
+    async with aiohttp.ClientSession() as client:
+        http = WorkerHttp(client, workers.keys)
+        report = await move_off(
+            http, source.url, (Target("t", target.url),), budget_seconds=30, step_timeout=10
+        )
+    assert report.moved == dict.fromkeys(odd, "t") and not report.failed
+    assert sessions_on(target) == set(odd) and sessions_on(source) == set()

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bridgepool.mover import move_off
+from bridgepool.moves.mover import move_off
 from bridgepool.protocol import WorkerStats
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from bridgepool.worker_http import WorkerHttp, fetch_stats
@@ -109,9 +109,9 @@ class LocalSettings:
 
 @dataclass
 class SpecSeen:
-    """The pool's YAML as last read: its text, what it says, and its generation."""
+    """The pool's YAML as last read: what it says, and its generation."""
 
-    text: str = ""
+    fingerprint: str = ""  # the YAML's text and the revision of its workers
     pool: PoolFile | None = None
     recipe: WorkerRecipe | None = None
     problem: str | None = None
@@ -146,12 +146,12 @@ class LocalExecutor:
     # -- observe --------------------------------------------------------------
 
     def read_spec(self) -> SpecSeen:
-        """The pool's YAML now: a new generation when what it says changed."""
+        """The pool's YAML now, with its worker recipe: a new generation when
+        either changed (the YAML, or a handler file's content)."""
         try:
-            text = self.pool_path.read_text()
+            fingerprint = self.pool_path.read_text()
         except OSError as err:
-            text = f"# unreadable: {err}"
-        recipe_text = text
+            fingerprint = f"# unreadable: {err}"
         try:
             pool = load_pool(self.pool_path, source_of(self.pool_path))
             if (pool.ref.namespace, pool.ref.name) != (self.namespace, self.name):
@@ -160,20 +160,19 @@ class LocalExecutor:
                     f"metadata: this supervisor runs the pool {self.label}, not {pool.ref}: "
                     "run another for that pool",
                 )
-            handlers = self.handler_files(pool)
             recipe = worker_recipe(
-                pool, self.keys_dir, handlers=handlers, command=self.settings.worker_command
+                pool,
+                self.keys_dir,
+                handlers=handler_paths(pool, self.settings.handlers),
+                command=self.settings.worker_command,
             )
-            recipe_text += recipe.revision
+            fingerprint += recipe.revision
             problem = None
         except PoolFileError as err:
             pool, recipe, problem = None, None, err.problem
-        if recipe_text != self.seen.text:
-            self.seen = SpecSeen(recipe_text, pool, recipe, problem, self.seen.generation + 1)
+        if fingerprint != self.seen.fingerprint:
+            self.seen = SpecSeen(fingerprint, pool, recipe, problem, self.seen.generation + 1)
         return self.seen
-
-    def handler_files(self, pool: PoolFile) -> tuple[Path, ...]:
-        return handler_paths(pool, self.settings.handlers)
 
     async def observe(self, now: datetime) -> Observed:
         self.drop_gone()
@@ -187,7 +186,10 @@ class LocalExecutor:
             w.name: s for w, s in zip(running, stats, strict=True)
         }
         observed = [w.observe(by_name.get(w.name)) for w in self.workers.values()]
-        valid = None if self.last_valid is None else self.spec_and_revision(*self.last_valid)
+        valid = None
+        if self.last_valid is not None:
+            pool, recipe = self.last_valid
+            valid = (pool.spec, recipe.revision)
         return Observed(
             name=self.name,
             generation=seen.generation,
@@ -197,10 +199,6 @@ class LocalExecutor:
             last_valid=valid,
             workers=observed,
         )
-
-    @staticmethod
-    def spec_and_revision(pool: PoolFile, recipe: WorkerRecipe) -> tuple[BridgePoolSpec, str]:
-        return pool.spec, recipe.revision
 
     def last_seen(self) -> Observed:
         return Observed(name=self.name, generation=self.seen.generation, status=self.status)
@@ -341,13 +339,8 @@ class LocalExecutor:
             step_timeout=MOVE_STEP_SECONDS,
         )
         result.sessions_moved += len(report.moved)
-        for outcome, sessions in (
-            ("moved", report.moved),
-            ("cannot-move", report.cannot_move),
-            ("failed", report.failed),
-        ):
-            if sessions:
-                metrics.SESSION_MOVES.labels(outcome).inc(len(sessions))
+        for outcome, count in report.counts().items():
+            metrics.SESSION_MOVES.labels(outcome).inc(count)
         for event in move_events(action.worker, report.moved, report.cannot_move):
             self.announce(event.type, event.reason, event.message)
 

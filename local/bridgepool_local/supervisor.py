@@ -41,7 +41,7 @@ from bridgepool.credentials import KeyDir, Keys, PoolKeys, new_key, pool_key_dir
 from bridgepool.credentials import read_keys as read_key_dir
 from bridgepool.names import PoolRef
 from bridgepool.worker_http import WorkerHttp
-from bridgepool_planner.passes import LoopSettings, run_passes
+from bridgepool_planner.passes import LoopSettings, StopFlag, run_passes
 
 from .executor import LocalExecutor, LocalSettings, keep_pool, write_atomic
 from .manifest import PoolFile, handler_paths, unsupported_fields
@@ -59,6 +59,8 @@ WATCH_SECONDS = 0.5
 ROUTER_RELOAD_SECONDS = 0.2
 # The router finishes its calls in flight within this after SIGTERM.
 ROUTER_SHUTDOWN_SECONDS = 10.0
+# A worker's grace period when no valid spec ever said one (the spec's default).
+DEFAULT_GRACE_SECONDS = 30
 
 
 class SupervisorError(Exception):
@@ -113,19 +115,6 @@ def release_keys(state_dir: Path) -> Path:
     return directory
 
 
-class Stopper:
-    """The loop's stop flag."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def __bool__(self) -> bool:
-        return self.event.is_set()
-
-    async def wait(self) -> bool:
-        return await self.event.wait()
-
-
 class Supervisor:
     """One pool: its router, its executor and loop, its control server."""
 
@@ -136,7 +125,7 @@ class Supervisor:
         self.ref = options.pool.ref
         self.state = options.state_dir
         self.wakeup = asyncio.Event()
-        self.stopper = Stopper()
+        self.stopper = StopFlag()
         self.router: ChildProcess | None = None
         self.router_restarts = 0
         self.hurry = False  # a second signal: stop at once
@@ -207,7 +196,7 @@ class Supervisor:
                 "(again to stop at once)",
                 extra={"signal": sig.name},
             )
-            self.stopper.event.set()
+            self.stopper.set()
             return
         log.warning("stopping at once", extra={"signal": sig.name})
         self.hurry = True
@@ -221,11 +210,10 @@ class Supervisor:
             router, self.router = self.router, None
             await router.stop(0 if self.hurry else ROUTER_SHUTDOWN_SECONDS + 1)
             router.forget()
-        grace = (
-            self.executor.last_valid[0].spec.rollout.termination_grace_period_seconds
-            if (self.executor.last_valid)
-            else 30
-        )
+        valid = self.executor.last_valid
+        grace = DEFAULT_GRACE_SECONDS
+        if valid is not None:
+            grace = valid[0].spec.rollout.termination_grace_period_seconds
         await self.executor.stop_all(0 if self.hurry else grace)
         with contextlib.suppress(OSError):
             (self.state / "supervisor.json").unlink()

@@ -21,7 +21,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from bridgepool import labels
-from bridgepool.mover import move_off
+from bridgepool.moves.mover import move_off
 from bridgepool.names import PoolRef as PoolName
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
 from bridgepool_planner.passes import PassResult, RetrySoon
@@ -216,13 +216,8 @@ async def move_sessions(
         step_timeout=runtime.config.move_step_timeout_seconds,
     )
     result.sessions_moved += len(report.moved)
-    for outcome, sessions in (
-        ("moved", report.moved),
-        ("cannot-move", report.cannot_move),
-        ("failed", report.failed),
-    ):
-        if sessions:
-            metrics.SESSION_MOVES_TOTAL.labels(outcome).inc(len(sessions))
+    for outcome, count in report.counts().items():
+        metrics.SESSION_MOVES_TOTAL.labels(outcome).inc(count)
     for event in move_events(action.worker, report.moved, report.cannot_move):
         announce(event.type, event.reason, event.message)
     for session_id, why in report.failed.items():

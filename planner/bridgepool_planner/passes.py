@@ -135,6 +135,23 @@ class Stopping(Protocol):
     def wait(self) -> Awaitable[object]: ...
 
 
+class StopFlag:
+    """A :class:`Stopping` of one's own (kopf's daemons bring theirs): set it to
+    end the loop between passes."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    def set(self) -> None:
+        self.event.set()
+
+    async def wait(self) -> bool:
+        return await self.event.wait()
+
+
 def decide(observed: Observed, now: datetime) -> list[Action]:
     """The actions of one pass over what ``observed`` shows."""
     if observed.valid is not None:

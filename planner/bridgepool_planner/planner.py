@@ -16,7 +16,7 @@ One pass, in order:
 1. Workers being stopped are left alone. Draining workers are out of the
    pool; each is stopped once it holds no sessions and no calls, once it is
    gone unready with nothing to report, or once the drain timeout passed.
-   Until then its sessions move to workers that stay (``bridgepool.mover``).
+   Until then its sessions move to workers that stay (``bridgepool.moves.mover``).
 2. Dead workers (exited; crash-looping; restarted too often; unready for
    ``replaceAfterFailures`` health intervals after having been ready, or
    never ready ``startupTimeoutSeconds`` after their start, unless the

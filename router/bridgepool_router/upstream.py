@@ -19,7 +19,7 @@ import asyncio
 import socket
 import ssl
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -175,11 +175,15 @@ class _Host:
         self.idle: deque[_Connection] = deque()
         self.closed = False
 
-    def take(self) -> _Connection | None:
+    def take(self, now: float) -> _Connection | None:
+        """The most recently used idle connection that is still fit to reuse:
+        open, not closed by the worker, and idle for less than
+        ``idle_seconds`` (past that, the worker may be closing it just now)."""
         while self.idle:
             conn = self.idle.pop()
-            if conn.reusable:
+            if conn.reusable and now - conn.idle_since < self.idle_seconds:
                 return conn
+            conn.close()
         return None
 
     async def connect(self, timeout: float) -> _Connection:  # noqa: ASYNC109 - connect's own
@@ -228,14 +232,25 @@ class _Host:
 class Upstream:
     """Requests to workers, each on a kept-alive connection to its worker (or a
     new one). At most ``max_idle_per_worker`` idle connections are kept per
-    worker, each for at most ``idle_seconds`` (the worker's own keep-alive
-    timeout is longer); the connections in use are bounded by the calls the
-    router lets a worker have at once (its capacity)."""
+    worker, each for at most ``idle_seconds``, checked when one is taken as
+    well as when one is put back. That must stay below the worker's own
+    keep-alive timeout (aiohttp's 75 s), so the router never reuses a
+    connection the worker may be closing at that moment: a call sent on it
+    would fail as a worker error, and a call that is not idempotent could not
+    be retried. The connections in use are bounded by the calls the router
+    lets a worker have at once (its capacity)."""
 
-    def __init__(self, *, max_idle_per_worker: int = 256, idle_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_idle_per_worker: int = 256,
+        idle_seconds: float = 15.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         # Bound once: asking for the running loop per request costs a system call
         # (Python 3.11 checks for a fork).
         self._loop = asyncio.get_running_loop()
+        self._now = clock or self._loop.time
         self.max_idle_per_worker = max_idle_per_worker
         self.idle_seconds = idle_seconds
         self._hosts: dict[str, _Host] = {}
@@ -305,7 +320,7 @@ class Upstream:
         for name, value in (headers or {}).items():
             head += f"{name}: {value}\r\n"
         data = (head + f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
-        conn = host.take()
+        conn = host.take(self._now())
         if conn is None:
             limit = timeout if connect_timeout is None else min(connect_timeout, timeout)
             try:
@@ -326,7 +341,7 @@ class Upstream:
             raise
         finally:
             timer.cancel()
-        host.put_back(conn, loop.time())
+        host.put_back(conn, self._now())
         return answer
 
     def forget(self, url: str) -> None:

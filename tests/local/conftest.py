@@ -164,7 +164,7 @@ class LocalPool:
         return {p.stem: int(p.read_text()) for p in (self.state_dir / "pids").glob("*.pid")}
 
     def settled(self, size: int, revision: str | None = None) -> bool:
-        """``size`` workers, all ready and none draining (of ``revision``), as
+        """``size`` workers, all serving and none draining (of ``revision``), as
         the status and the router see them."""
         status = self.status()["status"]
         workers = status.get("workers", [])
@@ -172,7 +172,8 @@ class LocalPool:
         return (
             status.get("readyReplicas") == size
             and len(workers) == size
-            and all(w["state"] == "ready" for w in workers)
+            # Serving: ready, or busy (every slot taken, under load).
+            and all(w["state"] in ("ready", "busy") for w in workers)
             and (revision is None or all(w["revision"] == revision for w in workers))
             and sum(1 for w in view if w["ready"] and not w.get("draining")) == size
         )

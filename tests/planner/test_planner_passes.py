@@ -22,7 +22,9 @@ from bridgepool_planner.passes import (
     Observed,
     PassOutcome,
     PassResult,
+    StopFlag,
     Stopping,
+    Waiter,
     failure_delay,
     next_wakeup,
     run_passes,
@@ -42,25 +44,12 @@ SPEC = BridgePoolSpec.model_validate(
 )
 
 
-class Stopper:
-    """A stop flag, as the loop uses one."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def __bool__(self) -> bool:
-        return self.event.is_set()
-
-    async def wait(self) -> bool:
-        return await self.event.wait()
-
-
 @dataclass
 class MemoryExecutor:
     """A platform in memory. ``failing`` passes raise in observe; the view
     lags one ``visible`` call behind a change, as a watch cache does."""
 
-    stopper: Stopper
+    stopper: StopFlag
     failing: int = 0
     stop_after: int = 100
     label: str = "default/pool"
@@ -78,7 +67,7 @@ class MemoryExecutor:
     async def observe(self, now: datetime) -> Observed:
         self.passes += 1
         if self.passes >= self.stop_after:
-            self.stopper.event.set()
+            self.stopper.set()
         if self.passes <= self.failing:
             raise ValueError("min() arg is an empty sequence")
         self.planned_from.append(len(self.workers))
@@ -118,6 +107,17 @@ class MemoryExecutor:
         return f"{type(err).__name__}: {err}"
 
 
+def quick_wait(waits: list[float]) -> Waiter:
+    """The loop's wait between passes, noting the delay it was given and
+    waiting a millisecond instead."""
+
+    async def wait(wakeup: asyncio.Event, stopped: Stopping, delay: float) -> bool:
+        waits.append(delay)
+        return await next_wakeup(wakeup, stopped, 0.001)
+
+    return wait
+
+
 @pytest.mark.parametrize(
     ("interval", "failures", "delay"),
     [(5, 1, 5), (5, 2, 10), (5, 4, 40), (5, 5, 60), (5, 50, 60), (120, 3, 120)],
@@ -131,15 +131,10 @@ async def test_a_failing_pass_shows_on_the_pool_with_one_event_and_one_traceback
 ) -> None:
     """Every pass fails the same way: the pool says so in a condition and one
     event, the log has the traceback once, and the passes space out."""
-    stopper = Stopper()
+    stopper = StopFlag()
     executor = MemoryExecutor(stopper, failing=10, stop_after=4)
     waits: list[float] = []
-
-    async def wait(wakeup: asyncio.Event, stopped: Stopping, delay: float) -> bool:
-        waits.append(delay)
-        return await next_wakeup(wakeup, stopped, 0.001)
-
-    settings = LoopSettings(interval_seconds=2.0, settle_timeout_seconds=1.0, wait=wait)
+    settings = LoopSettings(2.0, settle_timeout_seconds=1.0, wait=quick_wait(waits))
     log = logging.getLogger("test.passes")
     with caplog.at_level(logging.INFO):
         await asyncio.wait_for(run_passes(executor, settings, asyncio.Event(), stopper, log), 10)
@@ -163,15 +158,10 @@ async def test_a_pass_that_made_workers_is_followed_at_once_from_a_view_that_sho
     """The first pass creates the pool's two workers; the next pass comes
     without waiting out the interval, and only once the view shows them, so
     it does not create them again."""
-    stopper = Stopper()
+    stopper = StopFlag()
     executor = MemoryExecutor(stopper, stop_after=3)
     waits: list[float] = []
-
-    async def wait(wakeup: asyncio.Event, stopped: Stopping, delay: float) -> bool:
-        waits.append(delay)
-        return await next_wakeup(wakeup, stopped, 0.001)
-
-    settings = LoopSettings(interval_seconds=30.0, settle_timeout_seconds=5.0, wait=wait)
+    settings = LoopSettings(30.0, settle_timeout_seconds=5.0, wait=quick_wait(waits))
     log = logging.getLogger("test.passes")
     await asyncio.wait_for(run_passes(executor, settings, asyncio.Event(), stopper, log), 10)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bridgepool.errors import BridgePoolError, ErrorCategory, error_body
-from bridgepool.protocol import SESSION_MOVED, SESSION_MOVING, WORKER_RESTARTED
+from bridgepool.moves.wire import SESSION_MOVED, SESSION_MOVING, WORKER_RESTARTED
 from bridgepool_router.core.answers import (
     WORKER_BUSY,
     AnswerMeaning,

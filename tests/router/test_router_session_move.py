@@ -12,7 +12,7 @@ import httpx
 
 from benchmarks.review_server import token_of
 from bridgepool.credentials import Keys
-from bridgepool.mover import move_off
+from bridgepool.moves.mover import move_off
 from bridgepool.placement import Target
 from bridgepool.protocol import HEADER_SESSION_REBOUND, HEADER_WORKER
 from bridgepool.worker_http import WorkerHttp

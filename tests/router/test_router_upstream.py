@@ -282,3 +282,26 @@ def test_a_worker_on_its_way_out_loses_its_idle_connections_not_the_next_request
             assert worker.opened == 3
 
     run(scenario)
+
+
+def test_a_connection_idle_past_the_limit_is_not_reused(run: Run) -> None:
+    """The idle limit is checked when a connection is taken, not only when
+    one is put back: after a quiet spell longer than the limit (no request
+    came to evict it), the next request opens a fresh connection rather than
+    meet one the worker may be closing at that moment."""
+
+    async def scenario() -> None:
+        async with Worker(always(answer())) as worker:
+            now = [100.0]
+            upstream = Upstream(idle_seconds=15.0, clock=lambda: now[0])
+            await upstream.request("GET", worker.url, "/", timeout=5)
+            now[0] += 14.9
+            await upstream.request("GET", worker.url, "/", timeout=5)
+            assert worker.opened == 1  # reused: idle for less than the limit
+            now[0] += 15.0
+            answered = await upstream.request("GET", worker.url, "/", timeout=5)
+            assert answered.status == 200
+            assert worker.opened == 2
+            await worker.client_closed(1)  # the stale one was closed, not leaked
+
+    run(scenario)

@@ -9,7 +9,7 @@ import signal
 
 import aiohttp
 
-from bridgepool.mover import move_off
+from bridgepool.moves.mover import move_off
 from bridgepool.placement import Target
 from bridgepool.worker_http import WorkerHttp
 

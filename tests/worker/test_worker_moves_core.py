@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from bridgepool.config import ConfigError
-from bridgepool.errors import BridgePoolError
-from bridgepool.protocol import (
+from bridgepool.errors import BridgePoolError, error_body
+from bridgepool.moves.wire import (
     SESSION_FORMAT_VERSION,
     MoveState,
     SessionEnvelope,
     canonical_json,
     envelope_checksum,
+    moved_to,
 )
 from bridgepool_worker.config import load_config
 from bridgepool_worker.mover import parse_envelope
@@ -102,6 +103,18 @@ def test_a_commit_comes_within_the_freeze_and_for_one_holder() -> None:
     moved = error_type(table.holding, "s")
     assert moved == "session_moved" and table.in_progress() == 0
     assert error_type(table.freeze, "s", "again", "t", 0) == "session_moved"
+
+
+def test_a_moved_sessions_answer_names_its_holder_as_routers_read_it() -> None:
+    table = MoveTable()
+    move = table.begin_commit("s", frozen(table), "http://b:8080", 1)
+    table.finish_commit(move, "worker-b")
+    with pytest.raises(BridgePoolError) as moved:
+        table.holding("s")
+    body = error_body(moved.value)
+    assert moved.value.status == 410 and body["error"]["context"]["holder"] == "worker-b"
+    assert moved_to(json.loads(json.dumps(body))["error"]) == "http://b:8080"
+    assert moved_to({"type": "session_moving", "context": {"holder_url": "http://b"}}) is None
 
 
 def test_an_abort_before_the_commit_ends_the_move() -> None:

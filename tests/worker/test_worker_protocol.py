@@ -8,12 +8,12 @@ import pytest
 from prometheus_client import generate_latest
 
 from bridgepool.errors import ErrorCategory
+from bridgepool.moves.wire import WORKER_RESTARTED
 from bridgepool.protocol import (
     HEADER_EXPECT_INCARNATION,
     HEADER_INCARNATION,
     HEADER_TIMEOUT,
     HEADER_WORKER,
-    WORKER_RESTARTED,
     Readiness,
     SessionInfo,
     SessionsResponse,

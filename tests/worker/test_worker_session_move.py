@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bridgepool.protocol import SessionExport, envelope_checksum
+from bridgepool.moves.wire import SessionExport, envelope_checksum
 
 from .conftest import Worker, Workers
 from .test_worker_processes import session_ids, wait_for

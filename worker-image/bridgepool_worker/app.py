@@ -35,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from bridgepool.config import ConfigError
 from bridgepool.errors import BridgePoolError, ErrorCategory, problem_message, validation_problems
+from bridgepool.moves.wire import WORKER_RESTARTED, ActivateRequest, CommitRequest, MoveRef
 from bridgepool.names import invalid_session_id
 from bridgepool.protocol import (
     HEADER_EXPECT_INCARNATION,
@@ -42,11 +43,7 @@ from bridgepool.protocol import (
     HEADER_TIMEOUT,
     HEADER_WAIT_FOR_SLOT,
     HEADER_WORKER,
-    WORKER_RESTARTED,
-    ActivateRequest,
-    CommitRequest,
     ExecuteRequest,
-    MoveRef,
     call_budget,
 )
 from bridgepool_worker.builtins import register_builtins

@@ -13,8 +13,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from typing import Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -22,9 +21,9 @@ from pydantic import ValidationError
 from bridgepool.backoff import backoff_seconds
 from bridgepool.credentials import activation_proof
 from bridgepool.errors import BridgePoolError, ErrorCategory, ErrorInfo, validation_problems
-from bridgepool.protocol import (
+from bridgepool.moves.client import MoveClient, StepFailed, session_url
+from bridgepool.moves.wire import (
     CANNOT_MOVE,
-    HEADER_WORKER,
     SESSION_FORMAT_VERSION,
     SESSION_TOO_LARGE,
     UNSERIALIZABLE_STATE,
@@ -39,7 +38,8 @@ from bridgepool.protocol import (
     canonical_json,
     envelope_checksum,
 )
-from bridgepool.worker_http import WorkerHttp, sent_key
+from bridgepool.worker_http import WorkerHttp
+from bridgepool_worker.host import SessionHost
 from bridgepool_worker.moves import (
     Incoming,
     MoveTable,
@@ -55,9 +55,6 @@ from bridgepool_worker.snapshots import (
     import_handler_state,
     import_programs,
 )
-
-if TYPE_CHECKING:
-    from bridgepool_worker.runtime import WorkerRuntime
 
 log = logging.getLogger("bridgepool_worker.moves")
 
@@ -137,9 +134,9 @@ def parse_envelope(session_id: str, raw: bytes, limit: int) -> SessionEnvelope:
 class SessionMoves:
     """Moves of this worker's sessions, out and in."""
 
-    def __init__(self, runtime: WorkerRuntime) -> None:
-        self.runtime = runtime
-        self.config = runtime.config
+    def __init__(self, host: SessionHost) -> None:
+        self.host = host
+        self.config = host.config
         self.table = MoveTable()
         self.http: aiohttp.ClientSession | None = None  # for activations; see start()
         # session id -> set when its move is decided (calls wait on it)
@@ -165,7 +162,7 @@ class SessionMoves:
             level,
             message,
             extra={
-                "worker": self.runtime.name,
+                "worker": self.host.name,
                 "session_id": move.session_id,
                 "move_id": move.move_id,
                 **extra,
@@ -174,14 +171,14 @@ class SessionMoves:
 
     def _hold(self, session_id: str) -> None:
         self._settled[session_id] = asyncio.Event()
-        self.runtime.metrics.sessions_moving.set(self.table.in_progress())
+        self.host.metrics.sessions_moving.set(self.table.in_progress())
 
     def _release(self, session_id: str) -> None:
         event = self._settled.pop(session_id, None)
         if event is not None:
             event.set()
-        self.runtime.metrics.sessions_moving.set(self.table.in_progress())
-        self.runtime.metrics.sessions.set(len(self.runtime.sessions))
+        self.host.metrics.sessions_moving.set(self.table.in_progress())
+        self.host.metrics.sessions.set(len(self.host.sessions))
 
     @contextlib.contextmanager
     def _step(self, step: str, session_id: str) -> Iterator[None]:
@@ -189,11 +186,11 @@ class SessionMoves:
         try:
             yield
         except BridgePoolError as err:
-            self.runtime.metrics.move_refusals.labels(step=step, reason=err.info.type).inc()
+            self.host.metrics.move_refusals.labels(step=step, reason=err.info.type).inc()
             log.warning(
                 "session move refused",
                 extra={
-                    "worker": self.runtime.name,
+                    "worker": self.host.name,
                     "session_id": session_id,
                     "step": step,
                     "reason": err.info.type,
@@ -205,29 +202,29 @@ class SessionMoves:
     def _info(self, move: Outgoing) -> MoveInfo:
         return next(
             i
-            for i in self.table.infos(self.runtime.mono())
+            for i in self.table.infos(self.host.mono())
             if i.session_id == move.session_id and i.move_id == move.move_id
         )
 
     def _thaw(self, move: Outgoing, result: str, reason: str) -> None:
         """The session of a move that did not happen is live here again, as it was."""
-        session = self.runtime.sessions.get(move.session_id, self.runtime.wall())
+        session = self.host.sessions.get(move.session_id, self.host.wall())
         if session is not None:
             session.moving = False
-            session.last_activity = self.runtime.wall() - move.idle_at_freeze
+            session.last_activity = self.host.wall() - move.idle_at_freeze
         self._release(move.session_id)
-        self.runtime.metrics.moves.labels(result=result).inc()
+        self.host.metrics.moves.labels(result=result).inc()
         self._log(logging.INFO, "session thawed", move, result=result, reason=reason)
 
     def _drop(self, arrival: Incoming, result: str, reason: str) -> None:
         self._release(arrival.session_id)
-        self.runtime.metrics.moves.labels(result=result).inc()
+        self.host.metrics.moves.labels(result=result).inc()
         self._log(logging.INFO, "session copy dropped", arrival, result=result, reason=reason)
 
     def expire_due(self) -> None:
         """Thaw frozen sessions whose commit did not come; drop copies whose
         activation did not come."""
-        thaw, drop = self.table.due(self.runtime.mono())
+        thaw, drop = self.table.due(self.host.mono())
         for move in thaw:
             self.table.unfreeze(move.session_id, move.move_id)
             self._thaw(move, "expired", "no commit within move_freeze_seconds")
@@ -247,7 +244,7 @@ class SessionMoves:
 
     def moves_response(self) -> MovesResponse:
         self.expire_due()
-        return MovesResponse(worker=self.runtime.name, moves=self.table.infos(self.runtime.mono()))
+        return MovesResponse(worker=self.host.name, moves=self.table.infos(self.host.mono()))
 
     # -- calls of a moving session ---------------------------------------------------
 
@@ -259,7 +256,7 @@ class SessionMoves:
             return
         event = self._settled.get(session_id)
         if event is not None:
-            waiting = self.runtime.metrics.calls_waiting_for_moves
+            waiting = self.host.metrics.calls_waiting_for_moves
             waiting.inc()
             try:
                 async with asyncio.timeout(min(self.config.move_wait_seconds, budget_seconds)):
@@ -271,13 +268,13 @@ class SessionMoves:
         self.expire_due()
         move = self.table.holding(session_id)
         if move is not None:
-            self.runtime.metrics.rejected.labels(reason="session_moving").inc()
-            raise session_moving(move, self.runtime.mono())
+            self.host.metrics.rejected.labels(reason="session_moving").inc()
+            raise session_moving(move, self.host.mono())
 
     def check_deletable(self, session_id: str) -> None:
         move = self.table.holding(session_id)
         if move is not None:
-            raise session_moving(move, self.runtime.mono())
+            raise session_moving(move, self.host.mono())
 
     # -- source: export, commit, abort -------------------------------------------------
 
@@ -286,9 +283,9 @@ class SessionMoves:
             return await self._export(session_id)
 
     async def _export(self, session_id: str) -> SessionExport:
-        runtime = self.runtime
+        host = self.host
         self.expire_due()
-        session = runtime.sessions.get(session_id, runtime.wall())
+        session = host.sessions.get(session_id, host.wall())
         if session is None:
             self.table.holding(session_id)  # a session that left: 410 naming its holder
             raise session_not_found(session_id)
@@ -296,12 +293,12 @@ class SessionMoves:
             session_id,
             uuid.uuid4().hex,
             secrets.token_hex(32),
-            max(0.0, runtime.wall() - session.last_activity),
+            max(0.0, host.wall() - session.last_activity),
         )
         session.moving = True
         self._hold(session_id)
         try:
-            if not await runtime.wait_session_idle(session_id, self.config.move_wait_seconds):
+            if not await host.wait_session_idle(session_id, self.config.move_wait_seconds):
                 raise BridgePoolError.make(
                     ErrorCategory.SESSION,
                     "session_busy",
@@ -312,7 +309,7 @@ class SessionMoves:
                     session_id=session_id,
                 )
             # Idle as of now: a call that was running has just ended.
-            move.idle_at_freeze = max(0.0, runtime.wall() - session.last_activity)
+            move.idle_at_freeze = max(0.0, host.wall() - session.last_activity)
             loop = asyncio.get_running_loop()
             envelope, size = await loop.run_in_executor(None, self._envelope, session, move)
         except BaseException as exc:
@@ -323,9 +320,9 @@ class SessionMoves:
             self._thaw(move, "export_failed", reason)
             raise
         session.unmovable = None
-        self.table.start_clock(move, runtime.mono(), self.config.move_freeze_seconds)
-        runtime.metrics.sessions_exported.inc()
-        runtime.metrics.session_state_bytes.observe(size)
+        self.table.start_clock(move, host.mono(), self.config.move_freeze_seconds)
+        host.metrics.sessions_exported.inc()
+        host.metrics.session_state_bytes.observe(size)
         self._log(
             logging.INFO,
             "session exported",
@@ -338,19 +335,19 @@ class SessionMoves:
 
     def _envelope(self, session: Session, move: Outgoing) -> tuple[SessionEnvelope, int]:
         """The session as an envelope (in a thread: hooks and DSPy may take time)."""
-        runtime = self.runtime
+        host = self.host
         fields = {
             "format_version": SESSION_FORMAT_VERSION,
             "session_id": session.session_id,
             "move_id": move.move_id,
-            "source": runtime.name,
-            "source_incarnation": runtime.incarnation,
-            "exported_at": runtime.wall(),
+            "source": host.name,
+            "source_incarnation": host.incarnation,
+            "exported_at": host.wall(),
             "created_at": session.created_at,
             "idle_seconds": move.idle_at_freeze,
-            "ttl_seconds": runtime.sessions.ttl_seconds,
+            "ttl_seconds": host.sessions.ttl_seconds,
             "programs": export_programs(session.programs),
-            "handler_state": export_handler_state(session.state, runtime.registry.state_hooks),
+            "handler_state": export_handler_state(session.state, host.registry.state_hooks),
             "commit_token_sha256": token_digest(move.commit_token),
             "sha256": "0" * 64,
         }
@@ -378,7 +375,7 @@ class SessionMoves:
         with self._step("commit", session_id):
             self.expire_due()
             move = self.table.begin_commit(
-                session_id, request.move_id, request.holder_url, self.runtime.mono()
+                session_id, request.move_id, request.holder_url, self.host.mono()
             )
             if move.state == MoveState.MOVED:
                 return 200, self._info(move)
@@ -413,10 +410,10 @@ class SessionMoves:
         while True:
             holder, refusal = await self._ask_to_activate(move)
             if holder is not None:
-                self.runtime.sessions.pop(move.session_id)
+                self.host.sessions.pop(move.session_id)
                 self.table.finish_commit(move, holder)
-                self.runtime.metrics.sessions_closed.labels(reason="moved").inc()
-                self.runtime.metrics.moves.labels(result="moved_out").inc()
+                self.host.metrics.sessions_closed.labels(reason="moved").inc()
+                self.host.metrics.moves.labels(result="moved_out").inc()
                 self._release(move.session_id)
                 self._log(
                     logging.INFO,
@@ -451,48 +448,39 @@ class SessionMoves:
         when the answer is unknown. With keys, the target is asked with the
         pool's key (the previous one too, after a 401: it may not have seen a
         rotation yet), and a yes counts only with the proof that the target
-        holds that key: a session goes only to a peer."""
+        holds the key the request showed: a session goes only to a peer."""
         assert self.http is not None and move.holder_url is not None
-        url = f"{move.holder_url.rstrip('/')}/v1/sessions/{quote(move.session_id, safe='')}"
-        body = ActivateRequest(move_id=move.move_id, commit_token=move.commit_token)
-        timeout = aiohttp.ClientTimeout(total=self.config.move_wait_seconds)
-        keys = self.runtime.gate.keys()
+        keys = self.host.gate.keys()
         # An open worker (no keys) asks without one, and takes a yes as it comes.
-        http = self.http if keys is None else WorkerHttp(self.http, keys)
+        client = MoveClient(WorkerHttp(self.http, keys), self.config.move_wait_seconds)
+        request = ActivateRequest(move_id=move.move_id, commit_token=move.commit_token)
         try:
-            async with http.post(
-                f"{url}/activate", json=body.model_dump(), timeout=timeout
-            ) as response:
-                move.maybe_delivered = True
-                text = await response.text()
-                status = response.status
-                worker = response.headers.get(HEADER_WORKER)
-                sent_with = sent_key(response)
-            if status == 200:
-                answer = MoveInfo.model_validate_json(text)
-                if keys is not None and answer.proof != activation_proof(
-                    sent_with or "", move.session_id, move.move_id
-                ):
-                    return None, self._not_a_peer(move, "its answer does not prove the pool's key")
-                return answer.holder or worker or url, None
-            error = ErrorInfo.model_validate(json.loads(text)["error"])
-        except aiohttp.ClientConnectorError as exc:
-            if move.maybe_delivered:
-                return None, None
-            # Nothing reached the target, and its process is not there: no copy
-            # of this move can go live there.
-            return None, ErrorInfo(
-                category=ErrorCategory.CONNECTION,
-                type="target_unreachable",
-                message=f"cannot connect to {move.holder_url}: {exc}",
-            )
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+            activated = await client.activate(move.holder_url, move.session_id, request)
+        except StepFailed as err:
+            if not err.delivered:
+                if move.maybe_delivered:
+                    return None, None
+                # Nothing reached the target, and its process is not there: no
+                # copy of this move can go live there.
+                return None, ErrorInfo(
+                    category=ErrorCategory.CONNECTION,
+                    type="target_unreachable",
+                    message=f"cannot connect to {move.holder_url}: {err.__cause__ or err}",
+                )
             move.maybe_delivered = True
-            return None, None
-        if status == 401:
-            # Refused at its door: it activated nothing, and it is no peer.
-            return None, self._not_a_peer(move, error.message)
-        return None, (error if error.type in DEFINITE_NO else None)
+            if err.error is None:  # no answer, or not a worker's
+                return None, None
+            if err.status == 401:
+                # Refused at its door: it activated nothing, and it is no peer.
+                return None, self._not_a_peer(move, err.error.message)
+            return None, (err.error if err.error.type in DEFINITE_NO else None)
+        move.maybe_delivered = True
+        if keys is not None and activated.info.proof != activation_proof(
+            activated.sent_key or "", move.session_id, move.move_id
+        ):
+            return None, self._not_a_peer(move, "its answer does not prove the pool's key")
+        holder = activated.info.holder or activated.worker
+        return holder or session_url(move.holder_url, move.session_id), None
 
     def _not_a_peer(self, move: Outgoing, why: str) -> ErrorInfo:
         self._log(
@@ -539,12 +527,12 @@ class SessionMoves:
         there is no room (``max_sessions``, places promised to other arrivals
         counted). An import asks before it reads its body, and again once
         the envelope is read."""
-        runtime = self.runtime
+        host = self.host
         if session_id in self.table.incoming:
             return  # the same move asked again, or another one: the envelope decides
-        if runtime.sessions.get(session_id, runtime.wall()) is not None:
+        if host.sessions.get(session_id, host.wall()) is not None:
             raise session_exists(session_id)
-        refusal = runtime.new_session_refusal(session_id, reserved=len(self.table.incoming))
+        refusal = host.new_session_refusal(session_id, reserved=len(self.table.incoming))
         if refusal is not None:
             raise refusal
 
@@ -553,7 +541,7 @@ class SessionMoves:
             return await self._import(session_id, raw)
 
     async def _import(self, session_id: str, raw: bytes) -> MoveInfo:
-        runtime = self.runtime
+        host = self.host
         self.expire_due()
         envelope = parse_envelope(session_id, raw, self.config.max_session_state_bytes)
         if not self._check_arrival(envelope):
@@ -567,11 +555,11 @@ class SessionMoves:
                     envelope.commit_token_sha256,
                     session,
                     envelope.idle_seconds,
-                    runtime.mono() + self.config.move_pending_seconds,
+                    host.mono() + self.config.move_pending_seconds,
                 )
                 self.table.add_incoming(arrival)
                 self._hold(session_id)
-                runtime.metrics.sessions_imported.inc()
+                host.metrics.sessions_imported.inc()
                 self._log(
                     logging.INFO,
                     "session imported, pending its commit",
@@ -585,16 +573,16 @@ class SessionMoves:
             session_id=session_id,
             move_id=pending.move_id,
             state=MoveState.PENDING,
-            expires_in_seconds=round(max(0.0, pending.deadline - runtime.mono()), 3),
+            expires_in_seconds=round(max(0.0, pending.deadline - host.mono()), 3),
         )
 
     def _rebuild(self, envelope: SessionEnvelope) -> Session:
         """The session from its envelope (in a thread: importers and DSPy)."""
-        hooks = self.runtime.registry.state_hooks
+        hooks = self.host.registry.state_hooks
         return Session(
             session_id=envelope.session_id,
             created_at=envelope.created_at,
-            last_activity=self.runtime.wall() - envelope.idle_seconds,
+            last_activity=self.host.wall() - envelope.idle_seconds,
             state=import_handler_state(envelope.handler_state, hooks),
             programs=import_programs(envelope.programs),
         )
@@ -609,10 +597,10 @@ class SessionMoves:
             arrival = self.table.activate(session_id, request.move_id, request.commit_token)
             if arrival is not None:
                 session = arrival.session
-                session.last_activity = self.runtime.wall() - arrival.idle_seconds
+                session.last_activity = self.host.wall() - arrival.idle_seconds
                 session.moved_in = True
-                self.runtime.sessions.adopt(session)
-                self.runtime.metrics.moves.labels(result="moved_in").inc()
+                self.host.sessions.adopt(session)
+                self.host.metrics.moves.labels(result="moved_in").inc()
                 self._release(session_id)
                 self._log(logging.INFO, "session activated: it lives here now", arrival)
             # None: this move brought it here already (the source asks again when
@@ -621,7 +609,7 @@ class SessionMoves:
                 session_id=session_id,
                 move_id=request.move_id,
                 state=MoveState.LIVE,
-                holder=self.runtime.name,
+                holder=self.host.name,
                 proof=None
                 if caller_key is None
                 else activation_proof(caller_key, session_id, request.move_id),

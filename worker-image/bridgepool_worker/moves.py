@@ -11,12 +11,12 @@ The steps (a mover calls three; the third makes the workers talk)::
                  A drops S, keeps a tombstone naming B (410 session_moved)
 
 - **export** (source A): freezes S, waits for S's calls in flight, and writes
-  its state as a :class:`~bridgepool.protocol.SessionEnvelope` (versioned,
+  its state as a :class:`~bridgepool.moves.wire.SessionEnvelope` (versioned,
   size-limited, sha256 over a canonical encoding). New calls of S wait up to
   ``move_wait_seconds``, then get a retryable 503 ``session_moving``. A second
   export of S is refused (``move_in_progress``). Unless committed, the freeze
   ends by itself after ``move_freeze_seconds``: S is live on A again, as it was.
-  An export that fails for good (:data:`~bridgepool.protocol.CANNOT_MOVE`:
+  An export that fails for good (:data:`~bridgepool.moves.wire.CANNOT_MOVE`:
   too large, refused by a state hook, ...) marks S *unmovable* with that
   reason, in ``GET /v1/sessions`` and ``/v1/stats``, until an export of S
   succeeds or S ends here: a mover asks the worker, not its own memory.
@@ -66,7 +66,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridgepool.errors import BridgePoolError, ErrorCategory
-from bridgepool.protocol import SESSION_MOVED, SESSION_MOVING, MoveInfo, MoveState
+from bridgepool.moves.wire import (
+    MOVE_COMMITTING,
+    SESSION_MOVING,
+    MoveInfo,
+    MoveState,
+    session_moved_error,
+)
 from bridgepool_worker.sessions import Session
 
 FOREVER = math.inf
@@ -127,18 +133,6 @@ def session_moving(move: Outgoing | Incoming, now: float) -> BridgePoolError:
     )
 
 
-def session_moved(move: Outgoing) -> BridgePoolError:
-    return _session_error(
-        SESSION_MOVED,
-        f"session {move.session_id!r} moved to worker {move.holder!r}",
-        410,
-        session_id=move.session_id,
-        holder=move.holder,
-        holder_url=move.holder_url,
-        move_id=move.move_id,
-    )
-
-
 def move_in_progress(session_id: str, state: MoveState) -> BridgePoolError:
     return _session_error(
         "move_in_progress",
@@ -188,7 +182,7 @@ class MoveTable:
         out = self.outgoing.get(session_id)
         if out is not None:
             if out.state == MoveState.MOVED:
-                raise session_moved(out)
+                raise session_moved_error(out.session_id, out.move_id, out.holder, out.holder_url)
             return out
         return self.incoming.get(session_id)
 
@@ -231,7 +225,7 @@ class MoveTable:
             raise move_not_found(session_id, move_id)
         if move.state == MoveState.COMMITTING:
             raise _session_error(
-                "move_committing",
+                MOVE_COMMITTING,
                 f"move {move_id!r} of session {session_id!r} is committed: it ends when "
                 f"{move.holder_url} answers, not by an abort",
                 409,

@@ -13,7 +13,6 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from bridgepool.errors import BridgePoolError, ErrorCategory, error_body
@@ -26,6 +25,7 @@ from bridgepool.protocol import (
 )
 from bridgepool_worker.config import WorkerConfig
 from bridgepool_worker.gate import Gate
+from bridgepool_worker.host import Clock
 from bridgepool_worker.lifecycle import Lifecycle, RecycleLimits, Transition, recycle_status
 from bridgepool_worker.metrics import WorkerMetrics
 from bridgepool_worker.mover import SessionMoves
@@ -35,8 +35,6 @@ from bridgepool_worker.sessions import Session, SessionStore
 from bridgepool_worker.slots import SlotLine
 
 log = logging.getLogger("bridgepool_worker")
-
-Clock = Callable[[], float]
 
 
 def rss_bytes() -> int:

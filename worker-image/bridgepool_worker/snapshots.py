@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorCategory, validation_problems
-from bridgepool.protocol import EXPORT_FAILED, MOVE_REFUSED, UNSERIALIZABLE_STATE
+from bridgepool.moves.wire import EXPORT_FAILED, MOVE_REFUSED, UNSERIALIZABLE_STATE
 from bridgepool_worker.programs import Program, restore_program, snapshot_program
 from bridgepool_worker.registry import StateHooks
 from bridgepool_worker.sdk import MoveRefused

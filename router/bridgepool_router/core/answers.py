@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridgepool.errors import ErrorInfo, counts_against_worker
-from bridgepool.protocol import SESSION_MOVED, SESSION_MOVING, WORKER_RESTARTED
+from bridgepool.moves.wire import SESSION_MOVING, WORKER_RESTARTED, moved_to
 from bridgepool_router.core.retry import FailureKind
 
 # The worker's error type for "every call slot is taken" (its 503).
@@ -48,7 +48,7 @@ def answer_meaning(status: int, body: bytes) -> AnswerMeaning:
     if status == 503:
         return AnswerMeaning(_refusal(body))
     if status == 410:
-        return AnswerMeaning(moved_to=_moved_to(body))
+        return AnswerMeaning(moved_to=moved_to(_error(body)))
     if status == 412:
         return AnswerMeaning(restarted=_error_type(body) == WORKER_RESTARTED)
     if status == 504:
@@ -78,16 +78,6 @@ def _error(body: bytes) -> dict[str, Any]:
 
 def _error_type(body: bytes) -> str | None:
     return _error(body).get("type")
-
-
-def _moved_to(body: bytes) -> str | None:
-    """The new holder's base URL, from a worker's 410 ``session_moved``."""
-    error = _error(body)
-    if error.get("type") != SESSION_MOVED:
-        return None
-    context = error.get("context")
-    url = context.get("holder_url") if isinstance(context, dict) else None
-    return url if isinstance(url, str) and url else None
 
 
 def _refusal(body: bytes) -> FailureKind | None:
