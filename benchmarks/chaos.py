@@ -1,5 +1,6 @@
-"""Load and faults against a pool installed by the chart, for the soak
-benchmark (benchmarks/soak.py) and the short chaos run of the e2e suite.
+"""Load and faults against a pool, for the soak benchmarks (benchmarks/soak.py
+on a cluster, with the chart; benchmarks/local_soak.py on this machine, with
+``bridgepool run``) and the short chaos run of the e2e suite.
 
 - :class:`Load` is an open-loop load generator: call *i* is scheduled at
   ``start + i / rate`` and sent then, whether or not earlier calls have
@@ -9,9 +10,13 @@ benchmark (benchmarks/soak.py) and the short chaos run of the e2e suite.
   then runs it) with anonymous calls, some marked idempotent.
 - :class:`Faults` injects one fault of each kind the pool must survive and
   times, from the fault, detection (the router stops counting the worker as
-  ready) and recovery (the pool Ready again with every worker ready).
-- :class:`Watch` samples the pool's status and the router's view of its
-  workers while the run goes on.
+  ready) and recovery (the pool Ready again with every worker ready). What
+  does not depend on where the pool runs (the records, the faults that are
+  commands to a worker) is :class:`WorkerFaults`, which the local soak's
+  faults share.
+- :class:`Watch` samples the pool's status (from the API, or from any
+  coroutine function that returns the pool object) and the router's view of
+  its workers while the run goes on.
 - :func:`summarize` turns all of that into the seed's numbers.
 
 Load and Watch reach the pool by its namespaced route
@@ -19,8 +24,8 @@ Load and Watch reach the pool by its namespaced route
 (the chart's default), give them the caller's ``Authorization`` header;
 against one with ``auth.mode: none``, none. The faults that are commands to a
 worker (crash, unhealthy, hang) go straight to its pod, which answers only
-its pool's key: they read it from the Secret the operator keeps for the
-pool's workers (``<pool>-bridgepool-keys``).
+its pool's key: on a cluster they read it from the Secret the operator
+keeps for the pool's workers (``<pool>-bridgepool-keys``).
 
 Everything runs on one asyncio loop; the Kubernetes API calls go through the
 synchronous client in a thread.
@@ -30,8 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
+from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +54,7 @@ from bridgepool.protocol import (
     HEADER_IDEMPOTENT,
     HEADER_PREVIOUS_WORKER,
     HEADER_SESSION_REBOUND,
+    HEADER_WAIT_FOR_SLOT,
     HEADER_WORKER,
     WORKER_PORT,
 )
@@ -58,11 +66,24 @@ from e2e.support import Cluster
 SESSION, IDEMPOTENT, ANONYMOUS = "session", "idempotent", "anonymous"
 # Of every 20 calls: 12 in sessions, 5 anonymous idempotent, 3 anonymous.
 MIX = [SESSION] * 12 + [IDEMPOTENT] * 5 + [ANONYMOUS] * 3
+# The worker's error type when every call slot of it is taken.
+WORKER_BUSY = "capacity_exceeded"
 # A fault's effects are attributed to it for this long.
 FAULT_WINDOW_SECONDS = 15.0
 # Faults that kill a worker's process without warning: its calls in flight
 # and its sessions' state are lost, by design (README, "Sessions").
-ABRUPT = {"crash", "force-delete"}
+# ``force-kill`` is the local soak's ``force-delete``: SIGKILL to the process.
+ABRUPT = {"crash", "force-delete", "force-kill"}
+# Faults aimed at one worker, whose detection the router's view shows
+# (``graceful-stop`` is the local soak's ``graceful-delete``: SIGTERM).
+WORKER_FAULTS = {
+    "crash",
+    "force-delete",
+    "force-kill",
+    "graceful-delete",
+    "graceful-stop",
+    "unhealthy",
+}
 
 
 @dataclass
@@ -220,15 +241,42 @@ class Sample:
     pool_ready: bool = False
     router_ready: frozenset[str] = frozenset()
 
+    def settled(self, at_least: int) -> bool:
+        """The pool Ready: every desired worker ready, and at least ``at_least`` of them."""
+        return self.pool_ready and self.ready >= max(self.desired, at_least)
+
+
+# The pool object now (``status`` as the BridgePool's), or {} when it cannot be read.
+PoolReader = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+def cluster_pool(pools: Pools, pool: str) -> PoolReader:
+    """The BridgePool ``pool``, read through the API server."""
+
+    async def read() -> Mapping[str, Any]:
+        try:
+            found: Mapping[str, Any] = await asyncio.to_thread(pools.get, pool)
+        except client.ApiException:
+            return {}
+        return found
+
+    return read
+
 
 class Watch:
-    """Samples the pool (API) and the router's view of its workers (GET of
-    the pool at ``api``, :func:`~e2e.components.pool_api`, with ``headers``)."""
+    """Samples the pool (``pools``: the cluster's BridgePools, in which
+    ``pool`` is read by name, or a :data:`PoolReader`) and the router's view
+    of its workers (GET of the pool at ``api``,
+    :func:`~e2e.components.pool_api`, with ``headers``)."""
 
     def __init__(
-        self, pools: Pools, pool: str, api: str, headers: Mapping[str, str] | None = None
+        self,
+        pools: Pools | PoolReader,
+        pool: str,
+        api: str,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.pools = pools
+        self.read_pool = cluster_pool(pools, pool) if isinstance(pools, Pools) else pools
         self.pool = pool
         self.api = api.rstrip("/")
         self.headers = dict(headers or {})
@@ -244,10 +292,7 @@ class Watch:
 
     async def _pool_loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                pool = await asyncio.to_thread(self.pools.get, self.pool)
-            except client.ApiException:
-                pool = {}
+            pool = await self.read_pool()
             status = pool.get("status") or {}
             ready_cond = has_condition(pool, "Ready", "True")
             self.samples.append(
@@ -286,7 +331,7 @@ class Watch:
         """Seconds from ``at`` until the pool was Ready again: every desired
         worker ready, and at least ``at_least`` of them."""
         for s in self.samples:
-            if s.at > at and s.pool_ready and s.ready >= max(s.desired, at_least):
+            if s.at > at and s.settled(at_least):
                 return s.at - at
         return None
 
@@ -305,8 +350,117 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+def error_type(answer: str) -> str:
+    """The ``error.type`` of a worker's JSON answer ("" if it has none)."""
+    try:
+        error = (json.loads(answer) or {}).get("error") or {}
+    except (ValueError, AttributeError):
+        return ""
+    return str(error.get("type", ""))
+
+
+@dataclass(frozen=True)
+class Victim:
+    """The worker a fault is aimed at: its name (its pod's, or its process's
+    on one machine) and its own address."""
+
+    name: str
+    url: str
+
+
+class WorkerFaults(ABC):
+    """Fault injection, wherever the pool runs: each fault's record, and the
+    faults that are commands to a worker (crash, unhealthy, hang), sent
+    straight to it with its pool's key. A subclass says which worker and
+    which key, and injects the other kinds its own way."""
+
+    http: aiohttp.ClientSession
+    replicas: int  # the scale faults' starting point
+    capacity: int  # the workers' call slots, which the hang fault fills
+    records: list[FaultRecord]
+    _hanging: set[asyncio.Task[None]]
+
+    @abstractmethod
+    def kinds(self) -> dict[str, Callable[[], Awaitable[str]]]:
+        """Every fault kind, in the order a run injects them."""
+
+    @abstractmethod
+    async def _victim(self) -> Victim:
+        """A ready worker that is not draining: the oldest one."""
+
+    @abstractmethod
+    async def _pool_keys(self) -> Keys:
+        """The keys the pool's workers answer now."""
+
+    async def inject(self, kind: str) -> FaultRecord:
+        record = FaultRecord(kind, time.monotonic())
+        record.target = await self.kinds()[kind]()
+        record.expected_workers = self.replicas
+        self.records.append(record)
+        return record
+
+    async def _fault_command(
+        self, victim: Victim, args: dict[str, Any], seconds: float = 5, keys: Keys | None = None
+    ) -> None:
+        """Send the fault command straight to ``victim`` with the pool's key (its
+        previous one too, should the worker not have seen a rotation yet).
+
+        It is a call like any other, so a worker with every call slot taken
+        turns it away (503 ``capacity_exceeded``): it waits in the worker's
+        line for a slot and is sent again until ``seconds`` ran out. A success,
+        or no answer (a crash, a hang), is the fault injected; any other
+        answer raises: a worker that injected nothing would be timed as if it
+        had."""
+        url = f"{victim.url}/v1/execute"
+        body = {"command": "fault", "args": args}
+        keys = keys or await self._pool_keys()
+        deadline = time.monotonic() + seconds
+        # WorkerHttp sets the request's headers itself (the key): the
+        # line's header goes as the session's.
+        async with aiohttp.ClientSession(headers={HEADER_WAIT_FOR_SLOT: "true"}) as session:
+            http = WorkerHttp(session, keys)
+            while True:
+                left = max(0.1, deadline - time.monotonic())
+                try:
+                    async with http.post(
+                        url, json=body, timeout=aiohttp.ClientTimeout(total=left)
+                    ) as resp:
+                        answer = await resp.text()
+                except (aiohttp.ClientError, TimeoutError):
+                    return  # a crash or a hang answers nothing
+                if resp.status == 200:
+                    return
+                if error_type(answer) != WORKER_BUSY or time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"{victim.name} refused the fault command ({resp.status}: {answer})"
+                    )
+                await asyncio.sleep(0.05)
+
+    async def crash(self) -> str:
+        victim = await self._victim()
+        await self._fault_command(victim, {"kind": "crash"}, seconds=2)
+        return victim.name
+
+    async def unhealthy(self) -> str:
+        victim = await self._victim()
+        await self._fault_command(victim, {"kind": "unhealthy", "seconds": 20})
+        return victim.name
+
+    async def hang(self) -> str:
+        """Every call slot of one worker taken by a call that never answers
+        (each gives up after 20 s): the worker is alive but serves nothing."""
+        victim = await self._victim()
+        keys = await self._pool_keys()
+        for _ in range(self.capacity):
+            command = self._fault_command(victim, {"kind": "hang"}, seconds=20, keys=keys)
+            task = asyncio.create_task(command)
+            self._hanging.add(task)
+            task.add_done_callback(self._hanging.discard)
+        return victim.name
+
+
 @dataclass
-class Faults:
+class Faults(WorkerFaults):
     """Fault injection on a pool the chart's operator and router serve."""
 
     cluster: Cluster
@@ -324,7 +478,6 @@ class Faults:
     _hanging: set[asyncio.Task[None]] = field(default_factory=set)
 
     def kinds(self) -> dict[str, Callable[[], Awaitable[str]]]:
-        """Every fault kind, in the order a run injects them."""
         return {
             "crash": self.crash,
             "force-delete": self.force_delete,
@@ -338,20 +491,12 @@ class Faults:
             "operator-restart": self.operator_restart,
         }
 
-    async def inject(self, kind: str) -> FaultRecord:
-        record = FaultRecord(kind, time.monotonic())
-        record.target = await self.kinds()[kind]()
-        record.expected_workers = self.replicas
-        self.records.append(record)
-        return record
-
-    async def _victim(self) -> Any:
-        """A ready worker that is not draining: the oldest one."""
+    async def _victim(self) -> Victim:
         pods = await asyncio.to_thread(self.pools.pods, self.pool)
         for pod in pods:
             annotations = pod.metadata.annotations or {}
             if pod_ready(pod) and labels.ANNOTATION_DRAINING not in annotations:
-                return pod
+                return Victim(str(pod.metadata.name), f"http://{pod.status.pod_ip}:{WORKER_PORT}")
         raise RuntimeError(f"no ready worker of {self.pool} to inject a fault into")
 
     async def _pool_keys(self) -> Keys:
@@ -363,66 +508,21 @@ class Faults:
         )
         return keys_from_secret(secret.data)
 
-    async def _fault_command(
-        self, pod: Any, args: dict[str, Any], seconds: float = 5, keys: Keys | None = None
-    ) -> None:
-        """Send the fault command straight to ``pod`` with the pool's key (its
-        previous one too, should the worker not have seen a rotation yet)."""
-        url = f"http://{pod.status.pod_ip}:{WORKER_PORT}/v1/execute"
-        body = {"command": "fault", "args": args}
-        http = WorkerHttp(self.http, keys or await self._pool_keys())
-        try:
-            async with http.post(
-                url, json=body, timeout=aiohttp.ClientTimeout(total=seconds)
-            ) as resp:
-                answer = await resp.text()
-        except (aiohttp.ClientError, TimeoutError):
-            return  # a crash or a hang answers nothing
-        if resp.status in (401, 403):
-            # Not a fault: a worker that injected nothing would be timed as if it had.
-            raise RuntimeError(
-                f"{pod.metadata.name} refused the fault command ({resp.status}: {answer})"
-            )
-
     async def _kubectl(self, *args: str) -> None:
         await asyncio.to_thread(self.cluster.kubectl, *args)
-
-    async def crash(self) -> str:
-        pod = await self._victim()
-        await self._fault_command(pod, {"kind": "crash"}, seconds=2)
-        return str(pod.metadata.name)
 
     async def force_delete(self) -> str:
         pod = await self._victim()
         await self._kubectl(
-            "-n", self.pools.namespace, "delete", "pod", pod.metadata.name,
+            "-n", self.pools.namespace, "delete", "pod", pod.name,
             "--force", "--grace-period=0", "--wait=false",
         )  # fmt: skip
-        return str(pod.metadata.name)
+        return pod.name
 
     async def graceful_delete(self) -> str:
         pod = await self._victim()
-        await self._kubectl(
-            "-n", self.pools.namespace, "delete", "pod", pod.metadata.name, "--wait=false"
-        )
-        return str(pod.metadata.name)
-
-    async def unhealthy(self) -> str:
-        pod = await self._victim()
-        await self._fault_command(pod, {"kind": "unhealthy", "seconds": 20})
-        return str(pod.metadata.name)
-
-    async def hang(self) -> str:
-        """Every call slot of one worker taken by a call that never answers
-        (each gives up after 20 s): the worker is alive but serves nothing."""
-        pod = await self._victim()
-        keys = await self._pool_keys()
-        for _ in range(self.capacity):
-            command = self._fault_command(pod, {"kind": "hang"}, seconds=20, keys=keys)
-            task = asyncio.create_task(command)
-            self._hanging.add(task)
-            task.add_done_callback(self._hanging.discard)
-        return str(pod.metadata.name)
+        await self._kubectl("-n", self.pools.namespace, "delete", "pod", pod.name, "--wait=false")
+        return pod.name
 
     async def rollout(self) -> str:
         pool = await asyncio.to_thread(self.pools.get, self.pool)
@@ -466,7 +566,7 @@ class Faults:
 async def run_chaos(
     load: Load,
     watch: Watch,
-    faults: Faults,
+    faults: WorkerFaults,
     kinds: Sequence[str],
     *,
     warmup: float,
@@ -481,14 +581,21 @@ async def run_chaos(
     ]
     started = time.monotonic()
     spacing = (seconds - warmup) / (len(kinds) + 1)
-    for n, kind in enumerate(kinds, start=1):
-        await asyncio.sleep(max(0.0, started + warmup + n * spacing - time.monotonic()))
-        record = await faults.inject(kind)
-        progress(f"fault {kind}: {record.target}")
-    await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
-    load.stop()
-    watch.stop()
-    await asyncio.gather(*runners)
+    try:
+        for n, kind in enumerate(kinds, start=1):
+            await asyncio.sleep(max(0.0, started + warmup + n * spacing - time.monotonic()))
+            record = await faults.inject(kind)
+            progress(f"fault {kind}: {record.target}")
+        await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
+    finally:
+        # Also when a fault could not be injected: the calls in flight end
+        # before the caller closes their HTTP session.
+        load.stop()
+        watch.stop()
+        done = await asyncio.gather(*runners, return_exceptions=True)
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
     time_faults(watch, faults.records)
 
 
@@ -571,10 +678,6 @@ class Summary:
     latency_ms: dict[str, tuple[float, float, float, int]]  # phase -> p50, p99, p99.9, n
     utilization: float  # mean over steady samples
     faults: list[FaultRecord]
-
-
-# Faults aimed at one worker, whose detection the router's view shows.
-WORKER_FAULTS = {"crash", "force-delete", "graceful-delete", "unhealthy"}
 
 
 def time_faults(watch: Watch, faults: Sequence[FaultRecord]) -> None:

@@ -23,6 +23,9 @@ machine reaches), the three images in its node, and Helm (e2e/README.md):
     .venv/bin/python -m benchmarks.soak [--minutes 8] [--rate 40] [--sessions 20]
         [--replicas 4] [--auth kubernetes|none] [--out DIR]
 
+The same load and faults against a pool ``bridgepool run`` supervises on
+this machine, with this run's figures beside its own: benchmarks/local_soak.py.
+
 The router authenticates its callers as the chart's default has it
 (``--auth kubernetes``): the load calls with the kubeconfig's own token, which
 the router reviews and RBAC allows. ``--auth none`` installs the router with
@@ -51,6 +54,7 @@ from benchmarks.chaos import (
     ANONYMOUS,
     IDEMPOTENT,
     SESSION,
+    WORKER_FAULTS,
     Call,
     FaultRecord,
     Faults,
@@ -83,13 +87,13 @@ GOALS = {
 }
 
 
-def pool_manifest(min_replicas: int) -> dict[str, Any]:
+def pool_manifest(min_replicas: int, capacity: int = CAPACITY) -> dict[str, Any]:
     spec = {
         "minReplicas": min_replicas,
         "maxReplicas": 8,
         # Sized by utilization; scale-down after 30 s (not 300) to see it in a run.
         "autoscaling": {"enabled": True, "scaleDownStabilizationSeconds": 30},
-        "worker": {"capacity": CAPACITY},
+        "worker": {"capacity": capacity},
         # Sessions here never go idle, so a drain would wait for its timeout:
         # keep it short so rollouts and scale-downs finish within the run.
         "rollout": {"drainTimeoutSeconds": 30, "terminationGracePeriodSeconds": 10},
@@ -141,11 +145,10 @@ def fmt_seconds(values: list[float | None]) -> str:
     return text + (f" ({missing} never)" if missing else "")
 
 
-def report(summary: Summary, load: Load) -> str:
-    lines: list[str] = []
+def seed_rows(summary: Summary, load: Load) -> list[tuple[str, str, str, str]]:
+    """The seed's numbers: (metric, goal, measured, baseline / notes) each."""
     steady = summary.latency_ms.get("steady", (math.nan, math.nan, math.nan, 0))
-    detection = [f.detected for f in summary.faults if f.kind in {"crash", "force-delete",
-                 "graceful-delete", "unhealthy"}]  # fmt: skip
+    detection = [f.detected for f in summary.faults if f.kind in WORKER_FAULTS]
     recovery = [f.recovered for f in summary.faults]
     overall_p99 = percentile(
         [c.latency * 1000 for c in load.calls if c.ok and c.kind == SESSION], 0.99
@@ -167,11 +170,20 @@ def report(summary: Summary, load: Load) -> str:
         ("p99 latency of session calls, whole run", f"< {GOALS['p99_ms']:.0f} ms",
          f"{overall_p99:.1f} ms", f"steady baseline {steady[1]:.1f} ms"),
     ]  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    header = ("seed metric", "goal", "measured", "baseline / notes")
-    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
-    for row in (header, *rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    return rows
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """``rows`` under ``header``, each column as wide as its widest cell."""
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        for row in (header, *rows)
+    ]
+
+
+def report(summary: Summary, load: Load) -> str:
+    lines = table(("seed metric", "goal", "measured", "baseline / notes"), seed_rows(summary, load))
 
     lines.append("\navailability per call kind (allowed failures apart):")
     for kind in (SESSION, IDEMPOTENT, ANONYMOUS):
@@ -367,17 +379,33 @@ def main() -> None:
     summary = summarize(load, watch, faults.records)
     text = report(summary, load)
     print(text)
-    plot(load, watch, summary, out / "soak.png")
+    save(out / "soak", text, load, watch, summary, args)
+
+
+def save(
+    stem: Path,
+    text: str,
+    load: Load,
+    watch: Watch,
+    summary: Summary,
+    args: argparse.Namespace,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The plot, the raw numbers (with ``extra``) and the report, as
+    ``stem`` .png, .json and .txt."""
+    png, numbers = stem.with_suffix(".png"), stem.with_suffix(".json")
+    plot(load, watch, summary, png)
     raw = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "faults": [asdict(f) for f in summary.faults],
         "calls": len(load.calls),
         "failures": Counter(f"{c.kind} {c.status} {c.error_type}" for c in load.calls if not c.ok),
-        "failed_calls": failure_records(load, faults.records),
+        "failed_calls": failure_records(load, summary.faults),
+        **(extra or {}),
     }
-    (out / "soak.json").write_text(json.dumps(raw, indent=2, default=str))
-    (out / "soak.txt").write_text(text + "\n")
-    print(f"\nplot: {out / 'soak.png'}  numbers: {out / 'soak.json'}")
+    numbers.write_text(json.dumps(raw, indent=2, default=str))
+    stem.with_suffix(".txt").write_text(text + "\n")
+    print(f"\nplot: {png}  numbers: {numbers}")
 
 
 if __name__ == "__main__":
