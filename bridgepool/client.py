@@ -34,6 +34,7 @@ ServiceAccount token file). A worker takes only its pool's key
 from __future__ import annotations
 
 import json
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,11 +46,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bridgepool.errors import BridgePoolError, ErrorCategory, ErrorInfo
-from bridgepool.names import check_session_id
+from bridgepool.names import check_call_id, check_session_id
 from bridgepool.protocol import (
+    HEADER_CALL_ID,
     HEADER_IDEMPOTENT,
     HEADER_INCARNATION,
     HEADER_REBOUND_REASON,
+    HEADER_REPLAYED,
     HEADER_SESSION_REBOUND,
     HEADER_TIMEOUT,
     HEADER_WORKER,
@@ -119,11 +122,11 @@ def error_from_info(info: ErrorInfo, status: int) -> BridgePoolError:
     return ERROR_CLASSES[info.category](info, status)
 
 
-def _check_session_id(session_id: str) -> None:
-    """The router's and the worker's check, before anything is sent: the same
-    error, raised as the exception class of its category."""
+def _checked(check: Callable[[str], str], value: str) -> str:
+    """The router's and the worker's check of an id, before anything is sent:
+    the same error, raised as the exception class of its category."""
     try:
-        check_session_id(session_id)
+        return check(value)
     except BridgePoolError as err:
         raise error_from_info(err.info, err.status) from None
 
@@ -157,6 +160,10 @@ class ExecuteResult:
     rebound: bool = False
     rebound_reason: str | None = None
     id: str | int | None = None
+    # A session call's call id (``call_id=``, or one the client made): the
+    # same call with it again runs once, and answers as this one did.
+    call_id: str | None = None
+    replayed: bool = False  # the answer an earlier attempt with this call id got
 
 
 @dataclass(frozen=True)
@@ -349,17 +356,22 @@ class _Calls(ABC):
         *,
         idempotent: bool = False,
         timeout: float | None = None,
+        call_id: str | None = None,
     ) -> _Op[ExecuteResult]:
-        if session_id is not None:
-            _check_session_id(session_id)
         headers = self.headers(timeout)
+        if session_id is not None:
+            _checked(check_session_id, session_id)
+            call_id = secrets.token_hex(16) if call_id is None else _checked(check_call_id, call_id)
+            headers[HEADER_CALL_ID] = call_id
         if idempotent:
             headers[HEADER_IDEMPOTENT] = "true"
         body = json.dumps({"command": command, "args": args or {}, "session_id": session_id})
         request = _Request("POST", self.execute_path(session_id), headers, body.encode())
-        return _Op(request, lambda response: self.read_execute(response, session_id))
+        return _Op(request, lambda response: self.read_execute(response, session_id, call_id))
 
-    def read_execute(self, response: httpx.Response, session_id: str | None) -> ExecuteResult:
+    def read_execute(
+        self, response: httpx.Response, session_id: str | None, call_id: str | None = None
+    ) -> ExecuteResult:
         answer = _model_of(ExecuteResponse, response)
         if not answer.success:
             info = answer.error or ErrorInfo(
@@ -373,6 +385,8 @@ class _Calls(ABC):
             rebound=reason is not None,
             rebound_reason=reason,
             id=answer.id,
+            call_id=call_id,
+            replayed=response.headers.get(HEADER_REPLAYED) == "true",
         )
 
     def command(
@@ -388,7 +402,7 @@ class _Calls(ABC):
         return _Op(call.request, lambda response: read(call.read(response)))
 
     def delete_session(self, session_id: str) -> _Op[None]:
-        _check_session_id(session_id)
+        _checked(check_session_id, session_id)
         request = _Request("DELETE", self.session_path(session_id), self.headers())
         return _Op(request, self.read_done)
 
@@ -577,8 +591,12 @@ class BridgeClient:
         args: dict[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        call_id: str | None = None,
     ) -> ExecuteResult:
-        return self._run(self._calls.execute(command, args, session_id, timeout=timeout))
+        """``call_id``: send the same one again to retry a call whose answer
+        did not come: it runs once (by default each call gets its own)."""
+        op = self._calls.execute(command, args, session_id, timeout=timeout, call_id=call_id)
+        return self._run(op)
 
     def execute_anonymous(
         self,
@@ -725,8 +743,11 @@ class AsyncBridgeClient:
         args: dict[str, Any] | None = None,
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the call budget
+        call_id: str | None = None,
     ) -> ExecuteResult:
-        return await self._run(self._calls.execute(command, args, session_id, timeout=timeout))
+        """``call_id``: as :meth:`BridgePoolClient.execute_in_session`."""
+        op = self._calls.execute(command, args, session_id, timeout=timeout, call_id=call_id)
+        return await self._run(op)
 
     async def execute_anonymous(
         self,

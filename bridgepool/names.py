@@ -73,6 +73,20 @@ def invalid_session_id(problem: str, value: object) -> BridgePoolError:
     )
 
 
+def check_call_id(value: str) -> str:
+    """A session call's id (``X-BridgePool-Call-Id``): the characters and
+    length of a session id; else the 400 ``invalid_call_id``."""
+    problem = session_id_problem(value)
+    if problem is None:
+        return value
+    raise BridgePoolError.make(
+        ErrorCategory.SESSION,
+        "invalid_call_id",
+        "X-BridgePool-Call-Id: " + problem.replace("a session id", "a call id"),
+        status=400,
+    )
+
+
 def check_session_id(value: object) -> str:
     """``value`` if it is a valid session id, else the 400 ``invalid_session_id``."""
     problem = session_id_problem(value)

@@ -42,6 +42,12 @@ HEADER_SESSION = "X-BridgePool-Session"  # request/response: the session id, for
 # request to a worker: "true" lets the call wait in line for a call slot (within
 # its budget) instead of a 503 at once; routers that share a worker send it.
 HEADER_WAIT_FOR_SLOT = "X-BridgePool-Wait-For-Slot"
+# request: the call's id (a session id's characters). A session call carrying
+# one runs once: a retry with the same id gets the first attempt's answer,
+# marked by HEADER_REPLAYED, and the command does not run again. The router
+# gives every session call one (the caller's, or its own).
+HEADER_CALL_ID = "X-BridgePool-Call-Id"
+HEADER_REPLAYED = "X-BridgePool-Replayed"  # response: "true" on a kept answer
 
 
 def call_budget(requested: str | None, default: float) -> float:

@@ -122,6 +122,23 @@ def test_calls_and_sessions(client: BridgeClient, request: pytest.FixtureRequest
     assert (failed.value.info.type, failed.value.status) == ("ValueError", 422)
 
 
+def test_a_session_call_sent_again_with_its_call_id_runs_once(
+    client: BridgeClient, request: pytest.FixtureRequest
+) -> None:
+    """Each session call carries a call id; sending the call again with it (a
+    caller retrying after its answer was lost) gets the first answer back."""
+    session = session_of(request)
+    first = client.execute_in_session(session, "incr")
+    assert first.call_id is not None and not first.replayed
+    again = client.execute_in_session(session, "incr", call_id=first.call_id)
+    assert (again.result, again.replayed) == ({"count": 1}, True)
+    assert client.execute_in_session(session, "incr").result == {"count": 2}
+    with pytest.raises(SessionError) as refused:
+        client.execute_in_session(session, "incr", call_id="not valid")
+    assert refused.value.info.type == "invalid_call_id"
+    client.delete_session(session)
+
+
 def test_health(client: BridgeClient) -> None:
     health = client.health()
     assert (health.ready, health.reason) == (True, None)

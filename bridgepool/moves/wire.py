@@ -85,6 +85,17 @@ class MoveState(StrEnum):
     DISCARDED = "discarded"  # target: the imported copy was dropped
 
 
+class KeptAnswer(BaseModel):
+    """The answer a session keeps of one call with a call id (``body`` None:
+    the call ran, its answer was too large to keep)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str
+    status: int
+    body: str | None
+
+
 class SessionEnvelope(BaseModel):
     """A session's state in transit, as ``export`` writes it and ``import`` reads it.
 
@@ -106,6 +117,9 @@ class SessionEnvelope(BaseModel):
     ttl_seconds: float  # the source's idle TTL (the target applies its own)
     programs: list[dict[str, Any]]
     handler_state: dict[str, Any]
+    # The answers of the session's last calls that carried a call id, oldest
+    # first: a retry of one reaching the new holder gets its answer there.
+    answers: list[KeptAnswer] = Field(default_factory=list)
     # sha256 (hex) of the secret the source reveals only to the target, at commit
     commit_token_sha256: str = Field(min_length=64, max_length=64)
     sha256: str = Field(min_length=64, max_length=64)

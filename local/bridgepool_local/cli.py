@@ -20,12 +20,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bridgepool import logs
+from bridgepool.errors import BridgePoolError
 from bridgepool.names import DEFAULT_NAMESPACE, PoolRef
 
 from .executor import keep_pool
-from .manifest import PoolFileError, load_pool
-from .supervisor import RunOptions, Supervisor, SupervisorError, default_state_dir, lock_state_dir
+from .manifest import PoolFile, PoolFileError, handler_paths, load_pool
+from .supervisor import (
+    RunOptions,
+    Supervisor,
+    SupervisorError,
+    check_port,
+    default_state_dir,
+    lock_state_dir,
+)
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -67,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
         "--no-watch",
         dest="watch",
         action="store_false",
-        help="do not apply changes of POOL.yaml and the handler files as they happen",
+        help="do not apply edits of POOL.yaml as they happen (bridgepool apply still does); "
+        "the handler files are part of the workers' revision either way",
     )
     run.add_argument(
         "--interval",
@@ -126,6 +137,12 @@ def run(args: argparse.Namespace) -> int:
         lock = lock_state_dir(state_dir)
     except SupervisorError as err:
         return fail(EXIT_USAGE, str(err))
+    try:
+        check_port(args.host, args.port)
+        handlers_readable(pool, args.handlers)
+    except (SupervisorError, PoolFileError) as err:
+        lock.close()
+        return fail(EXIT_USAGE, str(err))
     options = RunOptions(
         pool_file=args.pool_file.resolve(),
         pool=pool,
@@ -144,6 +161,28 @@ def run(args: argparse.Namespace) -> int:
         lock.close()
 
 
+def handlers_readable(pool: PoolFile, override: Sequence[str] = ()) -> None:
+    """Raise :class:`PoolFileError` naming a handler file that cannot be read."""
+    for path in handler_paths(pool, override):
+        if not os.access(path, os.R_OK):
+            raise PoolFileError(pool.source, f"handler file {path}: no such readable file")
+
+
+def pool_ref_of(path: Path) -> PoolRef:
+    """The pool a YAML file names, even when its spec is invalid (its status
+    then says why)."""
+    try:
+        return load_pool(path).ref
+    except PoolFileError as invalid:
+        try:
+            meta = (yaml.safe_load(path.read_text()) or {}).get("metadata") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            raise invalid from None
+        if not isinstance(meta, dict) or not meta.get("name"):
+            raise
+        return PoolRef(str(meta.get("namespace") or DEFAULT_NAMESPACE), str(meta["name"]))
+
+
 def running_supervisor(state_dir: Path) -> dict[str, Any] | None:
     """What the supervisor of ``state_dir`` wrote about itself, if it runs."""
     try:
@@ -159,6 +198,7 @@ def apply(args: argparse.Namespace) -> int:
     running supervisor: a refused file changes nothing."""
     try:
         pool = load_pool(args.pool_file)
+        handlers_readable(pool)
     except PoolFileError as err:
         return fail(EXIT_REFUSED, str(err))
     state_dir = (args.state_dir or default_state_dir(pool.ref)).resolve()
@@ -180,11 +220,11 @@ def status(args: argparse.Namespace) -> int:
         try:
             path = Path(args.pool)
             ref = (
-                load_pool(path).ref
+                pool_ref_of(path)
                 if path.suffix in (".yaml", ".yml")
                 else PoolRef.parse(args.pool, DEFAULT_NAMESPACE)
             )
-        except (PoolFileError, ValueError) as err:
+        except (PoolFileError, BridgePoolError) as err:
             return fail(EXIT_USAGE, str(err))
         state_dir = default_state_dir(ref)
     try:

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -362,16 +361,20 @@ class LocalExecutor:
         """The router's pool file: the pool's workers, their drain marks and
         readiness, and the pool's routing and session settings."""
         spec = None if self.last_valid is None else self.last_valid[0].spec
+        # A worker is shown to the router once it has been ready: the router
+        # then starts with it up, rather than find it not listening yet.
         entry: dict[str, Any] = {
             "workers": [
                 {
                     "name": w.name,
                     "url": w.url,
-                    "draining": w.draining_since is not None or w.stop_asked_at is not None,
+                    "draining": w.draining_since is not None
+                    or w.stop_asked_at is not None
+                    or w.says_terminating,
                     "ready": w.ready,
                 }
                 for w in self.workers.values()
-                if w.running
+                if w.running and w.ever_ready
             ]
         }
         if spec is not None:
@@ -402,29 +405,20 @@ class LocalExecutor:
     # -- stop -----------------------------------------------------------------
 
     async def stop_all(self, grace_seconds: float) -> None:
-        """Stop every worker: SIGTERM, and once its calls in flight are done (no
-        router sends it more), a second SIGTERM: its sessions end with the
-        pool, as when a BridgePool is deleted. SIGKILL after the grace period."""
-        for worker in self.workers.values():
+        """Stop every worker: SIGINT, so each finishes its calls in flight (no
+        router sends it more) and exits without waiting for its sessions to be
+        handed off: they end with the pool, as when a BridgePool is deleted.
+        SIGKILL after the grace period."""
+        workers = list(self.workers.values())
+        for worker in workers:
             worker.stop_asked_at = worker.stop_asked_at or datetime.now(UTC)
-            worker.child.signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_seconds
-
-        async def finish(worker: LocalWorker) -> None:
-            while worker.running and time.monotonic() < deadline:
-                stats = await fetch_stats(self.workers_http, worker.url)
-                if stats is None or stats.in_flight == 0:
-                    break
-                await asyncio.sleep(0.05)
-            await worker.child.stop(max(0.0, deadline - time.monotonic()))
-
-        await asyncio.gather(*(finish(w) for w in list(self.workers.values())))
+        await asyncio.gather(*(w.child.stop(grace_seconds, signal.SIGINT) for w in workers))
         for task in self.stopping:
             task.cancel()
-        for worker in list(self.workers.values()):
+        for worker in workers:
             self.forget(worker)
 
     def kill_all(self) -> None:
         """Stop at once (a second Ctrl-C): SIGKILL every worker."""
         for worker in self.workers.values():
-            worker.child.signal(signal.SIGKILL)
+            worker.child.send_signal(signal.SIGKILL)

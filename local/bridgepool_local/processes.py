@@ -12,9 +12,12 @@ What is observed of a worker:
   not ask for is ``exited``; one that ends a worker's start, before it was
   ever ready, with a bad-settings or handler-load code, is a start problem
   that a new worker of the same revision would hit again);
-- its readiness: ``GET /readyz`` every ``spec.health.readinessIntervalSeconds``
-  (every 0.1 s until the first success, so a new worker joins at once),
-  unready after ``degradeAfterFailures`` failures, as the kubelet's probe;
+- its readiness: ``GET /readyz``, unready once it failed for
+  ``degradeAfterFailures`` times ``readinessIntervalSeconds``, as with the
+  kubelet's probe. It is asked every second (every 0.1 s until its first
+  success, so a new worker joins at once), so a worker that says it is
+  terminating (stopped from outside) is seen within a second, where a
+  cluster sees the pod's deletion at once;
 - its own ``/v1/stats``, read by the executor each pass.
 """
 
@@ -25,6 +28,7 @@ import contextlib
 import ctypes
 import json
 import logging
+import math
 import os
 import secrets
 import signal
@@ -37,8 +41,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+from pydantic import ValidationError
 
-from bridgepool.protocol import WorkerState, WorkerStats
+from bridgepool.protocol import Readiness, WorkerState, WorkerStats
 from bridgepool.spec import HealthSettings
 from bridgepool_planner.workers import ObservedWorker
 
@@ -48,8 +53,9 @@ log = logging.getLogger("bridgepool.local")
 STATE_DIR_VARIABLE = "BRIDGEPOOL_LOCAL_STATE_DIR"
 # The worker's exit codes for a start that cannot succeed (bridgepool_worker.cli).
 START_PROBLEM_CODES = {2: "bad settings", 3: "a handler module could not be loaded"}
-# How often a new worker's readiness is checked until its first success.
+# How often a new worker's readiness is checked until its first success, and after.
 FIRST_READY_POLL_SECONDS = 0.1
+PROBE_SECONDS = 1.0
 NAME_ALPHABET = string.ascii_lowercase + string.digits
 PR_SET_PDEATHSIG = 1
 
@@ -128,18 +134,18 @@ class ChildProcess:
         pid_path.write_text(str(process.pid))
         return cls(name, process, log_path, pid_path)
 
-    def signal(self, sig: signal.Signals) -> None:
+    def send_signal(self, sig: signal.Signals) -> None:
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(sig)
 
-    async def stop(self, grace_seconds: float) -> int:
-        """SIGTERM, and SIGKILL once ``grace_seconds`` passed; the exit code."""
-        self.signal(signal.SIGTERM)
+    async def stop(self, grace_seconds: float, sig: signal.Signals = signal.SIGTERM) -> int:
+        """``sig``, and SIGKILL once ``grace_seconds`` passed; the exit code."""
+        self.send_signal(sig)
         try:
             return await asyncio.wait_for(self.process.wait(), grace_seconds)
         except TimeoutError:
-            self.signal(signal.SIGKILL)
+            self.send_signal(signal.SIGKILL)
             return await self.process.wait()
 
     def forget(self) -> None:
@@ -178,6 +184,7 @@ class LocalWorker:
     draining_since: datetime | None = None
     drain_reason: str | None = None
     stop_asked_at: datetime | None = None
+    says_terminating: bool = False  # its readiness answer says so (stopped from outside)
     exit_code: int | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -199,9 +206,8 @@ class LocalWorker:
     def observe(self, stats: WorkerStats | None) -> ObservedWorker:
         problem = self.start_problem()
         exited = not self.running and problem is None
-        says_stopping = stats is not None and stats.state in (
-            WorkerState.TERMINATING,
-            WorkerState.TERMINATED,
+        says_stopping = self.says_terminating or (
+            stats is not None and stats.state in (WorkerState.TERMINATING, WorkerState.TERMINATED)
         )
         return ObservedWorker(
             name=self.name,
@@ -245,21 +251,35 @@ async def probe_readiness(
     health: HealthSettings,
     changed: Callable[[], None],
 ) -> None:
-    """``GET /readyz`` as the kubelet's readiness probe does, until the worker exits."""
+    """``GET /readyz`` until the worker exits (see the module's docstring)."""
+    period = min(PROBE_SECONDS, health.readiness_interval_seconds)
+    # The failures in a row that span the kubelet's threshold in time.
+    threshold = math.ceil(
+        health.degrade_after_failures * health.readiness_interval_seconds / period
+    )
     failures = 0
     timeout = aiohttp.ClientTimeout(total=min(5, health.readiness_interval_seconds))
     while worker.running:
+        terminating = False
         try:
             async with http.get(f"{worker.url}/readyz", timeout=timeout) as resp:
                 ok = resp.status == 200
+                if not ok:
+                    with contextlib.suppress(ValueError, ValidationError):
+                        said = Readiness.model_validate(await resp.json(content_type=None))
+                        terminating = said.state in (
+                            WorkerState.TERMINATING,
+                            WorkerState.TERMINATED,
+                        )
         except (aiohttp.ClientError, TimeoutError):
             ok = False
         failures = 0 if ok else failures + 1
-        ready = ok or (worker.ready and failures < health.degrade_after_failures)
-        if ready != worker.ready and worker.running:
-            worker.ready = ready
-            worker.ready_changed_at = datetime.now(UTC)
-            worker.ever_ready = worker.ever_ready or ready
+        ready = ok or (worker.ready and failures < threshold and not terminating)
+        if (ready != worker.ready or terminating != worker.says_terminating) and worker.running:
+            if ready != worker.ready:
+                worker.ready = ready
+                worker.ready_changed_at = datetime.now(UTC)
+                worker.ever_ready = worker.ever_ready or ready
+            worker.says_terminating = terminating
             changed()
-        pause = health.readiness_interval_seconds if worker.ever_ready else FIRST_READY_POLL_SECONDS
-        await asyncio.sleep(pause)
+        await asyncio.sleep(period if worker.ever_ready else FIRST_READY_POLL_SECONDS)

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from bridgepool.names import PoolRef
 from bridgepool.worker_http import WorkerHttp
 from bridgepool_planner.passes import LoopSettings, StopFlag, run_passes
 
-from .executor import LocalExecutor, LocalSettings, keep_pool, write_atomic
+from .executor import LocalExecutor, LocalSettings, keep_pool, source_of, write_atomic
 from .manifest import PoolFile, handler_paths, unsupported_fields
 from .processes import ChildProcess, stop_strays
 
@@ -107,6 +108,19 @@ def lock_state_dir(state_dir: Path) -> IO[str]:
     return lock
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse to start when the router could not listen on ``host:port``."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise SupervisorError(
+                f"the router cannot listen on {host}:{port} ({err.strerror}): "
+                "another bridgepool run or another program uses it; choose --port"
+            ) from None
+
+
 def release_keys(state_dir: Path) -> Path:
     """The release key directory (made on the first run, kept after)."""
     directory = state_dir / "keys" / "release"
@@ -168,9 +182,10 @@ class Supervisor:
             self.executor.publish()
             self.install_signals()
             control = await self.start_control()
-            tasks = [asyncio.create_task(self.keep_router(release))]
-            if self.options.watch:
-                tasks.append(asyncio.create_task(self.watch_files()))
+            tasks = [
+                asyncio.create_task(self.keep_router(release)),
+                asyncio.create_task(self.watch_files()),
+            ]
             try:
                 settings = LoopSettings(self.options.interval_seconds, settle_timeout_seconds=5)
                 await run_passes(self.executor, settings, self.wakeup, self.stopper, log)
@@ -202,7 +217,7 @@ class Supervisor:
         self.hurry = True
         self.executor.kill_all()
         if self.router is not None:
-            self.router.signal(signal.SIGKILL)
+            self.router.send_signal(signal.SIGKILL)
 
     async def stop_pool(self) -> None:
         """The router first (no new calls), then the workers."""
@@ -254,33 +269,38 @@ class Supervisor:
 
     # -- watching the files -------------------------------------------------------
 
-    def watched(self) -> tuple[str, tuple[float, ...]]:
-        """The pool's YAML and its handler files' modification times."""
-        try:
-            text = self.options.pool_file.read_text()
-        except OSError:
-            text = ""
+    def watched(self) -> tuple[str, str, tuple[float, ...]]:
+        """The file the pool was last applied from (``bridgepool run``'s, or
+        ``bridgepool apply``'s), the pool as applied, and its handler files'
+        modification times."""
+        texts = []
+        for path in (source_of(self.pool_path), self.pool_path):
+            try:
+                texts.append(path.read_text())
+            except OSError:
+                texts.append("")
         pool = self.executor.last_valid[0] if self.executor.last_valid else self.options.pool
         times = []
         for path in handler_paths(pool, self.options.handlers):
             with contextlib.suppress(OSError):
                 times.append(path.stat().st_mtime)
-        return text, tuple(times)
+        return texts[0], texts[1], tuple(times)
 
     async def watch_files(self) -> None:
-        """A changed pool YAML is applied (as ``bridgepool apply`` does); a
-        changed handler file wakes the loop, whose pass sees a new revision."""
+        """An edit of the file the pool was last applied from is applied (with
+        the file watch on); an applied pool or a changed handler file wakes
+        the loop, whose pass sees the new spec or revision."""
         last = self.watched()
         while True:
             await asyncio.sleep(WATCH_SECONDS)
             now = self.watched()
             if now == last:
                 continue
-            if now[0] != last[0] and now[0]:
-                keep_pool(self.state, self.options.pool_file)
-                log.info(
-                    "the pool's YAML changed: applied", extra={"file": str(self.options.pool_file)}
-                )
+            if self.options.watch and now[0] != last[0] and now[0] and now[1] == last[1]:
+                source = source_of(self.pool_path)
+                keep_pool(self.state, source)
+                log.info("the pool's YAML changed: applied", extra={"file": str(source)})
+                now = self.watched()
             last = now
             self.wakeup.set()
 

@@ -41,11 +41,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridgepool.credentials import PoolKeys
 from bridgepool.errors import BridgePoolError, ErrorCategory
+from bridgepool.names import check_call_id
 from bridgepool.protocol import (
     DEFAULT_MAX_BODY_BYTES,
+    HEADER_CALL_ID,
     HEADER_IDEMPOTENT,
     HEADER_PREVIOUS_WORKER,
     HEADER_REBOUND_REASON,
+    HEADER_REPLAYED,
     HEADER_SESSION,
     HEADER_SESSION_REBOUND,
     HEADER_TIMEOUT,
@@ -131,6 +134,8 @@ def _respond(result: CallResult, session_id: str | None = None) -> web.Response:
         headers[HEADER_REBOUND_REASON] = result.rebound_reason
         if result.previous_worker:
             headers[HEADER_PREVIOUS_WORKER] = result.previous_worker
+    if result.replayed:
+        headers[HEADER_REPLAYED] = "true"
     if result.status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return web.Response(
@@ -301,12 +306,20 @@ async def execute(request: web.Request) -> web.Response:
         session_id=key,
         idempotent=idempotent,
         timeout=timeout,
+        call_id=_call_id(request) if session_id is not None else None,
     )
     response = _respond(result, session_id)
     total = time.perf_counter() - start
     added = max(total - result.upstream_seconds - result.waiting_seconds, 0.0)
     pool.stats.call_done(_outcome(result.status), total, added)
     return response
+
+
+def _call_id(request: web.Request) -> str:
+    """A session call's id: the caller's (``X-BridgePool-Call-Id``, which its
+    own retries repeat), or one of the router's for this call's attempts."""
+    given = request.headers.get(HEADER_CALL_ID)
+    return secrets.token_hex(16) if given is None else check_call_id(given)
 
 
 async def delete_session(request: web.Request) -> web.Response:

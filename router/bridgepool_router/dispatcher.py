@@ -17,11 +17,16 @@ from functools import partial
 from typing import assert_never
 
 from bridgepool.errors import BridgePoolError
-from bridgepool.protocol import HEADER_EXPECT_INCARNATION, HEADER_TIMEOUT, HEADER_WAIT_FOR_SLOT
+from bridgepool.protocol import (
+    HEADER_CALL_ID,
+    HEADER_EXPECT_INCARNATION,
+    HEADER_TIMEOUT,
+    HEADER_WAIT_FOR_SLOT,
+)
 from bridgepool_router import router_errors
 from bridgepool_router.core import Clock
 from bridgepool_router.core.answers import (
-    DROPPED,
+    LOST,
     NO_ANSWER_IN_TIME,
     UNREACHABLE,
     WENT_THROUGH,
@@ -68,6 +73,7 @@ class CallResult:
     error: BridgePoolError | None = None
     upstream_seconds: float = 0.0
     waiting_seconds: float = 0.0  # queue waits and retry backoff
+    replayed: bool = False  # the worker answered with an earlier attempt's kept answer
 
 
 @dataclass(slots=True)
@@ -78,6 +84,7 @@ class _Attempt:
     error: BridgePoolError | None = None  # the router's own, when there was no answer
     elapsed: float = 0.0
     incarnation: str | None = None  # of the worker process that answered
+    replayed: bool = False
 
 
 @dataclass(slots=True)
@@ -88,6 +95,9 @@ class _Call:
     idempotent: bool
     deadline: float
     timeout: float
+    # A session call's id (HEADER_CALL_ID): the worker runs it once, so it may
+    # be retried on its worker after a failure that may have run it.
+    call_id: str | None = None
     tried: set[str] = field(default_factory=set)  # workers a retry must avoid
     resolved: bool = False  # the session was looked up (table or workers)
     placed_now: bool = False  # this call placed the session afresh
@@ -152,6 +162,8 @@ class Dispatcher:
             # served, rather than racing them for slots.
             HEADER_WAIT_FOR_SLOT: "true",
         }
+        if call.call_id is not None:
+            headers[HEADER_CALL_ID] = call.call_id
         if call.session_id is not None and worker.incarnation is not None:
             # Run only on the process this router knows: a restarted one has a
             # fresh copy of the session at most, and the session may live on
@@ -169,7 +181,7 @@ class Dispatcher:
                 connect_timeout=min(remaining, pool.routing.health.timeout_seconds),
             )
             attempt.status, attempt.body = answer.status, answer.body
-            attempt.incarnation = answer.incarnation
+            attempt.incarnation, attempt.replayed = answer.incarnation, answer.replayed
             pool.saw_incarnation(worker, attempt.incarnation)
         except ConnectFailed as exc:
             attempt.meaning = UNREACHABLE
@@ -181,7 +193,7 @@ class Dispatcher:
             attempt.meaning = NO_ANSWER_IN_TIME
             attempt.error = router_errors.call_timeout(pool.name, call.timeout, name)
         except UpstreamError as exc:
-            attempt.meaning = DROPPED
+            attempt.meaning = LOST
             attempt.error = router_errors.worker_disconnected(pool.name, name, repr(exc))
         else:
             attempt.meaning = answer_meaning(answer.status, answer.body)
@@ -208,9 +220,10 @@ class Dispatcher:
         session_id: str | None,
         idempotent: bool,
         timeout: float,  # noqa: ASYNC109 - a budget the call spends across attempts
+        call_id: str | None = None,
     ) -> CallResult:
         now = self.clock()
-        call = _Call(pool, request_id, session_id, idempotent, now + timeout, timeout)
+        call = _Call(pool, request_id, session_id, idempotent, now + timeout, timeout, call_id)
         pool.budget.record_request(now)
         result = CallResult(0, b"")
         try:
@@ -319,6 +332,7 @@ class Dispatcher:
             sticky=call.sticky,
             idempotent=call.idempotent,
             jitter=self.jitter,
+            replayable=call.call_id is not None,
         )
 
     async def _look_elsewhere(
@@ -391,7 +405,7 @@ class Dispatcher:
         if failure is not None and last.error is not None:
             return self._finish(result, last.error, call.request_id)
         assert last.status is not None
-        result.status, result.body = last.status, last.body
+        result.status, result.body, result.replayed = last.status, last.body, last.replayed
         return result
 
     def _finish(self, result: CallResult, err: BridgePoolError, request_id: object) -> CallResult:

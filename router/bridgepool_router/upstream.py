@@ -27,12 +27,13 @@ from urllib.parse import urlsplit
 import httptools
 
 from bridgepool.credentials import Keys, bearer
-from bridgepool.protocol import HEADER_INCARNATION
+from bridgepool.protocol import HEADER_INCARNATION, HEADER_REPLAYED
 
 _INCARNATION = HEADER_INCARNATION.lower().encode()
+_REPLAYED = HEADER_REPLAYED.lower().encode()
 _AUTHORIZATION = "Authorization"
 _FRAMING = (b"content-length", b"transfer-encoding")
-_LENGTHS = frozenset(len(name) for name in (_INCARNATION, *_FRAMING))
+_LENGTHS = frozenset(len(name) for name in (_INCARNATION, _REPLAYED, *_FRAMING))
 
 
 class UpstreamError(Exception):
@@ -54,6 +55,7 @@ class Answer:
     status: int
     body: bytes
     incarnation: str | None = None  # the worker's HEADER_INCARNATION, if it sent one
+    replayed: bool = False  # HEADER_REPLAYED: the kept answer of an earlier attempt
 
 
 class _Connection(asyncio.Protocol):
@@ -68,6 +70,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[Answer] | None = None
         self._body: list[bytes] = []
         self._incarnation: str | None = None
+        self._replayed = False
         self._headers_done = False
         self._framed = False  # the answer says where its body ends
         self._reusable = True
@@ -108,6 +111,8 @@ class _Connection(asyncio.Protocol):
         name = name.lower()
         if name == _INCARNATION:
             self._incarnation = value.decode("latin-1")
+        elif name == _REPLAYED:
+            self._replayed = value == b"true"
         elif name in _FRAMING:
             self._framed = True
 
@@ -122,12 +127,14 @@ class _Connection(asyncio.Protocol):
         if waiter is None:  # a second answer in one read: nobody asked for it
             self._reusable = False
             return
-        answer = Answer(self._parser.get_status_code(), b"".join(self._body), self._incarnation)
+        answer = Answer(
+            self._parser.get_status_code(), b"".join(self._body), self._incarnation, self._replayed
+        )
         self._reusable = self._reusable and self._parser.should_keep_alive()
         self._waiter = None
         self._body = []
         self._incarnation = None
-        self._headers_done = self._framed = False
+        self._headers_done = self._framed = self._replayed = False
         if not waiter.done():
             waiter.set_result(answer)
 

@@ -138,7 +138,15 @@ class LocalPool:
         status = self.status()["status"]
         conditions = status.get("conditions", [])
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-        return ready and self.http.get(self.router).status_code == 200
+        if not ready:
+            return False
+        # The router has picked up every ready worker (it reads its pool file
+        # and checks each new worker's health first).
+        view = self.http.get(self.router)
+        if not view.is_success:
+            return False
+        serving = [w for w in view.json()["workers"] if w["ready"]]
+        return len(serving) >= int(status.get("readyReplicas", 0))
 
     def supervisor(self) -> dict[str, Any]:
         info: dict[str, Any] = json.loads((self.state_dir / "supervisor.json").read_text())

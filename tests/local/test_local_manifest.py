@@ -14,7 +14,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from bridgepool.names import PoolRef
 from bridgepool.spec import BridgePoolSpec
+from bridgepool_local.cli import pool_ref_of
 from bridgepool_local.manifest import (
     PoolFileError,
     load_pool,
@@ -147,3 +149,15 @@ def test_strays_of_an_earlier_supervisor_are_stopped_and_nothing_else(tmp_path: 
             process.kill()
             process.wait()
     wait_until(lambda: not alive(other.pid), 5, "the other process gone")
+
+
+def test_status_finds_the_pool_a_yaml_names_even_when_its_spec_is_invalid(
+    tmp_path: Path,
+) -> None:
+    """That is when its status (Degraded/InvalidSpec) is wanted most."""
+    path = tmp_path / "pool.yaml"
+    path.write_text(yaml.safe_dump(pool_yaml(minReplicas=5, maxReplicas=4)))
+    assert pool_ref_of(path) == PoolRef("default", "local")
+    path.write_text("kind: [")
+    with pytest.raises(PoolFileError, match="not valid YAML"):
+        pool_ref_of(path)

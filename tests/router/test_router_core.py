@@ -339,6 +339,8 @@ def test_health_fall_and_rise(checks: str, up: bool) -> None:
         (FailureKind.WORKER_ERROR, 1, False, True, True),
         (FailureKind.WORKER_ERROR, 1, False, False, False),
         (FailureKind.WORKER_ERROR, 2, True, False, False),
+        (FailureKind.LOST, 1, False, True, True),
+        (FailureKind.LOST, 1, True, False, False),
     ],
 )
 def test_may_retry(
@@ -348,6 +350,47 @@ def test_may_retry(
         may_retry(kind, attempt=attempt, max_attempts=3, sticky=sticky, idempotent=idempotent)
         is expected
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "attempt", "expected"),
+    [
+        # The answer did not come back: the worker answers the retry from its first.
+        (FailureKind.LOST, 1, True),
+        (FailureKind.TIMEOUT, 2, True),
+        (FailureKind.LOST, 3, False),  # max attempts reached all the same
+        # The worker's own error answer came back: it is the answer.
+        (FailureKind.WORKER_ERROR, 1, False),
+    ],
+)
+def test_a_sticky_call_with_a_call_id_is_retried_only_when_its_answer_was_lost(
+    kind: FailureKind, attempt: int, expected: bool
+) -> None:
+    decided = may_retry(
+        kind, attempt=attempt, max_attempts=3, sticky=True, idempotent=False, replayable=True
+    )
+    assert decided is expected
+
+
+def test_a_retry_of_a_call_with_a_call_id_goes_back_to_its_worker() -> None:
+    """A call that placed its session goes elsewhere on a retry; one with a call
+    id goes back, where only its kept answer makes the retry safe."""
+    decided = [
+        next_attempt(
+            FailureKind.LOST,
+            Tally(),
+            settings=RETRY,
+            budget=RetryBudget(RETRY),
+            now=0.0,
+            remaining=5.0,
+            sticky=False,
+            idempotent=True,
+            jitter=lambda: 0.5,
+            replayable=replayable,
+        )
+        for replayable in (False, True)
+    ]
+    assert [(d.retry, d.elsewhere) for d in decided] == [(True, True), (True, False)]
 
 
 RETRY = RetrySettings(max_attempts=3, base_backoff_seconds=0.1, max_backoff_seconds=1.0)

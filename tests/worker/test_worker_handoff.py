@@ -54,6 +54,16 @@ def test_without_a_mover_it_exits_when_the_grace_period_ends(workers: Workers) -
     assert "sessions not moved" in leaving.logs()
 
 
+def test_sigint_stops_without_waiting_for_a_handoff(workers: Workers) -> None:
+    """SIGINT (the whole pool stopping: nobody will take the sessions) drains
+    the calls in flight and exits cleanly, without waiting for a mover."""
+    leaving = workers.start(env={**HANDOFF, "BRIDGEPOOL_WORKER_GRACE_SECONDS": "60"})
+    leaving.result("ping", session_id="kept")
+    leaving.signal(signal.SIGINT)
+    assert leaving.wait(timeout=30) == 0
+    assert "sessions not moved" not in leaving.logs()
+
+
 def test_a_drained_worker_lingers_answering_then_a_second_signal_ends_it(
     workers: Workers,
 ) -> None:

@@ -36,10 +36,12 @@ from pydantic import BaseModel, ValidationError
 from bridgepool.config import ConfigError
 from bridgepool.errors import BridgePoolError, ErrorCategory, problem_message, validation_problems
 from bridgepool.moves.wire import WORKER_RESTARTED, ActivateRequest, CommitRequest, MoveRef
-from bridgepool.names import invalid_session_id
+from bridgepool.names import check_call_id, invalid_session_id
 from bridgepool.protocol import (
+    HEADER_CALL_ID,
     HEADER_EXPECT_INCARNATION,
     HEADER_INCARNATION,
+    HEADER_REPLAYED,
     HEADER_TIMEOUT,
     HEADER_WAIT_FOR_SLOT,
     HEADER_WORKER,
@@ -206,8 +208,19 @@ async def execute(request: web.Request) -> web.Response:
         return _error_response(_restarted(runtime.incarnation, expected), call.id)
     timeout = _call_timeout(request, runtime.config)
     wait_for_slot = request.headers.get(HEADER_WAIT_FOR_SLOT, "").lower() == "true"
-    status, body = await runtime.execute(call, timeout, wait_for_slot=wait_for_slot)
-    return web.Response(text=body, status=status, content_type="application/json")
+    call_id = request.headers.get(HEADER_CALL_ID)
+    if call_id is not None:
+        try:
+            check_call_id(call_id)
+        except BridgePoolError as err:
+            return _error_response(err, call.id)
+    status, body, replayed = await runtime.execute_once(
+        call, timeout, call_id, wait_for_slot=wait_for_slot
+    )
+    response = web.Response(text=body, status=status, content_type="application/json")
+    if replayed:
+        response.headers[HEADER_REPLAYED] = "true"
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:

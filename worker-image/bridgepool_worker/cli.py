@@ -1,5 +1,9 @@
 """``bridgepool-worker``: load settings and handlers, serve, drain on SIGTERM.
 
+SIGTERM drains: calls in flight finish and, with ``--handoff-sessions``, the
+worker waits for its sessions to be moved. SIGINT drains without waiting for
+that (its pool is stopping as a whole: nobody will take the sessions).
+
 Exit codes: 0 stopped cleanly (every call in flight finished); 1 stopped with
 calls abandoned (grace period over, or a second SIGTERM/SIGINT) or could not
 listen; 2 bad settings; 3 a handler module could not be loaded; 70 the
@@ -73,8 +77,10 @@ async def serve(app: web.Application, config: WorkerConfig) -> int:
     deadline = loop.time() + config.grace_seconds
     code = EXIT_OK
 
+    hand_off = config.handoff_sessions and first == signal.SIGTERM
+
     def sessions_to_hand_off() -> int:
-        return runtime.sessions.live_count(runtime.wall()) if config.handoff_sessions else 0
+        return runtime.sessions.live_count(runtime.wall()) if hand_off else 0
 
     while (
         runtime.lifecycle.in_flight > 0

@@ -63,6 +63,12 @@ class WorkerMetrics:
         self.sessions_opened = Counter(
             "bridgepool_worker_sessions_opened_total", "Sessions created.", registry=r
         )
+        self.replayed_calls = Counter(
+            "bridgepool_worker_replayed_calls_total",
+            "Session calls answered with the kept answer of an earlier attempt with the "
+            "same call id (the command did not run again).",
+            registry=r,
+        )
         self.sessions_closed = Counter(
             "bridgepool_worker_sessions_closed_total",
             "Sessions ended, by reason (expired, deleted, moved).",

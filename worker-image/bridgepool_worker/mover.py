@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -348,6 +349,10 @@ class SessionMoves:
             "ttl_seconds": host.sessions.ttl_seconds,
             "programs": export_programs(session.programs),
             "handler_state": export_handler_state(session.state, host.registry.state_hooks),
+            "answers": [
+                {"call_id": call_id, "status": status, "body": body}
+                for call_id, (status, body) in session.answers.items()
+            ],
             "commit_token_sha256": token_digest(move.commit_token),
             "sha256": "0" * 64,
         }
@@ -585,6 +590,7 @@ class SessionMoves:
             last_activity=self.host.wall() - envelope.idle_seconds,
             state=import_handler_state(envelope.handler_state, hooks),
             programs=import_programs(envelope.programs),
+            answers=OrderedDict((a.call_id, (a.status, a.body)) for a in envelope.answers),
         )
 
     def activate(

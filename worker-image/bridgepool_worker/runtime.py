@@ -31,7 +31,7 @@ from bridgepool_worker.metrics import WorkerMetrics
 from bridgepool_worker.mover import SessionMoves
 from bridgepool_worker.registry import Command, CommandRegistry
 from bridgepool_worker.sdk import CommandContext
-from bridgepool_worker.sessions import Session, SessionStore
+from bridgepool_worker.sessions import ANSWER_KEPT_MAX_BYTES, Session, SessionStore
 from bridgepool_worker.slots import SlotLine
 
 log = logging.getLogger("bridgepool_worker")
@@ -50,6 +50,19 @@ def rss_bytes() -> int:
 
 def error_json(err: BridgePoolError, request_id: Any = None) -> str:
     return json.dumps(error_body(err, request_id))
+
+
+def answer_not_kept(session_id: str, call_id: str) -> BridgePoolError:
+    """A retry of a call that ran, whose answer was too large to keep."""
+    return BridgePoolError.make(
+        ErrorCategory.SESSION,
+        "answer_not_kept",
+        f"call {call_id!r} already ran in this session; its answer was larger than "
+        f"{ANSWER_KEPT_MAX_BYTES} bytes and was not kept, so it is not run again",
+        status=409,
+        session_id=session_id,
+        call_id=call_id,
+    )
 
 
 class WorkerRuntime:
@@ -84,6 +97,8 @@ class WorkerRuntime:
         # Calls running per session, and who waits for a session to have none.
         self._session_calls: Counter[str] = Counter()
         self._idle_waiters: dict[str, asyncio.Event] = {}
+        # (session, call id) -> the answer of that call, while it runs.
+        self._running_calls: dict[tuple[str, str], asyncio.Future[tuple[int, str]]] = {}
         self.moves = SessionMoves(self)
         # Calls that may wait for a slot (several routers share this worker).
         self.slots = SlotLine(config.capacity, self._give_back_slot)
@@ -224,15 +239,17 @@ class WorkerRuntime:
         *,
         internal: bool = False,
         wait_for_slot: bool = False,
+        ran: list[bool] | None = None,
     ) -> tuple[int, str]:
         """Run one call; return the HTTP status and the JSON body.
         ``wait_for_slot``: with every slot taken, wait in line (slots.py) within
-        the call's budget instead of answering 503 at once."""
+        the call's budget instead of answering 503 at once. ``ran`` gets an
+        entry once the command's handler is called (the call is not turned away)."""
         started = self.mono()
         command = self.registry.get(request.command)
         label = command.name if command is not None else "unknown"
         try:
-            result = await self._run(request, command, budget_seconds, wait_for_slot)
+            result = await self._run(request, command, budget_seconds, wait_for_slot, ran)
             try:
                 body = json.dumps(
                     {"id": request.id, "success": True, "result": result, "error": None}
@@ -254,6 +271,53 @@ class WorkerRuntime:
             self.requests_total += 1
             self.metrics.observe_call(label, status, self.mono() - started)
         return status, body
+
+    async def execute_once(
+        self,
+        request: ExecuteRequest,
+        budget_seconds: float,
+        call_id: str | None,
+        *,
+        wait_for_slot: bool = False,
+    ) -> tuple[int, str, bool]:
+        """A call that runs once per ``call_id`` in its session: a retry of a
+        call whose command ran here gets that call's answer (kept with the
+        session, and moving with it), and a retry of one still running waits
+        for its answer. The HTTP status, the body and whether it was replayed.
+        Calls without a session or a call id just run."""
+        session_id = request.session_id
+        if session_id is None or call_id is None:
+            status, body = await self.execute(request, budget_seconds, wait_for_slot=wait_for_slot)
+            return status, body, False
+        session = self.sessions.get(session_id, self.wall())
+        if session is not None and call_id in session.answers:
+            status, kept = session.answers[call_id]
+            self.metrics.replayed_calls.inc()
+            if kept is None:
+                err = answer_not_kept(session_id, call_id)
+                return err.status, error_json(err, request.id), True
+            return status, kept, True
+        running = self._running_calls.get((session_id, call_id))
+        if running is not None:
+            status, body = await asyncio.shield(running)
+            self.metrics.replayed_calls.inc()
+            return status, body, True
+        first: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self._running_calls[session_id, call_id] = first
+        try:
+            ran: list[bool] = []
+            answer = await self.execute(
+                request, budget_seconds, wait_for_slot=wait_for_slot, ran=ran
+            )
+            session = self.sessions.get(session_id, self.wall())
+            if ran and session is not None:
+                session.keep_answer(call_id, *answer)
+            first.set_result(answer)
+            return (*answer, False)
+        finally:
+            if not first.done():
+                first.cancel()
+            del self._running_calls[session_id, call_id]
 
     def new_session_refusal(self, session_id: str, reserved: int = 0) -> BridgePoolError | None:
         """Why a session new here (opened, or moving in) is refused now, if it is.
@@ -302,6 +366,7 @@ class WorkerRuntime:
         command: Command | None,
         budget_seconds: float,
         wait_for_slot: bool,
+        ran: list[bool] | None = None,
     ) -> Any:
         if command is None:
             raise BridgePoolError.make(
@@ -333,6 +398,8 @@ class WorkerRuntime:
                 logger=command.logger,
                 timeout_seconds=budget_seconds,
             )
+            if ran is not None:
+                ran.append(True)
             try:
                 return await self._call(command, ctx, request.args, budget_seconds, still_running)
             except BridgePoolError as err:

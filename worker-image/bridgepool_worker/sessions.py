@@ -9,12 +9,19 @@ which the worker calls from a background sweep. A session frozen for a move
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridgepool.errors import BridgePoolError, ErrorCategory
 from bridgepool.protocol import SessionInfo
+
+# A session keeps the answers of its last ANSWERS_KEPT calls that carried a call
+# id, each up to ANSWER_KEPT_MAX_BYTES: a retry of one of those calls gets its
+# answer back instead of running it again. At most 16 x 64 KiB a session; a
+# typical answer is well under 1 KiB.
+ANSWERS_KEPT = 16
+ANSWER_KEPT_MAX_BYTES = 64 * 1024
 
 
 @dataclass
@@ -29,10 +36,22 @@ class Session:
     moved_in: bool = False  # arrived here by a move, its state intact
     # Why an export of it failed for good (protocol.CANNOT_MOVE), until one succeeds.
     unmovable: str | None = None
+    # The answers of its last calls that carried a call id (HEADER_CALL_ID),
+    # oldest first: call id -> (HTTP status, body). A body too large to keep
+    # is None: the call ran, and a retry of it is told so instead of run.
+    answers: OrderedDict[str, tuple[int, str | None]] = field(default_factory=OrderedDict)
 
     def reset(self) -> None:
         self.state.clear()
         self.programs.clear()
+
+    def keep_answer(self, call_id: str, status: int, body: str) -> None:
+        """Remember a call's answer, forgetting the oldest past ANSWERS_KEPT."""
+        kept = body if len(body) <= ANSWER_KEPT_MAX_BYTES else None
+        self.answers[call_id] = (status, kept)
+        self.answers.move_to_end(call_id)
+        while len(self.answers) > ANSWERS_KEPT:
+            self.answers.popitem(last=False)
 
 
 def session_not_found(session_id: str) -> BridgePoolError:

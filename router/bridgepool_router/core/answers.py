@@ -40,7 +40,8 @@ WENT_THROUGH = AnswerMeaning()
 # the call ran out of time, or the connection dropped (the worker may have run it).
 UNREACHABLE = AnswerMeaning(FailureKind.CONNECT)
 NO_ANSWER_IN_TIME = AnswerMeaning(FailureKind.TIMEOUT)
-DROPPED = AnswerMeaning(FailureKind.WORKER_ERROR)
+LOST = AnswerMeaning(FailureKind.LOST)  # the connection broke: no answer came back
+SERVER_ERROR = AnswerMeaning(FailureKind.WORKER_ERROR)
 
 
 def answer_meaning(status: int, body: bytes) -> AnswerMeaning:
@@ -54,7 +55,7 @@ def answer_meaning(status: int, body: bytes) -> AnswerMeaning:
     if status == 504:
         return NO_ANSWER_IN_TIME
     if counts_against_worker(status):
-        return DROPPED
+        return SERVER_ERROR
     return WENT_THROUGH
 
 

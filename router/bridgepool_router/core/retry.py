@@ -25,18 +25,32 @@ class FailureKind(StrEnum):
     # story. The worker is healthy and ran nothing: wait a little and try again,
     # as a queued call would, without spending an attempt or the retry budget.
     BUSY = "busy"
-    # The worker may have run the call: only safe if the caller says it is idempotent.
+    # The worker may have run the call: only safe if the caller says it is
+    # idempotent, or the call has an id the worker answers once (``replayable``).
     TIMEOUT = "timeout"
+    # The connection broke after the request was sent: no answer came back.
+    LOST = "lost"
+    # The worker answered with a server error of its own.
     WORKER_ERROR = "worker_error"
 
 
 def may_retry(
-    kind: FailureKind, *, attempt: int, max_attempts: int, sticky: bool, idempotent: bool
+    kind: FailureKind,
+    *,
+    attempt: int,
+    max_attempts: int,
+    sticky: bool,
+    idempotent: bool,
+    replayable: bool = False,
 ) -> bool:
     """Whether attempt number ``attempt`` (1-based) may be followed by another.
 
     Sticky calls are never treated as idempotent: their command may have changed
-    the session's state before the failure.
+    the session's state before the failure. A ``replayable`` call (a session
+    call with a call id) whose answer did not come back may be tried again on
+    its worker: if the first attempt ran, the worker answers the retry with
+    that attempt's answer. An answer that came back (a server error) is the
+    answer, replayable or not.
     """
     if kind is FailureKind.BUSY:
         return True  # bounded by the call's deadline, like a wait in the queue
@@ -44,6 +58,8 @@ def may_retry(
         return False
     if kind in (FailureKind.CONNECT, FailureKind.REFUSED_BY_WORKER):
         return True
+    if replayable and kind in (FailureKind.LOST, FailureKind.TIMEOUT):
+        return True  # asked again, the worker answers what the first attempt did
     return idempotent and not sticky
 
 
@@ -92,6 +108,7 @@ def next_attempt(
     sticky: bool,
     idempotent: bool,
     jitter: Callable[[], float],
+    replayable: bool = False,
 ) -> NextAttempt:
     """The decision after an attempt failed with ``failure``. A busy worker's
     refusal is a wait, not an attempt: it spends neither attempts nor budget.
@@ -104,13 +121,17 @@ def next_attempt(
         max_attempts=settings.max_attempts,
         sticky=sticky,
         idempotent=idempotent,
+        replayable=replayable,
     ):
         return NextAttempt(retry=False, tally=spent)
     if not busy and not budget.try_spend(now):
         return NextAttempt(retry=False, tally=spent, budget_denied=True)
     retry_no = max(spent.attempts, spent.busy_waits)
     pause = min(backoff_seconds(retry_no, settings, jitter()), max(remaining, 0.0))
-    return NextAttempt(retry=True, tally=spent, pause=pause, elsewhere=not sticky and not busy)
+    # A replayable call goes back to the worker that may have run it: only its
+    # answer there makes the retry safe.
+    elsewhere = not sticky and not busy and not replayable
+    return NextAttempt(retry=True, tally=spent, pause=pause, elsewhere=elsewhere)
 
 
 class RetryBudget:
