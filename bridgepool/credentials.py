@@ -48,6 +48,7 @@ from pathlib import Path
 
 from bridgepool.config import ConfigError
 from bridgepool.errors import BridgePoolError
+from bridgepool.files import write_private
 from bridgepool.names import PoolRef
 
 log = logging.getLogger("bridgepool.credentials")
@@ -257,10 +258,7 @@ def write_keys(directory: Path, keys: Keys) -> None:
         if value is None:
             path.unlink(missing_ok=True)
             continue
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.touch(mode=0o600)
-        tmp.write_text(value + "\n")
-        tmp.replace(path)
+        write_private(path, value + "\n")
 
 
 def pool_key_dir(master: Keys, pool: PoolRef, directory: Path) -> Keys:

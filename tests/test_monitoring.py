@@ -92,7 +92,7 @@ def exported_series() -> dict[str, Exported]:
     labels its family has: read from their metric objects, not from their source."""
     sources: list[tuple[object, frozenset[str]]] = [
         (RouterMetrics(), frozenset()),
-        (operator_metrics, frozenset()),
+        (operator_metrics.METRICS, frozenset()),
         (WorkerMetrics(), WORKER_SCRAPE_LABELS),
     ]
     series: dict[str, Exported] = {}
@@ -115,7 +115,9 @@ def test_the_three_components_are_read() -> None:
     assert "bridgepool_operator_reconcile_time_seconds_bucket" in EXPORTED
 
 
-@pytest.mark.parametrize("holder", [RouterMetrics(), operator_metrics], ids=["router", "operator"])
+@pytest.mark.parametrize(
+    "holder", [RouterMetrics(), operator_metrics.METRICS], ids=["router", "operator"]
+)
 def test_pool_series_carry_the_pools_namespace(holder: object) -> None:
     """A pool's name alone is not the pool: what a router or the operator
     exports of a pool says its namespace too (workers get both from the scrape)."""

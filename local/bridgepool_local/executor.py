@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from bridgepool.files import write_private
 from bridgepool.moves.mover import move_off
 from bridgepool.protocol import WorkerStats
 from bridgepool.spec import BridgePoolSpec, BridgePoolStatus
@@ -38,7 +38,14 @@ from bridgepool_planner.planner import (
     StopWorker,
     UpdateStatus,
 )
-from bridgepool_planner.status import EmitEvent, after_creates, move_events
+from bridgepool_planner.status import (
+    EmitEvent,
+    after_creates,
+    created_event,
+    drain_event,
+    move_events,
+    stop_event,
+)
 
 from . import metrics
 from .manifest import (
@@ -46,7 +53,8 @@ from .manifest import (
     PoolFileError,
     WorkerRecipe,
     handler_paths,
-    load_pool,
+    parse_pool,
+    read_text,
     worker_recipe,
 )
 from .processes import (
@@ -77,16 +85,8 @@ def source_of(pool_path: Path) -> Path:
 
 def keep_pool(state_dir: Path, source: Path) -> None:
     """Apply ``source``'s pool: copy it into the state directory, with where it came from."""
-    write_atomic(state_dir / "pool.source", str(source.resolve()))
-    write_atomic(state_dir / "pool.yaml", source.read_text())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path``'s content at once: a reader sees the old or the new file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    write_private(state_dir / "pool.source", str(source.resolve()))
+    write_private(state_dir / "pool.yaml", source.read_text())
 
 
 @dataclass
@@ -147,12 +147,11 @@ class LocalExecutor:
     def read_spec(self) -> SpecSeen:
         """The pool's YAML now, with its worker recipe: a new generation when
         either changed (the YAML, or a handler file's content)."""
+        fingerprint = ""
         try:
-            fingerprint = self.pool_path.read_text()
-        except OSError as err:
-            fingerprint = f"# unreadable: {err}"
-        try:
-            pool = load_pool(self.pool_path, source_of(self.pool_path))
+            fingerprint = read_text(self.pool_path)
+            # Its handler files are relative to the file it was applied from.
+            pool = parse_pool(fingerprint, source_of(self.pool_path))
             if (pool.ref.namespace, pool.ref.name) != (self.namespace, self.name):
                 raise PoolFileError(
                     pool.source,
@@ -204,14 +203,13 @@ class LocalExecutor:
 
     # -- apply ----------------------------------------------------------------
 
-    def announce(self, type_: str, reason: str, message: str) -> None:
+    def tell(self, event: EmitEvent) -> None:
         """An event: a log line (as the operator's events are), kept for ``status``."""
-        level = logging.WARNING if type_ == "Warning" else logging.INFO
-        log.log(
-            level, message, extra={"namespace": self.namespace, "pool": self.name, "reason": reason}
-        )
+        level = logging.WARNING if event.type == "Warning" else logging.INFO
+        extra = {"namespace": self.namespace, "pool": self.name, "reason": event.reason}
+        log.log(level, event.message, extra=extra)
         when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.events.append(Event(when, type_, reason, message))
+        self.events.append(Event(when, event.type, event.reason, event.message))
 
     async def apply(
         self, observed: Observed, actions: Sequence[Action], result: PassResult
@@ -230,36 +228,27 @@ class LocalExecutor:
                     worker = await self.start_worker(spec, self.recipes[action.revision])
                 except OSError as err:
                     refused = f"the worker command cannot be started: {err}"
-                    metrics.WORKER_ACTIONS.labels("create-refused", action.reason).inc()
+                    metrics.METRICS.worker_actions.labels("create-refused", action.reason).inc()
                     continue
                 result.created.add(worker.name)
-                metrics.WORKER_ACTIONS.labels("create", action.reason).inc()
-                self.announce(
-                    "Normal",
-                    "WorkerCreated",
-                    f"{worker.name} (revision {action.revision}, {action.reason})",
-                )
+                metrics.METRICS.worker_actions.labels("create", action.reason).inc()
+                self.tell(created_event(worker.name, action.revision, action.reason))
             elif isinstance(action, DrainWorker):
                 drained = self.workers.get(action.worker)
                 if drained is not None:
                     drained.draining_since, drained.drain_reason = started, action.reason
                 result.drained.add(action.worker)
-                metrics.WORKER_ACTIONS.labels("drain", action.reason).inc()
-                unhealthy = action.reason == "unhealthy"
-                self.announce(
-                    "Warning" if unhealthy else "Normal",
-                    "WorkerUnhealthy" if unhealthy else "WorkerDraining",
-                    f"{action.worker} draining ({action.reason}): {action.message}",
-                )
+                metrics.METRICS.worker_actions.labels("drain", action.reason).inc()
+                self.tell(drain_event(action.worker, action.reason, action.message))
             elif isinstance(action, StopWorker):
                 self.stop_worker(action.worker, action.grace_seconds)
                 result.stopped.add(action.worker)
-                metrics.WORKER_ACTIONS.labels("delete", action.reason).inc()
-                self.announce("Normal", "WorkerDeleted", f"{action.worker}: {action.message}")
+                metrics.METRICS.worker_actions.labels("delete", action.reason).inc()
+                self.tell(stop_event(action.worker, action.message))
             elif isinstance(action, MoveSessions):
                 await self.move_sessions(action, result)
             elif isinstance(action, EmitEvent):
-                self.announce(action.type, action.reason, action.message)
+                self.tell(action)
             elif isinstance(action, UpdateStatus):
                 status = action.status
                 if created_revision is not None:
@@ -272,7 +261,7 @@ class LocalExecutor:
                         now=started,
                     )
                     for event in events:
-                        self.announce(event.type, event.reason, event.message)
+                        self.tell(event)
                 self.write_status(status)
         self.publish()
 
@@ -339,14 +328,14 @@ class LocalExecutor:
         )
         result.sessions_moved += len(report.moved)
         for outcome, count in report.counts().items():
-            metrics.SESSION_MOVES.labels(outcome).inc(count)
+            metrics.METRICS.session_moves.labels(outcome).inc(count)
         for event in move_events(action.worker, report.moved, report.cannot_move):
-            self.announce(event.type, event.reason, event.message)
+            self.tell(event)
 
     def write_status(self, status: BridgePoolStatus) -> None:
         self.status = status
-        metrics.record_status(self.namespace, self.name, status)
-        write_atomic(self.settings.state_dir / "status.json", json.dumps(self.status_view()))
+        metrics.METRICS.record_status(self.namespace, self.name, status)
+        write_private(self.settings.state_dir / "status.json", json.dumps(self.status_view()))
 
     def status_view(self) -> dict[str, Any]:
         """The pool as ``bridgepool status`` shows it: what ``kubectl get bp -o
@@ -390,14 +379,13 @@ class LocalExecutor:
                 return
         except OSError:
             pass
-        write_atomic(self.router_file, text)
+        write_private(self.router_file, text)
 
     def visible(self, result: PassResult) -> bool:
         return True
 
     def record_pass(self, outcome: PassOutcome, seconds: float) -> None:
-        metrics.PASSES.labels(outcome).inc()
-        metrics.PASS_SECONDS.observe(seconds)
+        metrics.METRICS.record_pass(outcome, seconds)
 
     def describe_failure(self, err: BaseException) -> str:
         return f"{type(err).__name__}: {err}"

@@ -87,14 +87,16 @@ def parse_pool(text: str, source: Path) -> PoolFile:
     return PoolFile(PoolRef(namespace, name), spec, annotations, source)
 
 
-def load_pool(path: Path, source: Path | None = None) -> PoolFile:
-    """The pool in ``path``; its handler files are relative to ``source``
-    (the file it was copied from), by default ``path`` itself."""
+def read_text(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as err:
         raise PoolFileError(path, f"cannot read: {err.strerror or err}") from None
-    return parse_pool(text, source or path)
+
+
+def load_pool(path: Path) -> PoolFile:
+    """The pool in ``path``."""
+    return parse_pool(read_text(path), path)
 
 
 def unsupported_fields(spec: BridgePoolSpec) -> list[str]:

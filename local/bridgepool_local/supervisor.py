@@ -40,11 +40,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bridgepool.backoff import backoff_seconds
 from bridgepool.credentials import KeyDir, Keys, PoolKeys, new_key, pool_key_dir, write_keys
 from bridgepool.credentials import read_keys as read_key_dir
+from bridgepool.files import write_private
 from bridgepool.names import PoolRef
 from bridgepool.worker_http import WorkerHttp
 from bridgepool_planner.passes import LoopSettings, StopFlag, run_passes
 
-from .executor import LocalExecutor, LocalSettings, keep_pool, source_of, write_atomic
+from .executor import LocalExecutor, LocalSettings, keep_pool, source_of
 from .manifest import PoolFile, handler_paths, unsupported_fields
 from .processes import ChildProcess, stop_strays
 
@@ -317,7 +318,7 @@ class Supervisor:
         site = web.TCPSite(runner, "127.0.0.1", self.options.control_port)
         await site.start()
         port = runner.addresses[0][1]
-        write_atomic(
+        write_private(
             self.state / "supervisor.json",
             json.dumps(
                 {

@@ -33,7 +33,14 @@ from bridgepool_planner.planner import (
     StopWorker,
     UpdateStatus,
 )
-from bridgepool_planner.status import EmitEvent, after_creates, move_events
+from bridgepool_planner.status import (
+    EmitEvent,
+    after_creates,
+    created_event,
+    drain_event,
+    move_events,
+    stop_event,
+)
 
 from . import metrics
 from .access import policy_peers, wanted_access
@@ -110,6 +117,9 @@ async def execute(
         log.log(level, message, extra={"namespace": namespace, "pool": name, "reason": reason})
         runtime.post_event(body, type=type, reason=reason, message=message)
 
+    def tell(event: EmitEvent) -> None:
+        announce(event.type, event.reason, event.message)
+
     try:
         for action in actions:
             if isinstance(action, CreateWorker):
@@ -128,15 +138,11 @@ async def execute(
                     if err.status not in (400, 422):
                         raise
                     refused = refusal_message(json_body(err))
-                    metrics.POD_ACTIONS_TOTAL.labels("create-refused", action.reason).inc()
+                    metrics.METRICS.worker_actions.labels("create-refused", action.reason).inc()
                     continue
                 result.created.add(made.metadata.name)
-                metrics.POD_ACTIONS_TOTAL.labels("create", action.reason).inc()
-                announce(
-                    type="Normal",
-                    reason="WorkerCreated",
-                    message=f"{made.metadata.name} (revision {action.revision}, {action.reason})",
-                )
+                metrics.METRICS.worker_actions.labels("create", action.reason).inc()
+                tell(created_event(made.metadata.name, action.revision, action.reason))
             elif isinstance(action, DrainWorker):
                 patch = {"metadata": {"annotations": drain_annotations(started, action.reason)}}
                 try:
@@ -145,13 +151,8 @@ async def execute(
                     if err.status != 404:
                         raise
                 result.drained.add(action.worker)
-                metrics.POD_ACTIONS_TOTAL.labels("drain", action.reason).inc()
-                unhealthy = action.reason == "unhealthy"
-                announce(
-                    type="Warning" if unhealthy else "Normal",
-                    reason="WorkerUnhealthy" if unhealthy else "WorkerDraining",
-                    message=f"{action.worker} draining ({action.reason}): {action.message}",
-                )
+                metrics.METRICS.worker_actions.labels("drain", action.reason).inc()
+                tell(drain_event(action.worker, action.reason, action.message))
             elif isinstance(action, StopWorker):
                 try:
                     await core.delete_namespaced_pod(
@@ -161,12 +162,12 @@ async def execute(
                     if err.status != 404:
                         raise
                 result.stopped.add(action.worker)
-                metrics.POD_ACTIONS_TOTAL.labels("delete", action.reason).inc()
-                announce("Normal", "WorkerDeleted", f"{action.worker}: {action.message}")
+                metrics.METRICS.worker_actions.labels("delete", action.reason).inc()
+                tell(stop_event(action.worker, action.message))
             elif isinstance(action, MoveSessions):
-                await move_sessions(runtime, namespace, name, action, result, announce)
+                await move_sessions(runtime, namespace, name, action, result, tell)
             elif isinstance(action, EmitEvent):
-                announce(action.type, action.reason, action.message)
+                tell(action)
             elif isinstance(action, UpdateStatus):
                 status = action.status
                 if created_revision is not None:
@@ -179,7 +180,7 @@ async def execute(
                         now=started,
                     )
                     for event in events:
-                        announce(event.type, event.reason, event.message)
+                        tell(event)
                 if spec is not None:
                     # The disruption budget follows the desired size.
                     budget = budget_min_available(spec, status.desired_replicas)
@@ -188,7 +189,7 @@ async def execute(
                     status = status.model_copy(update={"budget_min_available": budget})
                 if await write_status(runtime, namespace, name, status, raw_status):
                     result.status_written_over = meta.get("resourceVersion")
-                record_gauges(namespace, name, status)
+                metrics.METRICS.record_status(namespace, name, status)
     except ApiException as err:
         if _transient(err):
             raise RetrySoon(f"API: {err.status} {err.reason}", delay=2) from err
@@ -203,7 +204,7 @@ async def move_sessions(
     pool: str,
     action: MoveSessions,
     result: PassResult,
-    announce: Callable[[str, str, str], None],
+    tell: Callable[[EmitEvent], None],
 ) -> None:
     """Move what sessions the budget allows off a draining worker; say what
     moved, and what cannot (once per session: the worker remembers it, and
@@ -217,9 +218,9 @@ async def move_sessions(
     )
     result.sessions_moved += len(report.moved)
     for outcome, count in report.counts().items():
-        metrics.SESSION_MOVES_TOTAL.labels(outcome).inc(count)
+        metrics.METRICS.session_moves.labels(outcome).inc(count)
     for event in move_events(action.worker, report.moved, report.cannot_move):
-        announce(event.type, event.reason, event.message)
+        tell(event)
     for session_id, why in report.failed.items():
         log.info(
             "session not moved this pass: %s",
@@ -447,10 +448,3 @@ async def remember_valid_spec(runtime: Runtime, body: kopf.Body, spec: BridgePoo
             failure_message(err),
             extra={"namespace": meta["namespace"], "pool": meta["name"]},
         )
-
-
-def record_gauges(namespace: str, name: str, status: BridgePoolStatus) -> None:
-    metrics.POOL_DESIRED.labels(namespace, name).set(status.desired_replicas)
-    metrics.POOL_READY.labels(namespace, name).set(status.ready_replicas)
-    if status.utilization is not None:
-        metrics.POOL_UTILIZATION.labels(namespace, name).set(status.utilization / 100.0)

@@ -146,8 +146,7 @@ class KubernetesExecutor:
         return pass_visible(result, self.body, self.pods())
 
     def record_pass(self, outcome: PassOutcome, seconds: float) -> None:
-        metrics.RECONCILE_TOTAL.labels(outcome).inc()
-        metrics.RECONCILE_TIME.observe(seconds)
+        metrics.METRICS.record_pass(outcome, seconds)
 
     def describe_failure(self, err: BaseException) -> str:
         return failure_message(err)
@@ -171,7 +170,7 @@ async def run_pool(
     finally:
         runtime.wakeups.pop(key, None)
         runtime.access.forget(key)
-        metrics.forget_pool(*key)
+        metrics.METRICS.forget_pool(*key)
         log.info(
             "stopped reconciling the pool",
             extra={

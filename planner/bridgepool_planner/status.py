@@ -425,6 +425,23 @@ def after_creates(
     return status, condition_events(prev, status)
 
 
+def created_event(worker: str, revision: str, reason: str) -> EmitEvent:
+    """The event of a worker made (its executor names it)."""
+    return EmitEvent("Normal", "WorkerCreated", f"{worker} (revision {revision}, {reason})")
+
+
+def drain_event(worker: str, reason: str, message: str) -> EmitEvent:
+    """The event of a worker marked draining: a warning when it is unhealthy."""
+    if reason == "unhealthy":
+        return EmitEvent("Warning", "WorkerUnhealthy", f"{worker} draining ({reason}): {message}")
+    return EmitEvent("Normal", "WorkerDraining", f"{worker} draining ({reason}): {message}")
+
+
+def stop_event(worker: str, message: str) -> EmitEvent:
+    """The event of a worker stopped (on a cluster, its pod deleted)."""
+    return EmitEvent("Normal", "WorkerDeleted", f"{worker}: {message}")
+
+
 def move_events(
     worker: str, moved: Mapping[str, str], cannot_move: Mapping[str, str]
 ) -> list[EmitEvent]:
