@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -40,6 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bridgepool.backoff import backoff_seconds
 from bridgepool.credentials import KeyDir, Keys, PoolKeys, new_key, pool_key_dir, write_keys
 from bridgepool.credentials import read_keys as read_key_dir
+from bridgepool.errors import BridgePoolError, ErrorCategory, error_body
 from bridgepool.files import write_private
 from bridgepool.names import PoolRef
 from bridgepool.worker_http import WorkerHttp
@@ -128,6 +130,28 @@ def release_keys(state_dir: Path) -> Path:
     if not (directory / "key").exists():
         write_keys(directory, Keys(new_key(), scrape=new_key()))
     return directory
+
+
+@web.middleware
+async def structured_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The control port's refusals (no such endpoint, a method it does not
+    take) as the project's structured error body."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kinds = {404: "route_not_found", 405: "method_not_allowed"}
+        err = BridgePoolError.make(
+            ErrorCategory.COMMUNICATION,
+            kinds.get(exc.status, "http_error"),
+            f"{request.method} {request.path}: {exc.reason}",
+            status=exc.status,
+            path=request.path,
+        )
+        return web.json_response(error_body(err), status=exc.status)
 
 
 class Supervisor:
@@ -308,7 +332,7 @@ class Supervisor:
     # -- the control server ---------------------------------------------------------
 
     async def start_control(self) -> web.AppRunner:
-        app = web.Application()
+        app = web.Application(middlewares=[structured_errors])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)

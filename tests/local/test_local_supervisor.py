@@ -44,6 +44,15 @@ def test_the_pool_runs_serves_says_its_status_and_stops_leaving_nothing(
         2,
         "Running",
     )
+    # The control port refuses what it does not serve with the structured error.
+    control = local_pool.supervisor()["control"]
+    for method, path, status, kind in (
+        ("GET", "/nope", 404, "route_not_found"),
+        ("POST", "/v1/status", 405, "method_not_allowed"),
+    ):
+        refused = local_pool.http.request(method, control + path)
+        assert refused.status_code == status
+        assert refused.json()["error"]["type"] == kind
     # One name per worker: the router's header, the status and the process.
     names = {w["name"] for w in local_pool.workers()}
     assert set(local_pool.pids()) == names | {"router"}
